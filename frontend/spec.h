@@ -1,0 +1,121 @@
+/* spec.h - the checked model specification: what the frontend hands to the IR builder.
+ *
+ * A spec file holds one or more `model NAME { ... }` definitions. The frontend parses the
+ * file (scanner.l, parser.y), then checks each model (check.c): unknown keys, types, ranges,
+ * divisibility, and fills in every default and derived size, so that later stages never see
+ * an unset field. Every field keeps the location of the key that set it (or of the model
+ * header when defaulted), so that later stages can still point at the source. */
+#ifndef MXC_SPEC_H
+#define MXC_SPEC_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "frontend/diag.h"
+
+typedef enum { FAMILY_MAMBA, FAMILY_XLSTM } Family;
+typedef enum { BLOCK_MAMBA, BLOCK_MLSTM, BLOCK_SLSTM } BlockKind;
+typedef enum { NORM_RMSNORM, NORM_LAYERNORM } NormKind;
+typedef enum { ACT_GELU, ACT_RELU, ACT_RELU2, ACT_SIGMOID, ACT_SWISH, ACT_SELU } ActFn;
+typedef enum { SLSTM_LAYOUT_VANILLA, SLSTM_LAYOUT_CUDA } SlstmLayout;
+
+/* Mamba (v1) mixer settings; names and defaults as in mamba_ssm's Mamba.__init__. */
+typedef struct MambaSpec {
+    int d_state;        /* 16 */
+    int d_conv;         /* 4 */
+    double expand;      /* 2 */
+    int dt_rank;        /* derived: ceil(d_model / 16) when `auto` */
+    bool conv_bias;     /* true */
+    bool bias;          /* false: in_proj / out_proj bias */
+    int d_inner;        /* derived: (int)(expand * d_model) */
+    int d_intermediate; /* 0: no GatedMLP; > 0 adds one per block (mamba_ssm MambaConfig) */
+    int mlp_hidden;     /* derived: ceil(d_intermediate / 128) * 128, 0 when no MLP */
+    Loc loc;            /* the `mamba { }` section, or the model header */
+} MambaSpec;
+
+/* mLSTM layer settings; names and defaults as in xlstm's mLSTMLayerConfig. */
+typedef struct MlstmSpec {
+    int num_heads;                    /* 4 */
+    double proj_factor;               /* 2.0 */
+    int conv1d_kernel_size;           /* 4 */
+    int qkv_proj_blocksize;           /* 4 */
+    bool round_proj_up_dim_up;        /* true: ceil, false: floor */
+    int round_proj_up_to_multiple_of; /* 64 */
+    int inner_dim;                    /* derived: I */
+    int head_dim;                     /* derived: I / num_heads */
+    Loc loc;
+} MlstmSpec;
+
+/* Gated feed-forward of sLSTM blocks; xlstm's FeedForwardConfig. */
+typedef struct FfnSpec {
+    double proj_factor;               /* 1.3 */
+    ActFn act_fn;                     /* gelu */
+    bool bias;                        /* false */
+    bool round_proj_up_dim_up;        /* true */
+    int round_proj_up_to_multiple_of; /* 64 */
+    int inner_dim;                    /* derived: F */
+    Loc loc;
+} FfnSpec;
+
+/* sLSTM layer settings; xlstm's sLSTMLayerConfig (+ the checkpoint layout of the cell). */
+typedef struct SlstmSpec {
+    int num_heads;          /* 4 */
+    int conv1d_kernel_size; /* 4; 0 = no conv */
+    SlstmLayout layout;     /* vanilla: layout of _recurrent_kernel_ / _bias_ in the weights */
+    bool feedforward;       /* true: block has the gated FFN */
+    FfnSpec ffn;
+    int head_dim;           /* derived: d_model / num_heads */
+    Loc loc;
+} SlstmSpec;
+
+typedef struct ModelSpec {
+    char *name;                  /* identifier; also the default C prefix */
+    Family family;               /* parameter naming: mamba | xlstm */
+    int vocab_size;              /* required */
+    int pad_vocab_size_multiple; /* mamba: 8, xlstm: 1 */
+    int vocab_padded;            /* derived: vocab rounded up to the multiple */
+    int d_model;                 /* `d_model` or `embedding_dim`; required */
+    int n_blocks;
+    BlockKind *blocks;           /* n_blocks entries, in stack order */
+    NormKind norm;               /* mamba: rmsnorm, xlstm: layernorm (offset gain 1 + w) */
+    double norm_eps;             /* 1e-5 */
+    bool tie_weights;            /* mamba: true, xlstm: false */
+    int context_length;          /* xlstm: informative only (-1 = unset); forward is not limited */
+    bool add_post_blocks_norm;   /* xlstm: true (mamba always has norm_f) */
+    bool bias;                   /* xlstm stack `bias`: false */
+    MambaSpec mamba;
+    MlstmSpec mlstm;
+    SlstmSpec slstm;
+    Loc loc;                     /* the `model` keyword */
+} ModelSpec;
+
+/* All models of one spec file. */
+typedef struct SpecFile {
+    char *path;
+    int n_models;
+    ModelSpec *models;
+} SpecFile;
+
+/* Parse and check a spec file. Diagnostics go to `diag` (several per run when possible).
+ * Returns the checked models, or NULL when any error was reported. */
+SpecFile *spec_load_file(const char *path, DiagSink *diag);
+
+/* The same from a string held in memory; `name` is the file name used in diagnostics. */
+SpecFile *spec_load_string(const char *name, const char *text, DiagSink *diag);
+
+/* Find a model by name, or the only model when name is NULL. NULL if none matches. */
+const ModelSpec *spec_find_model(const SpecFile *f, const char *name);
+
+void spec_free(SpecFile *f);
+
+/* Human-readable names of enum values, as spelled in the spec language. */
+const char *spec_family_name(Family f);
+const char *spec_block_name(BlockKind k);
+const char *spec_norm_name(NormKind n);
+const char *spec_act_name(ActFn a);
+const char *spec_layout_name(SlstmLayout l);
+
+/* Print a model back as spec text with every default made explicit (mxc spec --resolved). */
+void spec_print(FILE *out, const ModelSpec *m);
+
+#endif
