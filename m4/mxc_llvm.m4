@@ -17,6 +17,8 @@ AC_DEFUN([MXC_CHECK_LLVM], [
   LLVM_CFLAGS=`$LLVM_CONFIG --cflags`
   LLVM_LDFLAGS=`$LLVM_CONFIG --ldflags`
   LLVM_LIBS=`$LLVM_CONFIG --libs core analysis target passes native`
+  LLVM_VERSION="$llvm_version"
+  AC_SUBST([LLVM_VERSION])
   AC_SUBST([LLVM_CFLAGS])
   AC_SUBST([LLVM_LDFLAGS])
   AC_SUBST([LLVM_LIBS])

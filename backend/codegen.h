@@ -1,0 +1,79 @@
+/* codegen.h - private to backend/: the state of one LLVM module being generated and the
+ * helpers the op emitters share (loops, row addressing, math).
+ *
+ * Generated kernels address a per-token value through its Storage (ir.h): row (b, t) of a
+ * value starts at base + (b * T + t) * row_stride + col_offset. Loops are emitted with an
+ * induction phi; scalars carried across iterations live in entry-block allocas, which
+ * LLVM's SROA turns into registers. */
+#ifndef MXC_CODEGEN_H
+#define MXC_CODEGEN_H
+
+#include <llvm-c/Core.h>
+
+#include "backend/backend.h"
+
+typedef struct Cg {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTypeRef f32, i32, i64, i1, ptr, void_t;
+    const Graph *g;
+    const BackendOptions *opts;
+
+    /* The function being generated and its arguments (see MxrtChunkFn in runtime/mxrt.h). */
+    LLVMValueRef fn;
+    LLVMBasicBlockRef entry;
+    LLVMValueRef arg_weights, arg_state, arg_scratch, arg_tokens, arg_tok_bstride;
+    LLVMValueRef arg_logits, arg_logit_bstride;
+    LLVMValueRef batch, len;  /* i64: B, and T (a constant 1 in the step kernel) */
+    LLVMValueRef rowcap;      /* i64: B * chunk_len, rows of every scratch block */
+    LLVMValueRef *weight_ptr; /* per weight slot, loaded once in the entry block */
+} Cg;
+
+typedef struct CgLoop {
+    LLVMBasicBlockRef header, body, exit;
+    LLVMValueRef iv, end;
+} CgLoop;
+
+/* --- loops.c: control flow, addressing, math ------------------------------------------- */
+LLVMValueRef cg_i64(Cg *cg, int64_t v);
+LLVMValueRef cg_f32(Cg *cg, double v);
+/* for (iv = start; iv < end; iv++) — returns iv (i64); close with cg_loop_end. */
+LLVMValueRef cg_loop_begin(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValueRef end,
+                           const char *name);
+void cg_loop_end(Cg *cg, CgLoop *l);
+/* An f32 stack variable in the entry block (becomes a register after SROA). */
+LLVMValueRef cg_var(Cg *cg, const char *name);
+
+LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index);
+LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, LLVMValueRef index);   /* f32 ptr[index] */
+void cg_store(Cg *cg, LLVMValueRef value, LLVMValueRef ptr, LLVMValueRef index);
+/* Pointer to column 0 of row (b, t) of a per-token value. */
+LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t);
+/* Pointer to a weight's data. */
+LLVMValueRef cg_weight(Cg *cg, const Node *w);
+/* Pointer to one state slot of sequence b. */
+LLVMValueRef cg_state(Cg *cg, int slot, LLVMValueRef b);
+
+/* Reassociable arithmetic for reductions, so that the vectoriser may reorder sums. */
+LLVMValueRef cg_fadd_reduce(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fmul_reduce(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_call_intrinsic1(Cg *cg, const char *name, LLVMValueRef x);
+LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_sqrt(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_log1p(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_silu(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x);
+
+/* --- kernels.c: one emitter per op ----------------------------------------------------- */
+void cg_emit_node(Cg *cg, const Node *n);
+
+/* --- emit_desc.c: the model descriptor and the exported API ---------------------------- */
+void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn);
+
+/* --- target.c ---------------------------------------------------------------------------- */
+bool cg_optimize_and_emit(Cg *cg, const char *obj_path);
+void cg_set_target_attributes(Cg *cg, LLVMValueRef fn);
+
+#endif

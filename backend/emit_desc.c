@@ -1,0 +1,151 @@
+/* emit_desc.c - the constant MxrtModelDesc of a model and its exported C API.
+ *
+ * The descriptor's LLVM struct mirrors runtime/mxrt.h field by field (natural C layout on
+ * the targets LLVM gives us); MXRT_ABI_VERSION guards the pairing. Each exported P_xxx is a
+ * one-call wrapper around mxrt_xxx with the descriptor or the arguments passed through. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/codegen.h"
+#include "runtime/mxrt.h"
+
+static LLVMValueRef const_string(Cg *cg, const char *s)
+{
+    if (!s) return LLVMConstNull(cg->ptr);
+    LLVMValueRef init = LLVMConstStringInContext(cg->ctx, s, (unsigned)strlen(s), 0);
+    LLVMValueRef gv = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), "str");
+    LLVMSetInitializer(gv, init);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetUnnamedAddress(gv, LLVMGlobalUnnamedAddr);
+    return gv;
+}
+
+static LLVMValueRef const_i32(Cg *cg, int64_t v) { return LLVMConstInt(cg->i32, (unsigned long long)v, 1); }
+
+/* MxrtTensorSpec { ptr name; ptr alt_name; i32 rank; i32 transform; i64 dims[4]; } */
+static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
+{
+    LLVMTypeRef dims_t = LLVMArrayType2(cg->i64, MXRT_MAX_RANK);
+    LLVMTypeRef fields[] = {cg->ptr, cg->ptr, cg->i32, cg->i32, dims_t};
+    LLVMTypeRef spec_t = LLVMStructTypeInContext(cg->ctx, fields, 5, 0);
+    *out_type = spec_t;
+    const Graph *g = cg->g;
+    int n = g->n_weight_slots;
+    LLVMValueRef *rows = calloc((size_t)n + 1, sizeof *rows);
+    if (!rows) mxc_die("out of memory");
+    for (int i = 0; i < g->n_nodes; i++) {
+        const Node *w = g->nodes[i];
+        if (w->dead || w->op != OP_WEIGHT) continue;
+        LLVMValueRef dims[MXRT_MAX_RANK];
+        for (int d = 0; d < MXRT_MAX_RANK; d++)
+            dims[d] = cg_i64(cg, d < w->type.rank ? w->type.dim[d] : 0);
+        LLVMValueRef vals[] = {const_string(cg, w->attr.weight.name),
+                               const_string(cg, w->attr.weight.alt_name),
+                               const_i32(cg, w->type.rank), const_i32(cg, MXRT_XFORM_NONE),
+                               LLVMConstArray2(cg->i64, dims, MXRT_MAX_RANK)};
+        rows[w->attr.weight.slot] = LLVMConstNamedStruct(spec_t, vals, 5);
+    }
+    LLVMValueRef init = LLVMConstArray2(spec_t, rows, (uint64_t)n);
+    free(rows);
+    LLVMValueRef gv = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), "mxc_weight_table");
+    LLVMSetInitializer(gv, init);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    LLVMSetGlobalConstant(gv, 1);
+    return gv;
+}
+
+/* A runtime entry point, declared on first use. */
+static LLVMValueRef runtime_fn(Cg *cg, const char *name, LLVMTypeRef ret, LLVMTypeRef *params,
+                               unsigned n, LLVMTypeRef *fty)
+{
+    *fty = LLVMFunctionType(ret, params, n, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+    if (!fn) fn = LLVMAddFunction(cg->mod, name, *fty);
+    return fn;
+}
+
+/* P_<api>(args...) { return mxrt_<api>([desc,] args...); } */
+static void emit_wrapper(Cg *cg, const char *api, LLVMTypeRef ret, LLVMTypeRef *params,
+                         unsigned n, LLVMValueRef desc)
+{
+    const char *prefix = cg->opts->prefix;
+    char name[256], target[64];
+    snprintf(name, sizeof name, "%s_%s", prefix, api);
+    snprintf(target, sizeof target, "mxrt_%s", api);
+
+    LLVMTypeRef rt_params[8];
+    unsigned rn = 0;
+    if (desc) rt_params[rn++] = cg->ptr;
+    for (unsigned i = 0; i < n; i++) rt_params[rn++] = params[i];
+    LLVMTypeRef rt_fty;
+    LLVMValueRef rt = runtime_fn(cg, target, ret, rt_params, rn, &rt_fty);
+
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(ret, params, n, 0));
+    LLVMSetVisibility(fn, LLVMDefaultVisibility);
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(cg->ctx);
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMValueRef args[8];
+    unsigned an = 0;
+    if (desc) args[an++] = desc;
+    for (unsigned i = 0; i < n; i++) args[an++] = LLVMGetParam(fn, i);
+    LLVMValueRef r = LLVMBuildCall2(b, rt_fty, rt, args, an, "");
+    if (LLVMGetTypeKind(ret) == LLVMVoidTypeKind)
+        LLVMBuildRetVoid(b);
+    else
+        LLVMBuildRet(b, r);
+    LLVMDisposeBuilder(b);
+}
+
+/* int32_t P_<what>(void) { return value; } */
+static void emit_constant_fn(Cg *cg, const char *what, int64_t value)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s_%s", cg->opts->prefix, what);
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->i32, NULL, 0, 0));
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(cg->ctx);
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+    LLVMBuildRet(b, const_i32(cg, value));
+    LLVMDisposeBuilder(b);
+}
+
+void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn)
+{
+    const Graph *g = cg->g;
+    const ModelSpec *m = g->spec;
+    LLVMTypeRef spec_t;
+    LLVMValueRef table = emit_weight_table(cg, &spec_t);
+
+    /* MxrtModelDesc: i32 abi, i32 n_weights, ptr name, ptr weights, i32 vocab_size,
+     * i32 vocab_padded, i32 d_model, i32 chunk_len, i64 state_floats,
+     * i64 scratch_floats_per_row, ptr forward_chunk, ptr step */
+    LLVMTypeRef fields[] = {cg->i32, cg->i32, cg->ptr, cg->ptr, cg->i32, cg->i32,
+                            cg->i32, cg->i32, cg->i64, cg->i64, cg->ptr, cg->ptr};
+    LLVMTypeRef desc_t = LLVMStructTypeInContext(cg->ctx, fields, 12, 0);
+    LLVMValueRef vals[] = {const_i32(cg, MXRT_ABI_VERSION), const_i32(cg, g->n_weight_slots),
+                           const_string(cg, cg->opts->prefix), table,
+                           const_i32(cg, m->vocab_size), const_i32(cg, m->vocab_padded),
+                           const_i32(cg, m->d_model), const_i32(cg, g->chunk_len),
+                           cg_i64(cg, g->state_floats), cg_i64(cg, g->scratch_per_row),
+                           forward_fn, step_fn};
+    LLVMValueRef desc = LLVMAddGlobal(cg->mod, desc_t, "mxc_model_desc");
+    LLVMSetInitializer(desc, LLVMConstNamedStruct(desc_t, vals, 12));
+    LLVMSetLinkage(desc, LLVMPrivateLinkage);
+    LLVMSetGlobalConstant(desc, 1);
+
+    LLVMTypeRef p = cg->ptr, i = cg->i32, v = cg->void_t;
+    emit_wrapper(cg, "open", i, (LLVMTypeRef[]){p, p}, 2, desc);
+    emit_wrapper(cg, "close", v, (LLVMTypeRef[]){p}, 1, NULL);
+    emit_wrapper(cg, "state_new", i, (LLVMTypeRef[]){p, i, p}, 3, NULL);
+    emit_wrapper(cg, "state_free", v, (LLVMTypeRef[]){p}, 1, NULL);
+    emit_wrapper(cg, "state_reset", v, (LLVMTypeRef[]){p}, 1, NULL);
+    emit_wrapper(cg, "state_copy", i, (LLVMTypeRef[]){p, p}, 2, NULL);
+    emit_wrapper(cg, "state_batch", i, (LLVMTypeRef[]){p}, 1, NULL);
+    emit_wrapper(cg, "forward", i, (LLVMTypeRef[]){p, p, p, i, p}, 5, NULL);
+    emit_wrapper(cg, "step", i, (LLVMTypeRef[]){p, p, p, p}, 4, NULL);
+    emit_wrapper(cg, "last_error", p, NULL, 0, NULL);
+    emit_constant_fn(cg, "vocab_size", m->vocab_size);
+    emit_constant_fn(cg, "vocab_padded", m->vocab_padded);
+    emit_constant_fn(cg, "d_model", m->d_model);
+    emit_constant_fn(cg, "n_blocks", m->n_blocks);
+}

@@ -1,0 +1,164 @@
+/* loops.c - small builders shared by the op emitters: loops, addresses, scalar math. */
+#include <string.h>
+
+#include "backend/codegen.h"
+
+LLVMValueRef cg_i64(Cg *cg, int64_t v) { return LLVMConstInt(cg->i64, (unsigned long long)v, 1); }
+LLVMValueRef cg_f32(Cg *cg, double v) { return LLVMConstReal(cg->f32, v); }
+
+LLVMValueRef cg_loop_begin(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValueRef end,
+                           const char *name)
+{
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
+    l->header = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
+    l->body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "body");
+    l->exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "exit");
+    l->end = end;
+    LLVMBuildBr(cg->b, l->header);
+    LLVMPositionBuilderAtEnd(cg->b, l->header);
+    l->iv = LLVMBuildPhi(cg->b, cg->i64, name);
+    LLVMAddIncoming(l->iv, &start, &pre, 1);
+    LLVMValueRef more = LLVMBuildICmp(cg->b, LLVMIntSLT, l->iv, end, "more");
+    LLVMBuildCondBr(cg->b, more, l->body, l->exit);
+    LLVMPositionBuilderAtEnd(cg->b, l->body);
+    return l->iv;
+}
+
+void cg_loop_end(Cg *cg, CgLoop *l)
+{
+    LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, cg_i64(cg, 1), "next");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
+    LLVMAddIncoming(l->iv, &next, &latch, 1);
+    LLVMBuildBr(cg->b, l->header);
+    LLVMPositionBuilderAtEnd(cg->b, l->exit);
+}
+
+LLVMValueRef cg_var(Cg *cg, const char *name)
+{
+    LLVMBuilderRef eb = LLVMCreateBuilderInContext(cg->ctx);
+    LLVMValueRef first = LLVMGetFirstInstruction(cg->entry);
+    if (first)
+        LLVMPositionBuilderBefore(eb, first);
+    else
+        LLVMPositionBuilderAtEnd(eb, cg->entry);
+    LLVMValueRef v = LLVMBuildAlloca(eb, cg->f32, name);
+    LLVMDisposeBuilder(eb);
+    return v;
+}
+
+LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index)
+{
+    return LLVMBuildInBoundsGEP2(cg->b, elem, base, &index, 1, "");
+}
+
+LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, LLVMValueRef index)
+{
+    return LLVMBuildLoad2(cg->b, cg->f32, cg_gep(cg, cg->f32, ptr, index), "");
+}
+
+void cg_store(Cg *cg, LLVMValueRef value, LLVMValueRef ptr, LLVMValueRef index)
+{
+    LLVMBuildStore(cg->b, value, cg_gep(cg, cg->f32, ptr, index));
+}
+
+LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t)
+{
+    const Storage *s = &n->store;
+    LLVMBuilderRef B = cg->b;
+    switch (s->kind) {
+    case STORE_TOKENS: {
+        LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->arg_tok_bstride, ""), t, "");
+        return cg_gep(cg, cg->i32, cg->arg_tokens, at);
+    }
+    case STORE_LOGITS: {
+        LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->arg_logit_bstride, ""),
+                                       LLVMBuildMul(B, t, cg_i64(cg, s->row_stride), ""), "");
+        at = LLVMBuildAdd(B, at, cg_i64(cg, s->col_offset), "");
+        return cg_gep(cg, cg->f32, cg->arg_logits, at);
+    }
+    case STORE_SCRATCH: {
+        LLVMValueRef row = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->len, ""), t, "row");
+        LLVMValueRef at = LLVMBuildMul(B, cg_i64(cg, s->offset), cg->rowcap, "");
+        at = LLVMBuildAdd(B, at, LLVMBuildMul(B, row, cg_i64(cg, s->row_stride), ""), "");
+        at = LLVMBuildAdd(B, at, cg_i64(cg, s->col_offset), "");
+        return cg_gep(cg, cg->f32, cg->arg_scratch, at);
+    }
+    case STORE_NONE:
+        break;
+    }
+    mxc_die("%%%d (%s) has no storage", n->id, ir_op_name(n->op));
+}
+
+LLVMValueRef cg_weight(Cg *cg, const Node *w)
+{
+    if (w->op != OP_WEIGHT || w->attr.weight.slot < 0)
+        mxc_die("%%%d is not a bound weight", w->id);
+    return cg->weight_ptr[w->attr.weight.slot];
+}
+
+LLVMValueRef cg_state(Cg *cg, int slot, LLVMValueRef b)
+{
+    const Graph *g = cg->g;
+    LLVMValueRef at = LLVMBuildMul(cg->b, b, cg_i64(cg, g->state_floats), "");
+    at = LLVMBuildAdd(cg->b, at, cg_i64(cg, g->states[slot].offset), "");
+    return cg_gep(cg, cg->f32, cg->arg_state, at);
+}
+
+static LLVMValueRef with_reassoc(LLVMValueRef inst)
+{
+    LLVMSetFastMathFlags(inst, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
+    return inst;
+}
+
+LLVMValueRef cg_fadd_reduce(Cg *cg, LLVMValueRef a, LLVMValueRef b)
+{
+    return with_reassoc(LLVMBuildFAdd(cg->b, a, b, ""));
+}
+
+LLVMValueRef cg_fmul_reduce(Cg *cg, LLVMValueRef a, LLVMValueRef b)
+{
+    return with_reassoc(LLVMBuildFMul(cg->b, a, b, ""));
+}
+
+LLVMValueRef cg_call_intrinsic1(Cg *cg, const char *name, LLVMValueRef x)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    if (!id) mxc_die("LLVM has no intrinsic %s", name);
+    LLVMTypeRef ty = LLVMTypeOf(x);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &ty, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &ty, 1);
+    return LLVMBuildCall2(cg->b, fty, fn, &x, 1, "");
+}
+
+LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x) { return cg_call_intrinsic1(cg, "llvm.exp", x); }
+LLVMValueRef cg_sqrt(Cg *cg, LLVMValueRef x) { return cg_call_intrinsic1(cg, "llvm.sqrt", x); }
+
+/* log1p has no LLVM intrinsic: call libm's log1pf (the shared object links libm). */
+LLVMValueRef cg_log1p(Cg *cg, LLVMValueRef x)
+{
+    LLVMTypeRef fty = LLVMFunctionType(cg->f32, &cg->f32, 1, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, "log1pf");
+    if (!fn) fn = LLVMAddFunction(cg->mod, "log1pf", fty);
+    return LLVMBuildCall2(cg->b, fty, fn, &x, 1, "");
+}
+
+/* 1 / (1 + exp(-x)) */
+LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x)
+{
+    LLVMValueRef e = cg_exp(cg, LLVMBuildFNeg(cg->b, x, ""));
+    return LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), LLVMBuildFAdd(cg->b, cg_f32(cg, 1.0), e, ""), "");
+}
+
+/* x * sigmoid(x), as torch's F.silu */
+LLVMValueRef cg_silu(Cg *cg, LLVMValueRef x)
+{
+    return LLVMBuildFMul(cg->b, x, cg_sigmoid(cg, x), "");
+}
+
+/* torch's F.softplus with beta 1, threshold 20: x > 20 ? x : log1p(exp(x)) */
+LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x)
+{
+    LLVMValueRef big = LLVMBuildFCmp(cg->b, LLVMRealOGT, x, cg_f32(cg, 20.0), "");
+    LLVMValueRef soft = cg_log1p(cg, cg_exp(cg, x));
+    return LLVMBuildSelect(cg->b, big, x, soft, "");
+}

@@ -1,0 +1,293 @@
+/* driver.c - the `mxc` command: parse the command line, then run the pipeline
+ * spec -> check -> lower -> passes -> LLVM -> object -> shared object + header. */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "config.h"
+#include "driver/driver.h"
+#include "frontend/spec.h"
+#include "ir/lower.h"
+#include "passes/passes.h"
+
+enum { DEFAULT_CHUNK = 64, MAX_CHUNK = 4096 };
+
+typedef struct Options {
+    const char *command;
+    const char *spec_path;
+    const char *model;       /* --model: which model of the file */
+    const char *out;         /* -o: shared object path */
+    const char *header;      /* --header: header path (default: next to -o, PREFIX.h) */
+    const char *prefix;      /* --prefix: C prefix (default: model name) */
+    const char *runtime;     /* --runtime: libmxcrt.a to link */
+    const char *keep_obj;    /* --emit-obj: keep the object file here */
+    int chunk;
+    PassOptions passes;
+    BackendOptions backend;
+} Options;
+
+static const char usage_text[] =
+    "usage: mxc COMMAND [options] SPEC\n"
+    "\n"
+    "commands:\n"
+    "  build SPEC     compile a model into a shared object and a C header\n"
+    "  ir SPEC        print the IR graph (after all passes, or --dump-after PASS)\n"
+    "  check SPEC     parse and check a spec; --resolved prints it with all defaults\n"
+    "  passes         list the passes in pipeline order\n"
+    "\n"
+    "options:\n"
+    "  -o FILE              shared object to write (build; default: libMODEL.so)\n"
+    "  --header FILE        C header to write (default: PREFIX.h beside the shared object)\n"
+    "  --model NAME         the model to use when SPEC defines several\n"
+    "  --prefix NAME        C prefix of the exported API (default: the model name)\n"
+    "  --target-cpu CPU     generate code for CPU (default: this machine's CPU)\n"
+    "  -O LEVEL             LLVM optimisation level 0-3 (default 3)\n"
+    "  --chunk N            positions per forward kernel call (default 64)\n"
+    "  --disable-pass NAME  skip a pass (repeatable; see `mxc passes`)\n"
+    "  --dump-after NAME    print the IR after pass NAME ('lower' = before any, 'all')\n"
+    "  --emit-llvm FILE     write the optimised LLVM IR\n"
+    "  --emit-obj FILE      keep the object file\n"
+    "  --runtime FILE       runtime archive to link (default: libmxcrt.a beside mxc, then\n"
+    "                       the installed one; or $MXC_RUNTIME)\n"
+    "  --resolved           (check) print the model with every default made explicit\n"
+    "  -h, --help           this text\n"
+    "  --version            the version\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "mxc: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run `mxc --help` for usage)\n");
+    return MXC_EXIT_USAGE;
+}
+
+/* The runtime archive: --runtime, $MXC_RUNTIME, beside the mxc binary, installed copy. */
+static const char *find_runtime(const Options *o, char *buf, size_t len)
+{
+    if (o->runtime) return o->runtime;
+    const char *env = getenv("MXC_RUNTIME");
+    if (env && *env) return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        snprintf(buf, len, "%s/libmxcrt.a", dirname(exe));
+        if (access(buf, R_OK) == 0) return buf;
+    }
+    snprintf(buf, len, "%s/libmxcrt.a", MXC_PKGLIBDIR);
+    return buf;
+}
+
+static const ModelSpec *load_model(const Options *o, SpecFile **file)
+{
+    DiagSink diag;
+    diag_init(&diag, stderr);
+    *file = spec_load_file(o->spec_path, &diag);
+    diag_free(&diag);
+    if (!*file) return NULL;
+    const ModelSpec *m = spec_find_model(*file, o->model);
+    if (!m) {
+        if (o->model)
+            fprintf(stderr, "mxc: error: %s defines no model named '%s'\n", o->spec_path, o->model);
+        else
+            fprintf(stderr, "mxc: error: %s defines %d models; choose one with --model\n",
+                    o->spec_path, (*file)->n_models);
+    }
+    return m;
+}
+
+static Graph *compile_graph(const Options *o, const ModelSpec *m)
+{
+    DiagSink diag;
+    diag_init(&diag, stderr);
+    Graph *g = ir_lower_model(m, o->chunk, &diag);
+    diag_free(&diag);
+    if (!g) return NULL;
+    if (!passes_run(g, &o->passes)) {
+        ir_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static int cmd_build(Options *o)
+{
+    SpecFile *file;
+    const ModelSpec *m = load_model(o, &file);
+    if (!m) {
+        spec_free(file);
+        return MXC_EXIT_ERROR;
+    }
+    int status = MXC_EXIT_ERROR;
+    Graph *g = NULL;
+    char default_out[PATH_MAX], header[PATH_MAX], obj[PATH_MAX + 16], rt_buf[PATH_MAX];
+    const char *prefix = o->prefix ? o->prefix : m->name;
+    if (!backend_prefix_ok(prefix)) {
+        fprintf(stderr, "mxc: error: '%s' is not usable as a C prefix (use --prefix)\n", prefix);
+        goto out;
+    }
+    if (!o->out) {
+        snprintf(default_out, sizeof default_out, "lib%s.so", prefix);
+        o->out = default_out;
+    }
+    if (o->header) {
+        snprintf(header, sizeof header, "%s", o->header);
+    } else {
+        char tmp[PATH_MAX];
+        snprintf(tmp, sizeof tmp, "%s", o->out);
+        snprintf(header, sizeof header, "%s/%s.h", dirname(tmp), prefix);
+    }
+    g = compile_graph(o, m);
+    if (!g) goto out;
+    o->backend.prefix = prefix;
+    if (o->keep_obj) {
+        snprintf(obj, sizeof obj, "%s", o->keep_obj);
+    } else {
+        snprintf(obj, sizeof obj, "%s.XXXXXX", o->out);
+        int fd = mkstemp(obj);
+        if (fd < 0) {
+            fprintf(stderr, "mxc: error: cannot create %s: %s\n", obj, strerror(errno));
+            goto out;
+        }
+        close(fd);
+    }
+    const char *link_flags = getenv("MXC_LINK_FLAGS");
+    bool ok = backend_emit_object(g, &o->backend, obj) &&
+              backend_link(obj, find_runtime(o, rt_buf, sizeof rt_buf), prefix, o->out,
+                           link_flags ? link_flags : MXC_SAN_FLAGS) &&
+              backend_write_header(g, prefix, header);
+    if (!o->keep_obj) unlink(obj);
+    if (ok) status = MXC_EXIT_OK;
+out:
+    ir_graph_free(g);
+    spec_free(file);
+    return status;
+}
+
+static int cmd_ir(Options *o)
+{
+    SpecFile *file;
+    const ModelSpec *m = load_model(o, &file);
+    Graph *g = NULL;
+    int status = MXC_EXIT_ERROR;
+    bool dump_final = !o->passes.dump_after;
+    if (m && (g = compile_graph(o, m))) {
+        if (dump_final) ir_print(g, stdout);
+        status = MXC_EXIT_OK;
+    }
+    ir_graph_free(g);
+    spec_free(file);
+    return status;
+}
+
+static int cmd_check(Options *o, bool resolved)
+{
+    SpecFile *file;
+    DiagSink diag;
+    diag_init(&diag, stderr);
+    file = spec_load_file(o->spec_path, &diag);
+    diag_free(&diag);
+    if (!file) return MXC_EXIT_ERROR;
+    if (resolved)
+        for (int i = 0; i < file->n_models; i++) spec_print(stdout, &file->models[i]);
+    spec_free(file);
+    return MXC_EXIT_OK;
+}
+
+static int cmd_passes(void)
+{
+    int n;
+    const Pass *p = passes_list(&n);
+    for (int i = 0; i < n; i++)
+        printf("%-14s %s%s\n", p[i].name, p[i].summary, p[i].required ? " (required)" : "");
+    return MXC_EXIT_OK;
+}
+
+int mxc_main(int argc, char **argv)
+{
+    enum { OPT_HEADER = 256, OPT_MODEL, OPT_PREFIX, OPT_CPU, OPT_CHUNK, OPT_DISABLE, OPT_DUMP,
+           OPT_LLVM, OPT_OBJ, OPT_RUNTIME, OPT_RESOLVED, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"header", required_argument, 0, OPT_HEADER},
+        {"model", required_argument, 0, OPT_MODEL},
+        {"prefix", required_argument, 0, OPT_PREFIX},
+        {"target-cpu", required_argument, 0, OPT_CPU},
+        {"chunk", required_argument, 0, OPT_CHUNK},
+        {"disable-pass", required_argument, 0, OPT_DISABLE},
+        {"dump-after", required_argument, 0, OPT_DUMP},
+        {"emit-llvm", required_argument, 0, OPT_LLVM},
+        {"emit-obj", required_argument, 0, OPT_OBJ},
+        {"runtime", required_argument, 0, OPT_RUNTIME},
+        {"resolved", no_argument, 0, OPT_RESOLVED},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, OPT_VERSION},
+        {0, 0, 0, 0},
+    };
+    Options o = {.chunk = DEFAULT_CHUNK};
+    o.backend.opt_level = 3;
+    bool resolved = false;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+ho:O:", longopts, NULL)) != -1 || optind < argc) {
+        if (c == -1) { /* a positional argument: the command, then the spec */
+            const char *arg = argv[optind++];
+            if (!o.command) o.command = arg;
+            else if (!o.spec_path) o.spec_path = arg;
+            else return usage_error("unexpected argument '%s'", arg);
+            continue;
+        }
+        switch (c) {
+        case 'h': fputs(usage_text, stdout); return MXC_EXIT_OK;
+        case OPT_VERSION: printf("mxc %s (LLVM %s)\n", PACKAGE_VERSION, MXC_LLVM_VERSION); return 0;
+        case 'o': o.out = optarg; break;
+        case 'O':
+            if (strlen(optarg) != 1 || optarg[0] < '0' || optarg[0] > '3')
+                return usage_error("-O takes 0, 1, 2 or 3, not '%s'", optarg);
+            o.backend.opt_level = optarg[0] - '0';
+            break;
+        case OPT_HEADER: o.header = optarg; break;
+        case OPT_MODEL: o.model = optarg; break;
+        case OPT_PREFIX: o.prefix = optarg; break;
+        case OPT_CPU: o.backend.target_cpu = optarg; break;
+        case OPT_CHUNK: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > MAX_CHUNK)
+                return usage_error("--chunk takes a number from 1 to 4096, not '%s'", optarg);
+            o.chunk = (int)v;
+            break;
+        }
+        case OPT_DISABLE:
+            if (o.passes.n_disabled == PASSES_MAX_DISABLED)
+                return usage_error("too many --disable-pass options%s", "");
+            o.passes.disabled[o.passes.n_disabled++] = optarg;
+            break;
+        case OPT_DUMP: o.passes.dump_after = optarg; break;
+        case OPT_LLVM: o.backend.emit_llvm = optarg; break;
+        case OPT_OBJ: o.keep_obj = optarg; break;
+        case OPT_RUNTIME: o.runtime = optarg; break;
+        case OPT_RESOLVED: resolved = true; break;
+        case '?':
+        default:
+            if (optopt) {
+                char s[2] = {(char)optopt, 0};
+                return usage_error("option -%s is unknown or lacks its argument", s);
+            }
+            return usage_error("option '%s' is unknown or lacks its argument", argv[optind - 1]);
+        }
+    }
+    if (!o.command) return usage_error("no command given%s", "");
+    if (strcmp(o.command, "passes") == 0) return cmd_passes();
+    bool known = strcmp(o.command, "build") == 0 || strcmp(o.command, "ir") == 0 ||
+                 strcmp(o.command, "check") == 0;
+    if (!known) return usage_error("unknown command '%s'", o.command);
+    if (!o.spec_path) return usage_error("'%s' needs a spec file", o.command);
+    if (strcmp(o.command, "build") == 0) return cmd_build(&o);
+    if (strcmp(o.command, "ir") == 0) return cmd_ir(&o);
+    return cmd_check(&o, resolved);
+}

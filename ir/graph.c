@@ -1,0 +1,412 @@
+/* graph.c - graph construction: the arena, node builders, and the type rules of every op. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/ir.h"
+
+/* A chain of big blocks; nodes, strings and tables of one graph are freed together. */
+struct Arena {
+    struct ArenaBlock *head;
+};
+struct ArenaBlock {
+    struct ArenaBlock *next;
+    size_t used, size;
+    _Alignas(16) unsigned char data[];
+};
+
+enum { ARENA_BLOCK = 64 * 1024 };
+
+void *ir_alloc(Graph *g, size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    struct ArenaBlock *b = g->arena->head;
+    if (!b || b->size - b->used < size) {
+        size_t want = size > ARENA_BLOCK ? size : ARENA_BLOCK;
+        b = malloc(sizeof *b + want);
+        if (!b) mxc_die("out of memory (%zu bytes)", want);
+        b->next = g->arena->head;
+        b->used = 0;
+        b->size = want;
+        g->arena->head = b;
+    }
+    void *p = b->data + b->used;
+    b->used += size;
+    memset(p, 0, size);
+    return p;
+}
+
+char *ir_strdup(Graph *g, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = ir_alloc(g, n);
+    memcpy(p, s, n);
+    return p;
+}
+
+char *ir_strfmt(Graph *g, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *p = ir_alloc(g, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+Graph *ir_graph_new(const ModelSpec *spec, int chunk_len)
+{
+    Graph *g = calloc(1, sizeof *g);
+    Arena *a = calloc(1, sizeof *a);
+    if (!g || !a) mxc_die("out of memory");
+    g->arena = a;
+    g->spec = spec;
+    g->chunk_len = chunk_len;
+    g->name = ir_strdup(g, spec ? spec->name : "graph");
+    return g;
+}
+
+void ir_graph_free(Graph *g)
+{
+    if (!g) return;
+    struct ArenaBlock *b = g->arena->head;
+    while (b) {
+        struct ArenaBlock *next = b->next;
+        free(b);
+        b = next;
+    }
+    free(g->arena);
+    free(g->nodes);
+    free(g->states);
+    free(g);
+}
+
+int ir_add_state(Graph *g, const char *what, int64_t floats)
+{
+    if (g->n_states == g->cap_states) {
+        g->cap_states = g->cap_states ? 2 * g->cap_states : 16;
+        g->states = realloc(g->states, (size_t)g->cap_states * sizeof *g->states);
+        if (!g->states) mxc_die("out of memory");
+    }
+    StateSlot *s = &g->states[g->n_states];
+    s->what = ir_strdup(g, what);
+    s->floats = floats;
+    s->offset = g->state_floats;
+    g->state_floats += floats;
+    return g->n_states++;
+}
+
+/* --- op facts --------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int min_src, max_src;
+} op_info[] = {
+#define IR_OP_INFO(name, str, min_src, max_src, doc) {str, min_src, max_src},
+    IR_OPS(IR_OP_INFO)
+#undef IR_OP_INFO
+};
+_Static_assert(sizeof op_info / sizeof op_info[0] == OP_COUNT_, "op table out of sync");
+
+const char *ir_op_name(Op op) { return op_info[op].name; }
+int ir_op_min_src(Op op) { return op_info[op].min_src; }
+int ir_op_max_src(Op op) { return op_info[op].max_src; }
+
+bool ir_op_is_recurrent(Op op)
+{
+    switch (op) {
+    case OP_CONV1D:
+    case OP_SELECTIVE_SCAN:
+        return true;
+    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
+    case OP_LINEAR: case OP_SLICE: case OP_SILU: case OP_SOFTPLUS: case OP_MUL: case OP_ADD:
+    case OP_OUTPUT: case OP_COUNT_:
+        return false;
+    }
+    return false;
+}
+
+/* --- types ------------------------------------------------------------------------------ */
+
+bool ir_type_equal(const Type *a, const Type *b)
+{
+    if (a->dtype != b->dtype || a->seq != b->seq || a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dim[i] != b->dim[i]) return false;
+    return true;
+}
+
+int64_t ir_type_elems(const Type *t)
+{
+    int64_t n = 1;
+    for (int i = 0; i < t->rank; i++) n *= t->dim[i];
+    return n;
+}
+
+int64_t ir_type_cols(const Type *t) { return ir_type_elems(t); }
+
+void ir_type_format(const Type *t, char *buf, size_t len)
+{
+    size_t at = (size_t)snprintf(buf, len, "%s[", t->dtype == DT_F32 ? "f32" : "i32");
+    const char *sep = "";
+    if (t->seq) {
+        at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "B,T");
+        sep = ",";
+    }
+    for (int i = 0; i < t->rank; i++) {
+        at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "%s%lld", sep,
+                               (long long)t->dim[i]);
+        sep = ",";
+    }
+    snprintf(buf + at, at < len ? len - at : 0, "]");
+}
+
+static Type seq_type(int64_t cols)
+{
+    Type t = {.dtype = DT_F32, .seq = true, .rank = 1, .dim = {cols}};
+    return t;
+}
+
+static bool is_seq_f32(const Node *n) { return n->type.seq && n->type.dtype == DT_F32; }
+
+static bool is_vector(const Node *n, int64_t len)
+{
+    return !n->type.seq && n->type.dtype == DT_F32 && n->type.rank == 1 && n->type.dim[0] == len;
+}
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return false; } while (0)
+
+bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
+{
+    if (n->n_src < ir_op_min_src(n->op) || n->n_src > ir_op_max_src(n->op))
+        FAIL("%s takes %d to %d sources, has %d", ir_op_name(n->op), ir_op_min_src(n->op),
+             ir_op_max_src(n->op), n->n_src);
+    for (int i = 0; i < n->n_src; i++)
+        if (!n->src[i]) FAIL("source %d is missing", i);
+    const Node *x = n->n_src > 0 ? n->src[0] : NULL;
+    int64_t cols = x ? ir_type_cols(&x->type) : 0;
+
+    switch (n->op) {
+    case OP_TOKENS:
+        *out = (Type){.dtype = DT_I32, .seq = true, .rank = 0};
+        return true;
+    case OP_WEIGHT:
+        *out = n->type; /* declared by the builder */
+        return true;
+    case OP_EMBED: {
+        const Node *table = n->src[1];
+        if (!(x->type.seq && x->type.dtype == DT_I32 && x->type.rank == 0))
+            FAIL("embed expects token ids i32[B,T]");
+        if (table->type.seq || table->type.rank != 2) FAIL("embed table must be [V, D]");
+        *out = seq_type(table->type.dim[1]);
+        return true;
+    }
+    case OP_RMSNORM:
+    case OP_LAYERNORM:
+        if (!is_seq_f32(x)) FAIL("%s input must be f32[B,T,...]", ir_op_name(n->op));
+        if (!is_vector(n->src[1], cols)) FAIL("norm gain must be f32[%lld]", (long long)cols);
+        if (n->n_src > 2 && !is_vector(n->src[2], cols))
+            FAIL("norm bias must be f32[%lld]", (long long)cols);
+        *out = seq_type(cols);
+        return true;
+    case OP_LINEAR: {
+        const Node *w = n->src[1];
+        if (!is_seq_f32(x)) FAIL("linear input must be f32[B,T,K]");
+        if (w->type.seq || w->type.rank != 2 || w->type.dim[1] != cols)
+            FAIL("linear weight must be [N, %lld]", (long long)cols);
+        if (n->n_src > 2 && !is_vector(n->src[2], w->type.dim[0]))
+            FAIL("linear bias must be f32[%lld]", (long long)w->type.dim[0]);
+        *out = seq_type(w->type.dim[0]);
+        return true;
+    }
+    case OP_SLICE:
+        if (!is_seq_f32(x)) FAIL("slice input must be f32[B,T,...]");
+        if (n->attr.slice.start < 0 || n->attr.slice.len <= 0 ||
+            n->attr.slice.start + n->attr.slice.len > cols)
+            FAIL("slice [%lld, +%lld) outside %lld columns", (long long)n->attr.slice.start,
+                 (long long)n->attr.slice.len, (long long)cols);
+        *out = seq_type(n->attr.slice.len);
+        return true;
+    case OP_SILU:
+    case OP_SOFTPLUS:
+        if (!is_seq_f32(x)) FAIL("%s input must be f32[B,T,...]", ir_op_name(n->op));
+        *out = seq_type(cols);
+        return true;
+    case OP_MUL:
+    case OP_ADD:
+        if (!is_seq_f32(x) || !ir_type_equal(&x->type, &n->src[1]->type))
+            FAIL("%s needs two f32[B,T,...] values of one shape", ir_op_name(n->op));
+        *out = seq_type(cols);
+        return true;
+    case OP_CONV1D: {
+        const Node *w = n->src[1];
+        if (!is_seq_f32(x)) FAIL("conv input must be f32[B,T,C]");
+        if (w->type.seq || w->type.rank != 3 || w->type.dim[0] != cols || w->type.dim[1] != 1 ||
+            w->type.dim[2] < 1)
+            FAIL("conv weight must be [%lld, 1, K]", (long long)cols);
+        if (n->n_src > 2 && !is_vector(n->src[2], cols))
+            FAIL("conv bias must be f32[%lld]", (long long)cols);
+        *out = seq_type(cols);
+        return true;
+    }
+    case OP_SELECTIVE_SCAN: {
+        /* x [B,T,C], delta [B,T,C], A_log [C,N], B [B,T,N], C [B,T,N], D [C] */
+        const Node *delta = n->src[1], *a_log = n->src[2], *bm = n->src[3], *cm = n->src[4];
+        if (!is_seq_f32(x) || !ir_type_equal(&x->type, &delta->type))
+            FAIL("scan x and delta must be f32[B,T,C] of one shape");
+        if (a_log->type.seq || a_log->type.rank != 2 || a_log->type.dim[0] != cols)
+            FAIL("scan A_log must be [%lld, N]", (long long)cols);
+        int64_t ns = a_log->type.dim[1];
+        if (!is_seq_f32(bm) || ir_type_cols(&bm->type) != ns || !is_seq_f32(cm) ||
+            ir_type_cols(&cm->type) != ns)
+            FAIL("scan B and C must be f32[B,T,%lld]", (long long)ns);
+        if (!is_vector(n->src[5], cols)) FAIL("scan D must be f32[%lld]", (long long)cols);
+        *out = seq_type(cols);
+        return true;
+    }
+    case OP_OUTPUT:
+        if (!is_seq_f32(x)) FAIL("output must be f32[B,T,V]");
+        *out = x->type;
+        return true;
+    case OP_COUNT_:
+        break;
+    }
+    FAIL("unknown op %d", (int)n->op);
+}
+
+#undef FAIL
+
+/* --- builders --------------------------------------------------------------------------- */
+
+static Node *node_new(Graph *g, Op op, Loc loc, int n_src, Node *const *src)
+{
+    Node *n = ir_alloc(g, sizeof *n);
+    n->op = op;
+    n->loc = loc;
+    n->n_src = 0;
+    for (int i = 0; i < n_src; i++)
+        if (src[i]) n->src[n->n_src++] = src[i]; /* optional sources come last */
+    if (g->n_nodes == g->cap_nodes) {
+        g->cap_nodes = g->cap_nodes ? 2 * g->cap_nodes : 256;
+        g->nodes = realloc(g->nodes, (size_t)g->cap_nodes * sizeof *g->nodes);
+        if (!g->nodes) mxc_die("out of memory");
+    }
+    n->id = g->n_nodes;
+    g->nodes[g->n_nodes++] = n;
+    return n;
+}
+
+/* Infer the type of a freshly built node; a failure is a bug in the lowering. */
+static Node *typed(Node *n)
+{
+    char err[256];
+    if (!ir_infer_type(n, &n->type, err, sizeof err))
+        mxc_die("building %%%d (%s): %s", n->id, ir_op_name(n->op), err);
+    return n;
+}
+
+Node *ir_tokens(Graph *g, Loc loc)
+{
+    g->tokens = typed(node_new(g, OP_TOKENS, loc, 0, NULL));
+    return g->tokens;
+}
+
+Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int rank,
+                const int64_t *dims)
+{
+    /* One node per parameter: asking twice (a tied head) returns the same node. */
+    for (int i = 0; i < g->n_nodes; i++) {
+        Node *w = g->nodes[i];
+        if (w->op == OP_WEIGHT && strcmp(w->attr.weight.name, name) == 0) return w;
+    }
+    if (rank < 1 || rank > IR_MAX_RANK) mxc_die("weight %s: rank %d", name, rank);
+    Node *n = node_new(g, OP_WEIGHT, loc, 0, NULL);
+    n->attr.weight.name = ir_strdup(g, name);
+    n->attr.weight.alt_name = alt_name ? ir_strdup(g, alt_name) : NULL;
+    n->attr.weight.slot = -1;
+    n->type.dtype = DT_F32;
+    n->type.rank = rank;
+    for (int i = 0; i < rank; i++) n->type.dim[i] = dims[i];
+    return n;
+}
+
+Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table)
+{
+    return typed(node_new(g, OP_EMBED, loc, 2, (Node *[]){tokens, table}));
+}
+
+Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps)
+{
+    Node *n = node_new(g, OP_RMSNORM, loc, 2, (Node *[]){x, gain});
+    n->attr.norm.eps = eps;
+    return typed(n);
+}
+
+Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps,
+                   bool gain_offset)
+{
+    Node *n = node_new(g, OP_LAYERNORM, loc, 3, (Node *[]){x, gain, bias});
+    n->attr.norm.eps = eps;
+    n->attr.norm.gain_offset = gain_offset;
+    return typed(n);
+}
+
+Node *ir_linear(Graph *g, Loc loc, Node *x, Node *w, Node *bias)
+{
+    return typed(node_new(g, OP_LINEAR, loc, 3, (Node *[]){x, w, bias}));
+}
+
+Node *ir_slice(Graph *g, Loc loc, Node *x, int64_t start, int64_t len)
+{
+    Node *n = node_new(g, OP_SLICE, loc, 1, (Node *[]){x});
+    n->attr.slice.start = start;
+    n->attr.slice.len = len;
+    return typed(n);
+}
+
+Node *ir_unary(Graph *g, Loc loc, Op op, Node *x)
+{
+    return typed(node_new(g, op, loc, 1, (Node *[]){x}));
+}
+
+Node *ir_binary(Graph *g, Loc loc, Op op, Node *a, Node *b)
+{
+    return typed(node_new(g, op, loc, 2, (Node *[]){a, b}));
+}
+
+Node *ir_conv1d(Graph *g, Loc loc, Node *x, Node *w, Node *bias, const char *what)
+{
+    Node *n = typed(node_new(g, OP_CONV1D, loc, 3, (Node *[]){x, w, bias}));
+    /* The window holds the last K-1 inputs, time-major: [K-1][C]. */
+    int64_t k = w->type.dim[2];
+    n->attr.rec.state = ir_add_state(g, what, (k - 1) * ir_type_cols(&x->type));
+    return n;
+}
+
+Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, Node *b,
+                        Node *c, Node *d, const char *what)
+{
+    Node *n = typed(node_new(g, OP_SELECTIVE_SCAN, loc, 6, (Node *[]){x, delta, a_log, b, c, d}));
+    /* h [C][N] */
+    n->attr.rec.state = ir_add_state(g, what, ir_type_elems(&a_log->type));
+    return n;
+}
+
+Node *ir_output(Graph *g, Loc loc, Node *logits)
+{
+    g->output = typed(node_new(g, OP_OUTPUT, loc, 1, (Node *[]){logits}));
+    return g->output;
+}
+
+void ir_count_uses(Graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->n_uses = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        Node *n = g->nodes[i];
+        if (n->dead) continue;
+        for (int s = 0; s < n->n_src; s++) n->src[s]->n_uses++;
+    }
+}

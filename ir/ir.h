@@ -1,0 +1,160 @@
+/* ir.h - the typed dataflow graph that every stage after the frontend works on.
+ *
+ * A graph computes one chunk of a model: T consecutive positions of B sequences. Every value
+ * has a type with all feature dimensions fixed at compile time; values that vary per token
+ * carry two leading symbolic dimensions [B, T] ("seq" types), which the generated code takes
+ * as run-time arguments (1 <= T <= chunk_len). Weights have plain fixed shapes.
+ *
+ * Nodes are created in topological order (sources before users) and live in the graph's
+ * arena; passes never free a node, they mark it dead and the printer and backend skip it.
+ * Recurrent ops own a state slot: a fixed number of floats per sequence that persists
+ * between chunks and calls. */
+#ifndef MXC_IR_H
+#define MXC_IR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "frontend/diag.h"
+#include "frontend/spec.h"
+#include "ir/ops.h"
+
+#define IR_MAX_SRC 6
+#define IR_MAX_RANK 4
+
+typedef enum { DT_F32, DT_I32 } DType;
+
+typedef struct Type {
+    DType dtype;
+    bool seq;                   /* true: shape is [B, T, dim...] */
+    int rank;                   /* number of entries in dim */
+    int64_t dim[IR_MAX_RANK];   /* fixed dims (after B, T for seq types) */
+} Type;
+
+/* Where a value lives once memory is planned (passes/plan_memory.c). */
+typedef enum {
+    STORE_NONE,    /* not planned yet, or needs no storage (weights, dead nodes) */
+    STORE_SCRATCH, /* rows of the chunk scratch area */
+    STORE_TOKENS,  /* the caller's token array */
+    STORE_LOGITS,  /* the caller's logits array */
+} StoreKind;
+
+/* A seq value's element (b, t, c) lives at base + (b*T + t) * row_stride + col_offset + c,
+ * where base = scratch + offset * (B * chunk_len) for scratch values. Views (slices) share
+ * their source's storage with a column offset. */
+typedef struct Storage {
+    StoreKind kind;
+    int64_t offset;     /* scratch: start, in floats per row of the chunk */
+    int64_t row_stride; /* floats between consecutive rows */
+    int64_t col_offset; /* first column inside the row */
+} Storage;
+
+typedef struct Node Node;
+struct Node {
+    Op op;
+    int id;            /* dense, in creation order */
+    Loc loc;           /* the spec construct this node comes from */
+    int n_src;
+    Node *src[IR_MAX_SRC];
+    Type type;
+    bool dead;         /* removed by a pass; kept in the arena */
+    int n_uses;        /* live users; maintained by ir_count_uses() */
+    Storage store;     /* assigned by plan-memory */
+    /* Attributes; which member is valid depends on op (documented per member). */
+    union {
+        struct {       /* OP_WEIGHT */
+            const char *name;     /* official parameter name */
+            const char *alt_name; /* also accepted under this name (tied head), or NULL */
+            int slot;             /* index in the weight table, assigned by plan-memory */
+        } weight;
+        struct {       /* OP_RMSNORM, OP_LAYERNORM */
+            double eps;
+            bool gain_offset;     /* effective gain is 1 + w (xLSTM convention) */
+        } norm;
+        struct {       /* OP_SLICE */
+            int64_t start;
+            int64_t len;
+        } slice;
+        struct {       /* OP_CONV1D, OP_SELECTIVE_SCAN: index into Graph.states */
+            int state;
+        } rec;
+    } attr;
+};
+
+/* Per-sequence state owned by one recurrent node. */
+typedef struct StateSlot {
+    const char *what;  /* e.g. "layers.0 conv window" */
+    int64_t floats;    /* per sequence */
+    int64_t offset;    /* in floats, inside one sequence's state */
+} StateSlot;
+
+typedef struct Arena Arena;
+
+typedef struct Graph {
+    Arena *arena;
+    const ModelSpec *spec;
+    char *name;                 /* model name */
+    int chunk_len;              /* largest T of a forward chunk */
+    Node **nodes;               /* every node ever created, in creation order */
+    int n_nodes, cap_nodes;
+    Node *tokens;               /* the OP_TOKENS node */
+    Node *output;               /* the OP_OUTPUT node */
+    StateSlot *states;
+    int n_states, cap_states;
+    int64_t state_floats;       /* sum of state slots, per sequence */
+    int64_t scratch_per_row;    /* scratch floats per chunk row; set by plan-memory */
+    int n_weight_slots;         /* set by plan-memory */
+} Graph;
+
+/* --- construction (graph.c) ---------------------------------------------------------- */
+Graph *ir_graph_new(const ModelSpec *spec, int chunk_len);
+void ir_graph_free(Graph *g);
+void *ir_alloc(Graph *g, size_t size);      /* zeroed arena memory, freed with the graph */
+char *ir_strdup(Graph *g, const char *s);
+char *ir_strfmt(Graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ir_add_state(Graph *g, const char *what, int64_t floats);
+
+/* Builders: each creates one node, infers its type, and aborts on an internal shape error
+ * (user-facing shape errors are caught by the frontend's checks before lowering). */
+Node *ir_tokens(Graph *g, Loc loc);
+Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int rank,
+                const int64_t *dims);
+Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table);
+Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps);
+Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps,
+                   bool gain_offset);
+Node *ir_linear(Graph *g, Loc loc, Node *x, Node *w, Node *bias);
+Node *ir_slice(Graph *g, Loc loc, Node *x, int64_t start, int64_t len);
+Node *ir_unary(Graph *g, Loc loc, Op op, Node *x);
+Node *ir_binary(Graph *g, Loc loc, Op op, Node *a, Node *b);
+Node *ir_conv1d(Graph *g, Loc loc, Node *x, Node *w, Node *bias, const char *what);
+Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, Node *b,
+                        Node *c, Node *d, const char *what);
+Node *ir_output(Graph *g, Loc loc, Node *logits);
+
+/* --- types and op facts (graph.c) ------------------------------------------------------ */
+const char *ir_op_name(Op op);
+int ir_op_min_src(Op op);
+int ir_op_max_src(Op op);
+bool ir_op_is_recurrent(Op op);
+bool ir_type_equal(const Type *a, const Type *b);
+int64_t ir_type_cols(const Type *t);        /* product of the fixed dims after [B, T] */
+int64_t ir_type_elems(const Type *t);       /* product of all fixed dims */
+void ir_type_format(const Type *t, char *buf, size_t len);
+
+/* Infer the result type of `n` from its sources and attributes. Returns false with a
+ * message in `err` when the sources do not fit the op. Used by the builders, by the
+ * infer-shapes pass and by the verifier. */
+bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen);
+
+/* Recount Node.n_uses over live nodes (output included). */
+void ir_count_uses(Graph *g);
+
+/* --- checking and printing ------------------------------------------------------------ */
+/* Structural and type invariants; returns the number of problems, each printed to `out`. */
+int ir_verify(const Graph *g, FILE *out);
+void ir_print(const Graph *g, FILE *out);
+
+#endif

@@ -1,0 +1,37 @@
+/* ops.h - the op table of the IR, one X-macro row per op.
+ *
+ * Columns: enum suffix, printed name, fewest sources, most sources, summary.
+ * The enum, the names, the arity checks of the verifier and the printer expand from this
+ * table; every switch over ops has no `default:` so that a new row breaks the build
+ * (-Werror=switch) until each stage handles it. */
+#ifndef MXC_OPS_H
+#define MXC_OPS_H
+
+#define IR_OPS(X)                                                                           \
+    /* graph inputs */                                                                      \
+    X(TOKENS, "tokens", 0, 0, "token ids of the chunk, i32[B,T]")                           \
+    X(WEIGHT, "weight", 0, 0, "a named parameter bound at load time")                       \
+    /* per-token ops (rows are independent) */                                              \
+    X(EMBED, "embed", 2, 2, "row lookup: table[tokens]")                                    \
+    X(RMSNORM, "rmsnorm", 2, 2, "x * rsqrt(mean(x^2) + eps) * gain")                        \
+    X(LAYERNORM, "layernorm", 2, 3, "(x - mean) * rsqrt(var + eps) * gain (+ bias)")        \
+    X(LINEAR, "linear", 2, 3, "x W^T (+ bias), W [N, K]")                                   \
+    X(SLICE, "slice", 1, 1, "columns [start, start + len) of the last dim (a view)")        \
+    X(SILU, "silu", 1, 1, "x * sigmoid(x)")                                                 \
+    X(SOFTPLUS, "softplus", 1, 1, "log(1 + exp(x)), x above 20 passes through")             \
+    X(MUL, "mul", 2, 2, "elementwise product")                                              \
+    X(ADD, "add", 2, 2, "elementwise sum")                                                  \
+    /* recurrent ops (carry state across positions and calls) */                            \
+    X(CONV1D, "causal_conv1d", 2, 3, "depthwise causal conv over time (+ bias)")            \
+    X(SELECTIVE_SCAN, "selective_scan", 6, 6, "Mamba scan: x, delta, A_log, B, C, D")       \
+    /* graph output */                                                                      \
+    X(OUTPUT, "output", 1, 1, "the logits, written to the caller's buffer")
+
+typedef enum {
+#define IR_OP_ENUM(name, str, min_src, max_src, doc) OP_##name,
+    IR_OPS(IR_OP_ENUM)
+#undef IR_OP_ENUM
+    OP_COUNT_
+} Op;
+
+#endif

@@ -1,0 +1,81 @@
+/* print.c - the textual IR dump (`mxc ir`, `--dump-after`).
+ *
+ * One line per live node: `%id = op sources {attributes} : type`, then the state slots and,
+ * once memory is planned, where each value lives. The format is documented in docs/ir.md
+ * and checked by golden files, so change both together. */
+#include "ir/ir.h"
+
+static void print_attrs(const Node *n, FILE *out)
+{
+    switch (n->op) {
+    case OP_WEIGHT:
+        fprintf(out, " \"%s\"", n->attr.weight.name);
+        if (n->attr.weight.alt_name) fprintf(out, " | \"%s\"", n->attr.weight.alt_name);
+        break;
+    case OP_RMSNORM:
+        fprintf(out, " {eps=%g}", n->attr.norm.eps);
+        break;
+    case OP_LAYERNORM:
+        fprintf(out, " {eps=%g%s}", n->attr.norm.eps, n->attr.norm.gain_offset ? ", gain=1+w" : "");
+        break;
+    case OP_SLICE:
+        fprintf(out, " {start=%lld, len=%lld}", (long long)n->attr.slice.start,
+                (long long)n->attr.slice.len);
+        break;
+    case OP_CONV1D:
+    case OP_SELECTIVE_SCAN:
+        fprintf(out, " {state=%d}", n->attr.rec.state);
+        break;
+    case OP_TOKENS: case OP_EMBED: case OP_LINEAR: case OP_SILU: case OP_SOFTPLUS:
+    case OP_MUL: case OP_ADD: case OP_OUTPUT: case OP_COUNT_:
+        break;
+    }
+}
+
+static void print_storage(const Node *n, FILE *out)
+{
+    switch (n->store.kind) {
+    case STORE_NONE:
+        break;
+    case STORE_SCRATCH:
+        fprintf(out, "  @scratch+%lld", (long long)n->store.offset);
+        if (n->store.col_offset || n->store.row_stride != ir_type_cols(&n->type))
+            fprintf(out, "[+%lld/%lld]", (long long)n->store.col_offset,
+                    (long long)n->store.row_stride);
+        break;
+    case STORE_TOKENS:
+        fprintf(out, "  @tokens");
+        break;
+    case STORE_LOGITS:
+        fprintf(out, "  @logits");
+        break;
+    }
+}
+
+void ir_print(const Graph *g, FILE *out)
+{
+    fprintf(out, "graph %s {chunk=%d, state=%lld floats/seq", g->name, g->chunk_len,
+            (long long)g->state_floats);
+    if (g->scratch_per_row) fprintf(out, ", scratch=%lld floats/row", (long long)g->scratch_per_row);
+    fprintf(out, "}\n");
+    for (int i = 0; i < g->n_states; i++)
+        fprintf(out, "  state %d: %lld floats at %lld  # %s\n", i, (long long)g->states[i].floats,
+                (long long)g->states[i].offset, g->states[i].what);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->dead) continue;
+        char type[64];
+        ir_type_format(&n->type, type, sizeof type);
+        if (n->op == OP_OUTPUT)
+            fprintf(out, "  %s", ir_op_name(n->op));
+        else
+            fprintf(out, "  %%%d = %s", n->id, ir_op_name(n->op));
+        for (int s = 0; s < n->n_src; s++) fprintf(out, "%s%%%d", s ? ", " : " ", n->src[s]->id);
+        print_attrs(n, out);
+        fprintf(out, " : %s", type);
+        if (n->op == OP_WEIGHT && n->attr.weight.slot >= 0)
+            fprintf(out, "  @w%d", n->attr.weight.slot);
+        print_storage(n, out);
+        fputc('\n', out);
+    }
+}
