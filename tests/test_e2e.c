@@ -1,0 +1,447 @@
+/* test_e2e.c - end to end: spec -> `mxc build` -> shared object -> numbers.
+ *
+ * Each golden case (tests/golden/CASE: the official implementation's weights, inputs and
+ * logits) is compiled from tests/golden/CASE/model.mx with the real mxc binary, loaded with
+ * dlopen, and checked against the official logits for the full-sequence forward and for
+ * token-by-token step. The compiler is also checked against itself: forward in chunks vs
+ * in one call, forward vs step, state copy and reset. Error paths of the C API are checked
+ * on the same shared objects.
+ *
+ * Tolerance: 1e-4 absolute on logits of magnitude ~1-10 (the golden README's bar). Our
+ * sums run in a different order than PyTorch's, which costs a few float32 ulps per
+ * reduction (~1e-6 relative); the observed errors are around 1e-6. */
+#include <dlfcn.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/safetensors.h"
+#include "testutil.h"
+
+#define GOLDEN_TOL 1e-4
+#define SELF_TOL 1e-5
+
+/* The C API of one compiled model, resolved by prefix. */
+typedef struct Api {
+    void *so;
+    int (*open)(const char *, void **);
+    void (*close)(void *);
+    int (*state_new)(void *, int, void **);
+    void (*state_free)(void *);
+    void (*state_reset)(void *);
+    int (*state_copy)(void *, const void *);
+    int (*forward)(void *, void *, const int32_t *, int, float *);
+    int (*step)(void *, void *, const int32_t *, float *);
+    const char *(*last_error)(void);
+    int32_t (*vocab_padded)(void);
+    int32_t (*vocab_size)(void);
+} Api;
+
+static int run(const char *cmd)
+{
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static const char *mxc_path(void)
+{
+    const char *p = getenv("MXC");
+    return p && *p ? p : "./mxc";
+}
+
+/* Compile `spec` into OUTDIR/lib<prefix>.so; returns the mxc exit status. */
+static int build(const char *spec, const char *prefix, const char *extra, char *so, size_t len)
+{
+    char dir[512], cmd[2048];
+    snprintf(dir, sizeof dir, "%s/out", test_builddir());
+    mkdir(dir, 0777);
+    snprintf(so, len, "%s/lib%s.so", dir, prefix);
+    snprintf(cmd, sizeof cmd, "'%s' build '%s' -o '%s' --prefix %s %s", mxc_path(), spec, so, prefix,
+             extra ? extra : "");
+    return run(cmd);
+}
+
+static void *sym(void *so, const char *prefix, const char *name)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s_%s", prefix, name);
+    void *p = dlsym(so, full);
+    CU_ASSERT_PTR_NOT_NULL(p);
+    return p;
+}
+
+static bool api_load(Api *a, const char *so_path, const char *prefix)
+{
+    memset(a, 0, sizeof *a);
+    a->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+    if (!a->so) {
+        fprintf(stderr, "dlopen %s: %s\n", so_path, dlerror());
+        return false;
+    }
+    *(void **)&a->open = sym(a->so, prefix, "open");
+    *(void **)&a->close = sym(a->so, prefix, "close");
+    *(void **)&a->state_new = sym(a->so, prefix, "state_new");
+    *(void **)&a->state_free = sym(a->so, prefix, "state_free");
+    *(void **)&a->state_reset = sym(a->so, prefix, "state_reset");
+    *(void **)&a->state_copy = sym(a->so, prefix, "state_copy");
+    *(void **)&a->forward = sym(a->so, prefix, "forward");
+    *(void **)&a->step = sym(a->so, prefix, "step");
+    *(void **)&a->last_error = sym(a->so, prefix, "last_error");
+    *(void **)&a->vocab_padded = sym(a->so, prefix, "vocab_padded");
+    *(void **)&a->vocab_size = sym(a->so, prefix, "vocab_size");
+    return a->open && a->forward && a->step && a->vocab_padded;
+}
+
+/* Golden inputs and outputs of one case. */
+typedef struct Golden {
+    StFile *io;
+    const int32_t *ids;
+    const float *logits, *step_logits;
+    int batch, len, vocab;
+} Golden;
+
+static bool golden_load(Golden *g, const char *case_dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/io.safetensors", case_dir);
+    memset(g, 0, sizeof *g);
+    if (st_open(path, &g->io) != 0) return false;
+    const StTensor *ids = st_find(g->io, "input_ids");
+    const StTensor *lg = st_find(g->io, "logits");
+    const StTensor *sl = st_find(g->io, "step_logits");
+    if (!ids || !lg || !sl || ids->dtype != ST_I32 || lg->dtype != ST_F32 || lg->rank != 3)
+        return false;
+    g->ids = ids->data;
+    g->logits = lg->data;
+    g->step_logits = sl->data;
+    g->batch = (int)lg->shape[0];
+    g->len = (int)lg->shape[1];
+    g->vocab = (int)lg->shape[2];
+    return true;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d; /* NaN propagates as a failure */
+    }
+    return m;
+}
+
+/* Tokens [batch][from, from + n) of a [batch][len] array, packed. */
+static int32_t *token_slice(const int32_t *ids, int batch, int len, int from, int n)
+{
+    int32_t *out = malloc(sizeof *out * (size_t)batch * (size_t)n);
+    for (int b = 0; b < batch; b++) memcpy(out + b * n, ids + b * len + from, sizeof *out * (size_t)n);
+    return out;
+}
+
+/* The logits of a split forward, re-packed as [batch][len][vocab]. */
+static void forward_in_chunks(Api *a, void *m, void *s, const Golden *g, const int *cuts,
+                              int n_cuts, float *out)
+{
+    int from = 0;
+    for (int c = 0; c <= n_cuts; c++) {
+        int to = c < n_cuts ? cuts[c] : g->len;
+        int n = to - from;
+        int32_t *tok = token_slice(g->ids, g->batch, g->len, from, n);
+        float *lg = malloc(sizeof *lg * (size_t)g->batch * (size_t)n * (size_t)g->vocab);
+        CU_ASSERT_EQUAL(a->forward(m, s, tok, n, lg), 0);
+        for (int b = 0; b < g->batch; b++)
+            memcpy(out + ((size_t)b * g->len + from) * g->vocab, lg + (size_t)b * n * g->vocab,
+                   sizeof *lg * (size_t)n * g->vocab);
+        free(tok);
+        free(lg);
+        from = to;
+    }
+}
+
+/* Everything one golden case must satisfy. */
+static void check_golden_case(const char *name, const char *extra_flags)
+{
+    char dir[512], spec[600], so[600], weights[600];
+    snprintf(dir, sizeof dir, "%s/golden/%s", test_srcdir(), name);
+    snprintf(spec, sizeof spec, "%s/model.mx", dir);
+    snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
+    if (access(dir, R_OK) != 0) {
+        fprintf(stderr, "golden case %s not present\n", name);
+        CU_FAIL("golden case missing");
+        return;
+    }
+    CU_ASSERT_EQUAL_FATAL(build(spec, name, extra_flags, so, sizeof so), 0);
+    Api a;
+    CU_ASSERT_FATAL(api_load(&a, so, name));
+    Golden g;
+    CU_ASSERT_FATAL(golden_load(&g, dir));
+    CU_ASSERT_EQUAL(a.vocab_padded(), g.vocab);
+
+    void *m = NULL, *s = NULL;
+    if (a.open(weights, &m) != 0) fprintf(stderr, "%s: open: %s\n", name, a.last_error());
+    CU_ASSERT_FATAL(m != NULL);
+    CU_ASSERT_EQUAL_FATAL(a.state_new(m, g.batch, &s), 0);
+    size_t n = (size_t)g.batch * g.len * g.vocab;
+    float *fwd = malloc(n * sizeof *fwd), *stp = malloc(n * sizeof *stp),
+          *chunked = malloc(n * sizeof *chunked);
+
+    /* forward over the whole sequence vs the official forward */
+    CU_ASSERT_EQUAL(a.forward(m, s, g.ids, g.len, fwd), 0);
+    double d_fwd = max_abs_diff(fwd, g.logits, n);
+
+    /* step token by token from a fresh state vs the official step */
+    a.state_reset(s);
+    int32_t *tok = malloc(sizeof *tok * (size_t)g.batch);
+    float *lg = malloc(sizeof *lg * (size_t)g.batch * g.vocab);
+    for (int t = 0; t < g.len; t++) {
+        for (int b = 0; b < g.batch; b++) tok[b] = g.ids[b * g.len + t];
+        CU_ASSERT_EQUAL(a.step(m, s, tok, lg), 0);
+        for (int b = 0; b < g.batch; b++)
+            memcpy(stp + ((size_t)b * g.len + t) * g.vocab, lg + (size_t)b * g.vocab,
+                   sizeof *lg * (size_t)g.vocab);
+    }
+    double d_step = max_abs_diff(stp, g.step_logits, n);
+    double d_self = max_abs_diff(stp, fwd, n);
+
+    /* forward in uneven chunks (crossing conv windows) vs one call */
+    a.state_reset(s);
+    int cuts[3] = {1, g.len / 3, g.len / 3 + 2};
+    forward_in_chunks(&a, m, s, &g, cuts, 3, chunked);
+    double d_chunk = max_abs_diff(chunked, fwd, n);
+
+    /* a copied state continues exactly like the original */
+    a.state_reset(s);
+    int half = g.len / 2;
+    int32_t *first = token_slice(g.ids, g.batch, g.len, 0, half);
+    int32_t *rest = token_slice(g.ids, g.batch, g.len, half, g.len - half);
+    float *out1 = malloc(sizeof *out1 * (size_t)g.batch * g.len * g.vocab);
+    float *out2 = malloc(sizeof *out2 * (size_t)g.batch * g.len * g.vocab);
+    void *copy = NULL;
+    CU_ASSERT_EQUAL(a.forward(m, s, first, half, out1), 0);
+    CU_ASSERT_EQUAL(a.state_new(m, g.batch, &copy), 0);
+    CU_ASSERT_EQUAL(a.state_copy(copy, s), 0);
+    CU_ASSERT_EQUAL(a.forward(m, s, rest, g.len - half, out1), 0);
+    CU_ASSERT_EQUAL(a.forward(m, copy, rest, g.len - half, out2), 0);
+    size_t nrest = (size_t)g.batch * (g.len - half) * g.vocab;
+    CU_ASSERT_EQUAL(memcmp(out1, out2, nrest * sizeof *out1), 0);
+
+    printf("\n    %s: |forward - official| %.2e, |step - official| %.2e, |step - forward| %.2e, "
+           "|chunked - forward| %.2e ", name, d_fwd, d_step, d_self, d_chunk);
+    CU_ASSERT(d_fwd <= GOLDEN_TOL);
+    CU_ASSERT(d_step <= GOLDEN_TOL);
+    CU_ASSERT(d_self <= GOLDEN_TOL);
+    CU_ASSERT(d_chunk <= SELF_TOL);
+
+    a.state_free(copy);
+    a.state_free(s);
+    a.close(m);
+    free(first); free(rest); free(out1); free(out2);
+    free(tok); free(lg); free(fwd); free(stp); free(chunked);
+    st_close(g.io);
+    dlclose(a.so);
+}
+
+static void test_mamba_tiny(void) { check_golden_case("mamba_tiny", NULL); }
+static void test_mamba_tiny_small_chunks(void) { check_golden_case("mamba_tiny", "--chunk 5 -O1"); }
+static void test_mamba_odd(void) { check_golden_case("mamba_odd", NULL); }
+static void test_mamba_ln_mlp(void) { check_golden_case("mamba_ln_mlp", NULL); }
+static void test_mamba_long(void) { check_golden_case("mamba_long", NULL); }
+
+/* --- the C API's error paths ----------------------------------------------------------- */
+
+static Api err_api;
+static char err_so[600];
+
+static int err_suite_init(void)
+{
+    char spec[600];
+    snprintf(spec, sizeof spec, "%s/golden/mamba_tiny/model.mx", test_srcdir());
+    if (build(spec, "errs", NULL, err_so, sizeof err_so) != 0) return 1;
+    return api_load(&err_api, err_so, "errs") ? 0 : 1;
+}
+
+static int err_suite_clean(void)
+{
+    if (err_api.so) dlclose(err_api.so);
+    return 0;
+}
+
+static void golden_weights(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/golden/%s/model.safetensors", test_srcdir(), name);
+}
+
+static void test_open_errors_name_the_problem(void)
+{
+    Api *a = &err_api;
+    void *m = (void *)1;
+    CU_ASSERT_NOT_EQUAL(a->open("/nonexistent/weights.safetensors", &m), 0);
+    CU_ASSERT_PTR_NULL(m);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a->last_error(), "/nonexistent/weights.safetensors"));
+    CU_ASSERT_NOT_EQUAL(a->open(NULL, &m), 0);
+    char w[600];
+    golden_weights(w, sizeof w, "mamba_tiny");
+    CU_ASSERT_NOT_EQUAL(a->open(w, NULL), 0);
+
+    /* weights of another model: the first missing tensor is named */
+    golden_weights(w, sizeof w, "mlstm_tiny");
+    CU_ASSERT_NOT_EQUAL(a->open(w, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a->last_error(), "backbone."));
+}
+
+/* Rewrite the golden weights with one tensor dropped or reshaped. */
+static void write_variant(const char *out, const char *victim, bool drop)
+{
+    char w[600];
+    golden_weights(w, sizeof w, "mamba_tiny");
+    StFile *f;
+    CU_ASSERT_EQUAL_FATAL(st_open(w, &f), 0);
+    int n = st_count(f);
+    StWriteTensor *t = calloc((size_t)n, sizeof *t);
+    int64_t (*shapes)[ST_MAX_RANK] = calloc((size_t)n, sizeof *shapes);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const StTensor *src = st_at(f, i);
+        bool is_victim = strcmp(src->name, victim) == 0;
+        if (is_victim && drop) continue;
+        memcpy(shapes[k], src->shape, sizeof shapes[k]);
+        t[k] = (StWriteTensor){src->name, src->dtype, src->rank, shapes[k], src->data};
+        if (is_victim) { /* same bytes, transposed shape */
+            int64_t tmp = shapes[k][0];
+            shapes[k][0] = shapes[k][1];
+            shapes[k][1] = tmp;
+        }
+        k++;
+    }
+    CU_ASSERT_EQUAL(st_write(out, t, k, NULL), 0);
+    free(t);
+    free(shapes);
+    st_close(f);
+}
+
+static void test_missing_and_misshapen_tensors_are_named(void)
+{
+    Api *a = &err_api;
+    char path[600];
+    snprintf(path, sizeof path, "%s/out/variant.safetensors", test_builddir());
+    void *m = NULL;
+
+    write_variant(path, "backbone.layers.1.mixer.dt_proj.bias", true);
+    CU_ASSERT_NOT_EQUAL(a->open(path, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a->last_error(), "backbone.layers.1.mixer.dt_proj.bias"));
+
+    write_variant(path, "backbone.layers.0.mixer.x_proj.weight", false);
+    CU_ASSERT_NOT_EQUAL(a->open(path, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a->last_error(), "backbone.layers.0.mixer.x_proj.weight"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(a->last_error(), "[128, 36]"));
+
+    /* A tied head stored only as lm_head.weight is accepted. */
+    write_variant(path, "backbone.embedding.weight", true);
+    CU_ASSERT_EQUAL(a->open(path, &m), 0);
+    a->close(m);
+
+    /* A file cut short is refused, not read past its end. */
+    char w[600], cmd[1400];
+    golden_weights(w, sizeof w, "mamba_tiny");
+    snprintf(cmd, sizeof cmd, "head -c 200000 '%s' > '%s'", w, path);
+    CU_ASSERT_EQUAL_FATAL(run(cmd), 0);
+    m = NULL;
+    CU_ASSERT_NOT_EQUAL(a->open(path, &m), 0);
+    CU_ASSERT_PTR_NULL(m);
+    unlink(path);
+}
+
+static void test_call_errors_return_messages(void)
+{
+    Api *a = &err_api;
+    char w[600];
+    golden_weights(w, sizeof w, "mamba_tiny");
+    void *m = NULL, *s = NULL;
+    CU_ASSERT_EQUAL_FATAL(a->open(w, &m), 0);
+    CU_ASSERT_NOT_EQUAL(a->state_new(m, 0, &s), 0);
+    CU_ASSERT_NOT_EQUAL(a->state_new(m, -3, &s), 0);
+    CU_ASSERT_NOT_EQUAL(a->state_new(NULL, 1, &s), 0);
+    CU_ASSERT_EQUAL_FATAL(a->state_new(m, 2, &s), 0);
+    int32_t tok[4] = {1, 2, 3, 4};
+    float lg[4 * 128];
+    CU_ASSERT_NOT_EQUAL(a->forward(m, s, tok, 0, lg), 0);
+    CU_ASSERT_NOT_EQUAL(a->forward(m, s, NULL, 2, lg), 0);
+    CU_ASSERT_NOT_EQUAL(a->forward(m, s, tok, 2, NULL), 0);
+    CU_ASSERT_NOT_EQUAL(a->forward(NULL, s, tok, 2, lg), 0);
+    CU_ASSERT_NOT_EQUAL(a->step(m, NULL, tok, lg), 0);
+    CU_ASSERT(strlen(a->last_error()) > 0);
+    int32_t bad[2] = {5, 128};
+    CU_ASSERT_NOT_EQUAL(a->step(m, s, bad, lg), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a->last_error(), "128"));
+    bad[1] = -1;
+    CU_ASSERT_NOT_EQUAL(a->step(m, s, bad, lg), 0);
+    /* state of another batch size cannot be copied over */
+    void *s3 = NULL;
+    CU_ASSERT_EQUAL(a->state_new(m, 3, &s3), 0);
+    CU_ASSERT_NOT_EQUAL(a->state_copy(s3, s), 0);
+    /* a state belongs to the model that made it */
+    void *m2 = NULL;
+    CU_ASSERT_EQUAL_FATAL(a->open(w, &m2), 0);
+    CU_ASSERT_NOT_EQUAL(a->step(m2, s, tok, lg), 0);
+    CU_ASSERT_EQUAL(a->step(m, s, tok, lg), 0);
+    a->state_free(s3);
+    a->state_free(s);
+    a->close(m2);
+    a->close(m);
+    a->close(NULL);
+    a->state_free(NULL);
+}
+
+/* Two compiled models in one process keep separate runtimes; only P_* is exported. */
+static void test_two_models_in_one_process(void)
+{
+    char spec[600], so2[600], w[600];
+    snprintf(spec, sizeof spec, "%s/golden/mamba_tiny/model.mx", test_srcdir());
+    CU_ASSERT_EQUAL_FATAL(build(spec, "second", NULL, so2, sizeof so2), 0);
+    Api b;
+    CU_ASSERT_FATAL(api_load(&b, so2, "second"));
+    CU_ASSERT_PTR_NULL(dlsym(b.so, "mxrt_open"));
+    CU_ASSERT_PTR_NULL(dlsym(b.so, "st_open"));
+    golden_weights(w, sizeof w, "mamba_tiny");
+    void *m = NULL;
+    CU_ASSERT_NOT_EQUAL(err_api.open("/nonexistent", &m), 0);
+    CU_ASSERT(strlen(err_api.last_error()) > 0);
+    /* The other model's runtime has its own last error. */
+    CU_ASSERT_EQUAL(b.open(w, &m), 0);
+    CU_ASSERT(strlen(err_api.last_error()) > 0);
+    b.close(m);
+    dlclose(b.so);
+}
+
+static void test_build_refuses_bad_usage(void)
+{
+    char spec[600], cmd[1400];
+    snprintf(spec, sizeof spec, "%s/golden/mamba_tiny/model.mx", test_srcdir());
+    snprintf(cmd, sizeof cmd, "'%s' build '%s' --prefix 1bad -o /dev/null 2>/dev/null", mxc_path(), spec);
+    CU_ASSERT_EQUAL(run(cmd), 1);
+    snprintf(cmd, sizeof cmd, "'%s' build 2>/dev/null", mxc_path());
+    CU_ASSERT_EQUAL(run(cmd), 2);
+    snprintf(cmd, sizeof cmd, "'%s' frobnicate x 2>/dev/null", mxc_path());
+    CU_ASSERT_EQUAL(run(cmd), 2);
+    snprintf(cmd, sizeof cmd, "'%s' build /nonexistent.mx 2>/dev/null", mxc_path());
+    CU_ASSERT_EQUAL(run(cmd), 1);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
+    CU_pSuite golden = CU_add_suite("golden", NULL, NULL);
+    TEST_ADD(golden, test_mamba_tiny);
+    TEST_ADD(golden, test_mamba_tiny_small_chunks);
+    TEST_ADD(golden, test_mamba_odd);
+    TEST_ADD(golden, test_mamba_ln_mlp);
+    TEST_ADD(golden, test_mamba_long);
+    CU_pSuite errors = CU_add_suite("api-errors", err_suite_init, err_suite_clean);
+    TEST_ADD(errors, test_open_errors_name_the_problem);
+    TEST_ADD(errors, test_missing_and_misshapen_tensors_are_named);
+    TEST_ADD(errors, test_call_errors_return_messages);
+    TEST_ADD(errors, test_two_models_in_one_process);
+    TEST_ADD(errors, test_build_refuses_bad_usage);
+    return test_run_all();
+}
