@@ -24,10 +24,23 @@ typedef struct DiagSink {
     int n_warnings;
     char *collected;    /* every message, concatenated (malloc'd); for tests */
     size_t collected_len;
+    /* Added by the frontend: */
+    size_t source_len;       /* bytes of `source` (it may hold NUL bytes); see diag_set_source_file */
+    char *source_name;       /* file the source text belongs to (owned), or NULL = any file */
+    char *source_buf;        /* owned copy behind `source`, when set by diag_set_source_file */
+    int max_errors;          /* errors printed before the rest are suppressed; 0 = no limit */
+    int n_suppressed;        /* errors (and their notes) not printed because of max_errors */
 } DiagSink;
+
+/* Errors shown before the sink falls silent (the count in n_errors stays exact). */
+#define DIAG_MAX_ERRORS 50
 
 void diag_init(DiagSink *d, FILE *out);
 void diag_set_source(DiagSink *d, const char *source);
+/* Keep a private copy of `len` bytes of `text` for caret lines; only locations in file `name`
+ * get a caret line (NULL name: every location). The copy lives until the next call or
+ * diag_free, so the caller's buffer may go away. */
+void diag_set_source_file(DiagSink *d, const char *name, const char *text, size_t len);
 void diag_report(DiagSink *d, DiagLevel level, Loc loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void diag_vreport(DiagSink *d, DiagLevel level, Loc loc, const char *fmt, va_list ap);

@@ -13,6 +13,14 @@
 
 #include "frontend/diag.h"
 
+/* Upper bounds enforced by the checker, so that later stages can multiply two sizes in
+ * int64_t (or a size and a block count) without overflow. */
+#define SPEC_DIM_MAX (1 << 20)    /* d_model, inner sizes, heads, d_state, multiples */
+#define SPEC_VOCAB_MAX (1 << 24)  /* vocab_size */
+#define SPEC_BLOCKS_MAX 4096      /* blocks in the stack */
+#define SPEC_KERNEL_MAX 1024      /* conv kernel sizes */
+#define SPEC_FACTOR_MAX 1024.0    /* expand, proj_factor */
+
 typedef enum { FAMILY_MAMBA, FAMILY_XLSTM } Family;
 typedef enum { BLOCK_MAMBA, BLOCK_MLSTM, BLOCK_SLSTM } BlockKind;
 typedef enum { NORM_RMSNORM, NORM_LAYERNORM } NormKind;
@@ -68,6 +76,8 @@ typedef struct SlstmSpec {
     Loc loc;
 } SlstmSpec;
 
+/* Sections of block kinds that the stack does not use are checked (types, ranges), then
+ * left at their defaults with every derived size 0: they have no effect. */
 typedef struct ModelSpec {
     char *name;                  /* identifier; also the default C prefix */
     Family family;               /* parameter naming: mamba | xlstm */

@@ -1,0 +1,278 @@
+/* spec.c - the frontend's entry points: load (parse + check) a spec file, look models up,
+ * print a model back as spec text with every default explicit, free. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend/ast.h"
+#include "frontend/spec.h"
+
+/* Parse and check `len` bytes. The sink keeps its own copy of the text for caret lines. */
+static SpecFile *spec_load_bytes(const char *name, const char *text, size_t len, DiagSink *diag)
+{
+    SpecFile *f = ast_alloc(sizeof *f);
+    f->path = ast_strndup(name, strlen(name));
+    diag_set_source_file(diag, f->path, text, len);
+    int before = diag->n_errors;
+    int n_syntax = 0;
+    AstModel *models = ast_parse(f->path, text, len, diag, &n_syntax);
+    /* After a syntax error, items are missing from the tree: checking it would only add
+     * errors about keys that are in fact there. */
+    if (n_syntax == 0)
+        check_models(models, f, diag);
+    ast_model_free(models);
+    if (diag->n_errors > before) {
+        spec_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+SpecFile *spec_load_string(const char *name, const char *text, DiagSink *diag)
+{
+    return spec_load_bytes(name, text, text ? strlen(text) : 0, diag);
+}
+
+SpecFile *spec_load_file(const char *path, DiagSink *diag)
+{
+    Loc at = {path, 0, 0};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        diag_report(diag, DIAG_ERROR, at, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    /* Read to EOF in growing chunks: works for pipes too, and stops past the size limit
+     * (ast_parse reports files that are too large). */
+    size_t cap = 1 << 16, len = 0, limit = (size_t)1 << 27;
+    char *text = malloc(cap);
+    if (!text)
+        mxc_die("out of memory");
+    for (;;) {
+        if (len == cap) {
+            cap *= 2;
+            text = realloc(text, cap);
+            if (!text)
+                mxc_die("out of memory");
+        }
+        size_t got = fread(text + len, 1, cap - len, fp);
+        len += got;
+        if (got == 0 || len > limit)
+            break;
+    }
+    bool failed = ferror(fp);
+    int err = errno;
+    fclose(fp);
+    if (failed) {
+        diag_report(diag, DIAG_ERROR, at, "cannot read: %s", strerror(err));
+        free(text);
+        return NULL;
+    }
+    SpecFile *f = spec_load_bytes(path, text, len, diag);
+    free(text);
+    return f;
+}
+
+const ModelSpec *spec_find_model(const SpecFile *f, const char *name)
+{
+    if (!f)
+        return NULL;
+    if (!name)
+        return f->n_models == 1 ? &f->models[0] : NULL;
+    for (int i = 0; i < f->n_models; i++)
+        if (strcmp(f->models[i].name, name) == 0)
+            return &f->models[i];
+    return NULL;
+}
+
+void spec_free(SpecFile *f)
+{
+    if (!f)
+        return;
+    for (int i = 0; i < f->n_models; i++) {
+        free(f->models[i].name);
+        free(f->models[i].blocks);
+    }
+    free(f->models);
+    free(f->path);
+    free(f);
+}
+
+const char *spec_family_name(Family f)
+{
+    switch (f) {
+    case FAMILY_MAMBA: return "mamba";
+    case FAMILY_XLSTM: return "xlstm";
+    }
+    return "?";
+}
+
+const char *spec_block_name(BlockKind k)
+{
+    switch (k) {
+    case BLOCK_MAMBA: return "mamba";
+    case BLOCK_MLSTM: return "mlstm";
+    case BLOCK_SLSTM: return "slstm";
+    }
+    return "?";
+}
+
+const char *spec_norm_name(NormKind n)
+{
+    switch (n) {
+    case NORM_RMSNORM: return "rmsnorm";
+    case NORM_LAYERNORM: return "layernorm";
+    }
+    return "?";
+}
+
+const char *spec_act_name(ActFn a)
+{
+    switch (a) {
+    case ACT_GELU: return "gelu";
+    case ACT_RELU: return "relu";
+    case ACT_RELU2: return "relu2";
+    case ACT_SIGMOID: return "sigmoid";
+    case ACT_SWISH: return "swish";
+    case ACT_SELU: return "selu";
+    }
+    return "?";
+}
+
+const char *spec_layout_name(SlstmLayout l)
+{
+    switch (l) {
+    case SLSTM_LAYOUT_VANILLA: return "vanilla";
+    case SLSTM_LAYOUT_CUDA: return "cuda";
+    }
+    return "?";
+}
+
+/* ---- spec_print ---------------------------------------------------------------------- */
+
+/* The shortest text that reads back as the same double, always with a '.' or an exponent
+ * so that it scans as a float. */
+static void print_double(FILE *out, double v)
+{
+    char buf[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    if (!strpbrk(buf, ".eEn"))
+        strcat(buf, ".0");
+    fputs(buf, out);
+}
+
+static const char *bool_name(bool b)
+{
+    return b ? "true" : "false";
+}
+
+/* The stack as a list, runs folded: [mlstm, slstm, mlstm * 2]. */
+static void print_blocks(FILE *out, const ModelSpec *m)
+{
+    fputs("[", out);
+    for (int i = 0; i < m->n_blocks;) {
+        int j = i;
+        while (j < m->n_blocks && m->blocks[j] == m->blocks[i])
+            j++;
+        fprintf(out, "%s%s", i ? ", " : "", spec_block_name(m->blocks[i]));
+        if (j - i > 1)
+            fprintf(out, " * %d", j - i);
+        i = j;
+    }
+    fputs("]", out);
+}
+
+static bool model_uses(const ModelSpec *m, BlockKind k)
+{
+    for (int i = 0; i < m->n_blocks; i++)
+        if (m->blocks[i] == k)
+            return true;
+    return false;
+}
+
+/* Sections are printed for the block kinds the stack uses (the others have no effect);
+ * derived sizes follow as comments. */
+void spec_print(FILE *out, const ModelSpec *m)
+{
+    bool xlstm = m->family == FAMILY_XLSTM;
+    fprintf(out, "model %s {\n", m->name);
+    fprintf(out, "    family = %s;\n", spec_family_name(m->family));
+    fprintf(out, "    vocab_size = %d;\n", m->vocab_size);
+    fprintf(out, "    pad_vocab_size_multiple = %d;    # padded vocabulary: %d\n",
+            m->pad_vocab_size_multiple, m->vocab_padded);
+    fprintf(out, "    %s = %d;\n", xlstm ? "embedding_dim" : "d_model", m->d_model);
+    fputs("    blocks = ", out);
+    print_blocks(out, m);
+    fputs(";\n", out);
+    fprintf(out, "    norm = %s;\n", spec_norm_name(m->norm));
+    fputs("    norm_eps = ", out);
+    print_double(out, m->norm_eps);
+    fputs(";\n", out);
+    fprintf(out, "    tie_weights = %s;\n", bool_name(m->tie_weights));
+    fprintf(out, "    context_length = %d;\n", m->context_length);
+    fprintf(out, "    add_post_blocks_norm = %s;\n", bool_name(m->add_post_blocks_norm));
+    fprintf(out, "    bias = %s;\n", bool_name(m->bias));
+
+    if (model_uses(m, BLOCK_MAMBA)) {
+        const MambaSpec *mb = &m->mamba;
+        fputs("    mamba {\n", out);
+        fprintf(out, "        d_state = %d;\n", mb->d_state);
+        fprintf(out, "        d_conv = %d;\n", mb->d_conv);
+        fputs("        expand = ", out);
+        print_double(out, mb->expand);
+        fputs(";\n", out);
+        fprintf(out, "        dt_rank = %d;\n", mb->dt_rank);
+        fprintf(out, "        conv_bias = %s;\n", bool_name(mb->conv_bias));
+        fprintf(out, "        bias = %s;\n", bool_name(mb->bias));
+        fprintf(out, "        d_intermediate = %d;\n", mb->d_intermediate);
+        fprintf(out, "        # derived: d_inner = %d, mlp_hidden = %d\n", mb->d_inner,
+                mb->mlp_hidden);
+        fputs("    }\n", out);
+    }
+    if (model_uses(m, BLOCK_MLSTM)) {
+        const MlstmSpec *ml = &m->mlstm;
+        fputs("    mlstm {\n", out);
+        fprintf(out, "        num_heads = %d;\n", ml->num_heads);
+        fputs("        proj_factor = ", out);
+        print_double(out, ml->proj_factor);
+        fputs(";\n", out);
+        fprintf(out, "        conv1d_kernel_size = %d;\n", ml->conv1d_kernel_size);
+        fprintf(out, "        qkv_proj_blocksize = %d;\n", ml->qkv_proj_blocksize);
+        fprintf(out, "        round_proj_up_dim_up = %s;\n", bool_name(ml->round_proj_up_dim_up));
+        fprintf(out, "        round_proj_up_to_multiple_of = %d;\n",
+                ml->round_proj_up_to_multiple_of);
+        fprintf(out, "        # derived: inner_dim = %d, head_dim = %d\n", ml->inner_dim,
+                ml->head_dim);
+        fputs("    }\n", out);
+    }
+    if (model_uses(m, BLOCK_SLSTM)) {
+        const SlstmSpec *sl = &m->slstm;
+        fputs("    slstm {\n", out);
+        fprintf(out, "        num_heads = %d;\n", sl->num_heads);
+        fprintf(out, "        conv1d_kernel_size = %d;\n", sl->conv1d_kernel_size);
+        fprintf(out, "        layout = %s;\n", spec_layout_name(sl->layout));
+        fprintf(out, "        # derived: head_dim = %d\n", sl->head_dim);
+        if (sl->feedforward) {
+            const FfnSpec *ff = &sl->ffn;
+            fputs("        feedforward {\n", out);
+            fputs("            proj_factor = ", out);
+            print_double(out, ff->proj_factor);
+            fputs(";\n", out);
+            fprintf(out, "            act_fn = %s;\n", spec_act_name(ff->act_fn));
+            fprintf(out, "            bias = %s;\n", bool_name(ff->bias));
+            fprintf(out, "            round_proj_up_dim_up = %s;\n",
+                    bool_name(ff->round_proj_up_dim_up));
+            fprintf(out, "            round_proj_up_to_multiple_of = %d;\n",
+                    ff->round_proj_up_to_multiple_of);
+            fprintf(out, "            # derived: inner_dim = %d\n", ff->inner_dim);
+            fputs("        }\n", out);
+        } else {
+            fputs("        feedforward = false;\n", out);
+        }
+        fputs("    }\n", out);
+    }
+    fputs("}\n", out);
+}
