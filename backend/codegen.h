@@ -44,6 +44,8 @@ LLVMValueRef cg_loop_begin(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValueRef e
 void cg_loop_end(Cg *cg, CgLoop *l);
 /* An f32 stack variable in the entry block (becomes a register after SROA). */
 LLVMValueRef cg_var(Cg *cg, const char *name);
+/* A fixed-size f32 stack array in the entry block. */
+LLVMValueRef cg_array(Cg *cg, int64_t n, const char *name);
 
 LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index);
 LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, LLVMValueRef index);   /* f32 ptr[index] */
@@ -61,13 +63,24 @@ LLVMValueRef cg_fmul_reduce(Cg *cg, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_call_intrinsic1(Cg *cg, const char *name, LLVMValueRef x);
 LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_sqrt(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_libm(Cg *cg, const char *name, LLVMValueRef x);
 LLVMValueRef cg_log1p(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_max(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_min(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fabs(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_logsigmoid(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_silu(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x);
 
 /* --- kernels.c: one emitter per op ----------------------------------------------------- */
 void cg_emit_node(Cg *cg, const Node *n);
+
+/* --- cells.c: the xLSTM recurrent cells ------------------------------------------------ */
+void cg_emit_mlstm_cell(Cg *cg, const Node *n);
+void cg_emit_slstm_cell(Cg *cg, const Node *n);
 
 /* --- emit_desc.c: the model descriptor and the exported API ---------------------------- */
 void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn);

@@ -3,6 +3,8 @@
  * Every emitter writes loops specialised for the node's fixed sizes; only B and T are
  * run-time values. Per-token ops loop over (b, t) rows; recurrent ops loop over t in order
  * inside each sequence and keep their state in the state slot between calls. */
+#include <stdlib.h>
+
 #include "backend/codegen.h"
 
 /* Loop over every row (b, t) of the chunk; the body is emitted by the caller between
@@ -72,34 +74,42 @@ static void emit_embed(Cg *cg, const Node *n)
 }
 
 /* RMSNorm: y = x * rsqrt(mean(x^2) + eps) * w
- * LayerNorm: y = (x - mean) * rsqrt(var + eps) * g (+ bias), g = w or 1 + w */
+ * LayerNorm: y = (x - mean) * rsqrt(var + eps) * g (+ bias), g = w or 1 + w; with groups > 1
+ * each group of columns has its own mean and variance (xLSTM's multi-head norm). */
 static void emit_norm(Cg *cg, const Node *n)
 {
     int64_t d = ir_type_cols(&n->type);
     bool layer = n->op == OP_LAYERNORM;
+    int64_t groups = layer ? n->attr.norm.groups : 1, gs = d / groups;
     LLVMValueRef gain = cg_weight(cg, n->src[1]);
     LLVMValueRef bias = n->n_src > 2 ? cg_weight(cg, n->src[2]) : NULL;
-    LLVMValueRef inv_d = cg_f32(cg, 1.0 / (double)d);
+    LLVMValueRef inv_d = cg_f32(cg, 1.0 / (double)gs);
     Rows r;
     rows_begin(cg, &r);
-    LLVMValueRef x = cg_row(cg, n->src[0], r.b, r.t);
-    LLVMValueRef y = cg_row(cg, n, r.b, r.t);
+    CgLoop lg;
+    LLVMValueRef grp = cg_loop_begin(cg, &lg, cg_i64(cg, 0), cg_i64(cg, groups), "group");
+    LLVMValueRef first = LLVMBuildMul(cg->b, grp, cg_i64(cg, gs), "");
+    LLVMValueRef x = cg_gep(cg, cg->f32, cg_row(cg, n->src[0], r.b, r.t), first);
+    LLVMValueRef y = cg_gep(cg, cg->f32, cg_row(cg, n, r.b, r.t), first);
+    LLVMValueRef gp = cg_gep(cg, cg->f32, gain, first);
+    LLVMValueRef bp = bias ? cg_gep(cg, cg->f32, bias, first) : NULL;
     LLVMValueRef mean = NULL;
-    if (layer) mean = LLVMBuildFMul(cg->b, emit_row_sum(cg, x, d, false, NULL), inv_d, "mean");
-    LLVMValueRef var = LLVMBuildFMul(cg->b, emit_row_sum(cg, x, d, true, mean), inv_d, "var");
+    if (layer) mean = LLVMBuildFMul(cg->b, emit_row_sum(cg, x, gs, false, NULL), inv_d, "mean");
+    LLVMValueRef var = LLVMBuildFMul(cg->b, emit_row_sum(cg, x, gs, true, mean), inv_d, "var");
     LLVMValueRef rstd = LLVMBuildFDiv(
         cg->b, cg_f32(cg, 1.0), cg_sqrt(cg, LLVMBuildFAdd(cg->b, var, cg_f32(cg, n->attr.norm.eps), "")),
         "rstd");
     CgLoop lc;
-    LLVMValueRef c = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, d), "c");
+    LLVMValueRef c = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, gs), "c");
     LLVMValueRef v = cg_load(cg, x, c);
     if (mean) v = LLVMBuildFSub(cg->b, v, mean, "");
-    LLVMValueRef g = cg_load(cg, gain, c);
+    LLVMValueRef g = cg_load(cg, gp, c);
     if (n->attr.norm.gain_offset) g = LLVMBuildFAdd(cg->b, g, cg_f32(cg, 1.0), "");
     v = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, v, rstd, ""), g, "");
-    if (bias) v = LLVMBuildFAdd(cg->b, v, cg_load(cg, bias, c), "");
+    if (bp) v = LLVMBuildFAdd(cg->b, v, cg_load(cg, bp, c), "");
     cg_store(cg, v, y, c);
     cg_loop_end(cg, &lc);
+    cg_loop_end(cg, &lg);
     rows_end(cg, &r);
 }
 
@@ -124,14 +134,60 @@ static void emit_linear(Cg *cg, const Node *n)
     cg_loop_end(cg, &ln);
 }
 
-/* Elementwise ops, one or two inputs of the same shape. */
+/* Block-diagonal linear (xLSTM LinearHeadwiseExpand): head h maps columns
+ * [h*in, (h+1)*in) to [h*out, (h+1)*out) with its own W[h] [out, in] (+ bias). */
+static void emit_headwise(Cg *cg, const Node *n)
+{
+    const Node *w = n->src[1];
+    int64_t heads = w->type.dim[0], out = w->type.dim[1], in = w->type.dim[2];
+    LLVMValueRef wp = cg_weight(cg, w);
+    LLVMValueRef bias = n->n_src > 2 ? cg_weight(cg, n->src[2]) : NULL;
+    Rows r;
+    rows_begin(cg, &r);
+    LLVMValueRef x = cg_row(cg, n->src[0], r.b, r.t), y = cg_row(cg, n, r.b, r.t);
+    CgLoop lh, lo;
+    LLVMValueRef h = cg_loop_begin(cg, &lh, cg_i64(cg, 0), cg_i64(cg, heads), "h");
+    LLVMValueRef xh = cg_gep(cg, cg->f32, x, LLVMBuildMul(cg->b, h, cg_i64(cg, in), ""));
+    LLVMValueRef o = cg_loop_begin(cg, &lo, cg_i64(cg, 0), cg_i64(cg, out), "o");
+    LLVMValueRef col = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, h, cg_i64(cg, out), ""), o, "col");
+    LLVMValueRef wrow = cg_gep(cg, cg->f32, wp, LLVMBuildMul(cg->b, col, cg_i64(cg, in), ""));
+    LLVMValueRef acc = emit_dot(cg, xh, wrow, in);
+    if (bias) acc = LLVMBuildFAdd(cg->b, acc, cg_load(cg, bias, col), "");
+    cg_store(cg, acc, y, col);
+    cg_loop_end(cg, &lo);
+    cg_loop_end(cg, &lh);
+    rows_end(cg, &r);
+}
+
+/* Sources copied side by side into one row. */
+static void emit_concat(Cg *cg, const Node *n)
+{
+    Rows r;
+    rows_begin(cg, &r);
+    LLVMValueRef y = cg_row(cg, n, r.b, r.t);
+    int64_t at = 0;
+    for (int i = 0; i < n->n_src; i++) {
+        int64_t cols = ir_type_cols(&n->src[i]->type);
+        LLVMValueRef x = cg_row(cg, n->src[i], r.b, r.t);
+        LLVMValueRef dst = cg_gep(cg, cg->f32, y, cg_i64(cg, at));
+        CgLoop lc;
+        LLVMValueRef c = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, cols), "c");
+        cg_store(cg, cg_load(cg, x, c), dst, c);
+        cg_loop_end(cg, &lc);
+        at += cols;
+    }
+    rows_end(cg, &r);
+}
+
+/* Elementwise ops, one or two inputs of the same shape (or a per-column weight). */
 static void emit_elementwise(Cg *cg, const Node *n)
 {
     int64_t d = ir_type_cols(&n->type);
     Rows r;
     rows_begin(cg, &r);
     LLVMValueRef a = cg_row(cg, n->src[0], r.b, r.t);
-    LLVMValueRef bsrc = n->n_src > 1 ? cg_row(cg, n->src[1], r.b, r.t) : NULL;
+    LLVMValueRef bsrc = n->op == OP_SCALE ? cg_weight(cg, n->src[1])
+                        : n->n_src > 1 ? cg_row(cg, n->src[1], r.b, r.t) : NULL;
     LLVMValueRef y = cg_row(cg, n, r.b, r.t);
     CgLoop lc;
     LLVMValueRef c = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, d), "c");
@@ -139,10 +195,33 @@ static void emit_elementwise(Cg *cg, const Node *n)
     switch (n->op) {
     case OP_SILU: v = cg_silu(cg, x); break;
     case OP_SOFTPLUS: v = cg_softplus(cg, x); break;
+    case OP_GELU: /* exact (erf) form, as F.gelu's default */
+        v = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, cg_f32(cg, 0.5), x, ""),
+                          LLVMBuildFAdd(cg->b, cg_f32(cg, 1.0),
+                                        cg_erf(cg, LLVMBuildFMul(cg->b, x, cg_f32(cg, 0.70710678118654752440), "")),
+                                        ""), "");
+        break;
+    case OP_RELU: v = cg_max(cg, x, cg_f32(cg, 0.0)); break;
+    case OP_RELU2: {
+        LLVMValueRef p = cg_max(cg, x, cg_f32(cg, 0.0));
+        v = LLVMBuildFMul(cg->b, p, p, "");
+        break;
+    }
+    case OP_SIGMOID: v = cg_sigmoid(cg, x); break;
+    case OP_SELU: { /* torch's constants */
+        LLVMValueRef neg = LLVMBuildFMul(cg->b, cg_f32(cg, 1.6732632423543772848170429916717),
+                                         LLVMBuildFSub(cg->b, cg_exp(cg, x), cg_f32(cg, 1.0), ""), "");
+        LLVMValueRef pos = LLVMBuildFCmp(cg->b, LLVMRealOGT, x, cg_f32(cg, 0.0), "");
+        v = LLVMBuildFMul(cg->b, cg_f32(cg, 1.0507009873554804934193349852946),
+                          LLVMBuildSelect(cg->b, pos, x, neg, ""), "");
+        break;
+    }
+    case OP_SCALE:
     case OP_MUL: v = LLVMBuildFMul(cg->b, x, cg_load(cg, bsrc, c), ""); break;
     case OP_ADD: v = LLVMBuildFAdd(cg->b, x, cg_load(cg, bsrc, c), ""); break;
     case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
-    case OP_LINEAR: case OP_SLICE: case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_OUTPUT:
+    case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_CONV1D:
+    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL: case OP_OUTPUT:
     case OP_COUNT_:
         mxc_die("%s is not elementwise", ir_op_name(n->op));
     }
@@ -169,8 +248,8 @@ static void emit_conv1d(Cg *cg, const Node *n)
     LLVMValueRef win = cg_state(cg, n->attr.rec.state, b);
     LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
     /* One source row per tap: the input at t - (K-1) + k, or the window row K-1 + that. */
-    LLVMValueRef tap[64];
-    if (kw > 64) mxc_die("conv kernel %lld too wide", (long long)kw);
+    LLVMValueRef *tap = malloc(sizeof *tap * (size_t)kw);
+    if (!tap) mxc_die("out of memory");
     for (int64_t k = 0; k < kw; k++) {
         LLVMValueRef pos = LLVMBuildAdd(B, t, cg_i64(cg, k - (kw - 1)), "pos");
         LLVMValueRef in_chunk = LLVMBuildICmp(B, LLVMIntSGE, pos, cg_i64(cg, 0), "");
@@ -194,6 +273,7 @@ static void emit_conv1d(Cg *cg, const Node *n)
     cg_store(cg, acc, y, c);
     cg_loop_end(cg, &lc);
     cg_loop_end(cg, &lt);
+    free(tap);
 
     /* Window row j becomes element T + j of [window, chunk inputs]; ascending j only reads
      * rows above the one it writes. */
@@ -293,9 +373,16 @@ void cg_emit_node(Cg *cg, const Node *n)
     case OP_EMBED: emit_embed(cg, n); return;
     case OP_RMSNORM: case OP_LAYERNORM: emit_norm(cg, n); return;
     case OP_LINEAR: emit_linear(cg, n); return;
-    case OP_SILU: case OP_SOFTPLUS: case OP_MUL: case OP_ADD: emit_elementwise(cg, n); return;
+    case OP_HEADWISE: emit_headwise(cg, n); return;
+    case OP_CONCAT: emit_concat(cg, n); return;
+    case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
+    case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
+        emit_elementwise(cg, n);
+        return;
     case OP_CONV1D: emit_conv1d(cg, n); return;
     case OP_SELECTIVE_SCAN: emit_selective_scan(cg, n); return;
+    case OP_MLSTM_CELL: cg_emit_mlstm_cell(cg, n); return;
+    case OP_SLSTM_CELL: cg_emit_slstm_cell(cg, n); return;
     case OP_OUTPUT: emit_output(cg, n); return;
     case OP_COUNT_: break;
     }

@@ -46,6 +46,20 @@ LLVMValueRef cg_var(Cg *cg, const char *name)
     return v;
 }
 
+LLVMValueRef cg_array(Cg *cg, int64_t n, const char *name)
+{
+    LLVMBuilderRef eb = LLVMCreateBuilderInContext(cg->ctx);
+    LLVMValueRef first = LLVMGetFirstInstruction(cg->entry);
+    if (first)
+        LLVMPositionBuilderBefore(eb, first);
+    else
+        LLVMPositionBuilderAtEnd(eb, cg->entry);
+    LLVMValueRef v = LLVMBuildAlloca(eb, LLVMArrayType2(cg->f32, (uint64_t)n), name);
+    LLVMSetAlignment(v, 64);
+    LLVMDisposeBuilder(eb);
+    return v;
+}
+
 LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index)
 {
     return LLVMBuildInBoundsGEP2(cg->b, elem, base, &index, 1, "");
@@ -133,13 +147,40 @@ LLVMValueRef cg_call_intrinsic1(Cg *cg, const char *name, LLVMValueRef x)
 LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x) { return cg_call_intrinsic1(cg, "llvm.exp", x); }
 LLVMValueRef cg_sqrt(Cg *cg, LLVMValueRef x) { return cg_call_intrinsic1(cg, "llvm.sqrt", x); }
 
-/* log1p has no LLVM intrinsic: call libm's log1pf (the shared object links libm). */
-LLVMValueRef cg_log1p(Cg *cg, LLVMValueRef x)
+/* A float function of libm (the shared object links libm). */
+LLVMValueRef cg_libm(Cg *cg, const char *name, LLVMValueRef x)
 {
     LLVMTypeRef fty = LLVMFunctionType(cg->f32, &cg->f32, 1, 0);
-    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, "log1pf");
-    if (!fn) fn = LLVMAddFunction(cg->mod, "log1pf", fty);
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+    if (!fn) fn = LLVMAddFunction(cg->mod, name, fty);
     return LLVMBuildCall2(cg->b, fty, fn, &x, 1, "");
+}
+
+/* log1p, tanh and erf have no LLVM intrinsic in LLVM 19. */
+LLVMValueRef cg_log1p(Cg *cg, LLVMValueRef x) { return cg_libm(cg, "log1pf", x); }
+LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x) { return cg_libm(cg, "tanhf", x); }
+LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x) { return cg_libm(cg, "erff", x); }
+
+static LLVMValueRef call_intrinsic2(Cg *cg, const char *name, LLVMValueRef a, LLVMValueRef b)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    if (!id) mxc_die("LLVM has no intrinsic %s", name);
+    LLVMTypeRef ty = LLVMTypeOf(a);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &ty, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &ty, 1);
+    LLVMValueRef args[2] = {a, b};
+    return LLVMBuildCall2(cg->b, fty, fn, args, 2, "");
+}
+
+LLVMValueRef cg_max(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return call_intrinsic2(cg, "llvm.maxnum", a, b); }
+LLVMValueRef cg_min(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return call_intrinsic2(cg, "llvm.minnum", a, b); }
+LLVMValueRef cg_fabs(Cg *cg, LLVMValueRef x) { return cg_call_intrinsic1(cg, "llvm.fabs", x); }
+
+/* log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), stable for large |x| (as torch's). */
+LLVMValueRef cg_logsigmoid(Cg *cg, LLVMValueRef x)
+{
+    LLVMValueRef e = cg_exp(cg, LLVMBuildFNeg(cg->b, cg_fabs(cg, x), ""));
+    return LLVMBuildFSub(cg->b, cg_min(cg, x, cg_f32(cg, 0.0)), cg_log1p(cg, e), "");
 }
 
 /* 1 / (1 + exp(-x)) */

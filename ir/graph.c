@@ -120,10 +120,13 @@ bool ir_op_is_recurrent(Op op)
     switch (op) {
     case OP_CONV1D:
     case OP_SELECTIVE_SCAN:
+    case OP_MLSTM_CELL:
+    case OP_SLSTM_CELL:
         return true;
     case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
-    case OP_LINEAR: case OP_SLICE: case OP_SILU: case OP_SOFTPLUS: case OP_MUL: case OP_ADD:
-    case OP_OUTPUT: case OP_COUNT_:
+    case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_SILU:
+    case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID: case OP_SELU:
+    case OP_SCALE: case OP_MUL: case OP_ADD: case OP_OUTPUT: case OP_COUNT_:
         return false;
     }
     return false;
@@ -207,6 +210,10 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
     case OP_RMSNORM:
     case OP_LAYERNORM:
         if (!is_seq_f32(x)) FAIL("%s input must be f32[B,T,...]", ir_op_name(n->op));
+        if (n->op == OP_LAYERNORM &&
+            (n->attr.norm.groups < 1 || cols % n->attr.norm.groups != 0))
+            FAIL("layernorm groups %d do not divide %lld columns", n->attr.norm.groups,
+                 (long long)cols);
         if (!is_vector(n->src[1], cols)) FAIL("norm gain must be f32[%lld]", (long long)cols);
         if (n->n_src > 2 && !is_vector(n->src[2], cols))
             FAIL("norm bias must be f32[%lld]", (long long)cols);
@@ -222,6 +229,31 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
         *out = seq_type(w->type.dim[0]);
         return true;
     }
+    case OP_HEADWISE: {
+        const Node *w = n->src[1];
+        if (!is_seq_f32(x)) FAIL("headwise input must be f32[B,T,K]");
+        if (w->type.seq || w->type.rank != 3 || w->type.dim[0] * w->type.dim[2] != cols)
+            FAIL("headwise weight must be [heads, out, in] with heads * in = %lld", (long long)cols);
+        int64_t out_cols = w->type.dim[0] * w->type.dim[1];
+        if (n->n_src > 2 && !is_vector(n->src[2], out_cols))
+            FAIL("headwise bias must be f32[%lld]", (long long)out_cols);
+        *out = seq_type(out_cols);
+        return true;
+    }
+    case OP_CONCAT: {
+        int64_t total = 0;
+        for (int i = 0; i < n->n_src; i++) {
+            if (!is_seq_f32(n->src[i])) FAIL("concat sources must be f32[B,T,...]");
+            total += ir_type_cols(&n->src[i]->type);
+        }
+        *out = seq_type(total);
+        return true;
+    }
+    case OP_SCALE:
+        if (!is_seq_f32(x) || !is_vector(n->src[1], cols))
+            FAIL("scale needs f32[B,T,C] and a weight f32[C]");
+        *out = seq_type(cols);
+        return true;
     case OP_SLICE:
         if (!is_seq_f32(x)) FAIL("slice input must be f32[B,T,...]");
         if (n->attr.slice.start < 0 || n->attr.slice.len <= 0 ||
@@ -232,6 +264,11 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
         return true;
     case OP_SILU:
     case OP_SOFTPLUS:
+    case OP_GELU:
+    case OP_RELU:
+    case OP_RELU2:
+    case OP_SIGMOID:
+    case OP_SELU:
         if (!is_seq_f32(x)) FAIL("%s input must be f32[B,T,...]", ir_op_name(n->op));
         *out = seq_type(cols);
         return true;
@@ -264,6 +301,40 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
             ir_type_cols(&cm->type) != ns)
             FAIL("scan B and C must be f32[B,T,%lld]", (long long)ns);
         if (!is_vector(n->src[5], cols)) FAIL("scan D must be f32[%lld]", (long long)cols);
+        *out = seq_type(cols);
+        return true;
+    }
+    case OP_MLSTM_CELL: {
+        /* q, k, v [B,T,I]; igate, fgate [B,T,NH] */
+        int heads = n->attr.rec.heads;
+        if (heads < 1 || cols % heads != 0) FAIL("mlstm heads %d do not divide %lld", heads,
+                                                 (long long)cols);
+        for (int i = 0; i < 3; i++)
+            if (!is_seq_f32(n->src[i]) || !ir_type_equal(&n->src[i]->type, &x->type))
+                FAIL("mlstm q, k, v must be f32[B,T,%lld]", (long long)cols);
+        for (int i = 3; i < 5; i++)
+            if (!is_seq_f32(n->src[i]) || ir_type_cols(&n->src[i]->type) != heads)
+                FAIL("mlstm gates must be f32[B,T,%d]", heads);
+        *out = seq_type(cols);
+        return true;
+    }
+    case OP_SLSTM_CELL: {
+        /* i, f, z, o [B,T,E]; R [NH, 4DH, DH] (vanilla) or [NH, DH, 4DH] (cuda); bias [4E] */
+        int heads = n->attr.rec.heads;
+        if (heads < 1 || cols % heads != 0) FAIL("slstm heads %d do not divide %lld", heads,
+                                                 (long long)cols);
+        int64_t dh = cols / heads;
+        for (int i = 0; i < 4; i++)
+            if (!is_seq_f32(n->src[i]) || !ir_type_equal(&n->src[i]->type, &x->type))
+                FAIL("slstm gate inputs must be f32[B,T,%lld]", (long long)cols);
+        const Node *r = n->src[4];
+        int64_t want1 = n->attr.rec.cuda_layout ? dh : 4 * dh;
+        int64_t want2 = n->attr.rec.cuda_layout ? 4 * dh : dh;
+        if (r->type.seq || r->type.rank != 3 || r->type.dim[0] != heads ||
+            r->type.dim[1] != want1 || r->type.dim[2] != want2)
+            FAIL("slstm recurrent kernel must be [%d, %lld, %lld]", heads, (long long)want1,
+                 (long long)want2);
+        if (!is_vector(n->src[5], 4 * cols)) FAIL("slstm bias must be f32[%lld]", (long long)(4 * cols));
         *out = seq_type(cols);
         return true;
     }
@@ -346,12 +417,23 @@ Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps)
 }
 
 Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps,
-                   bool gain_offset)
+                   bool gain_offset, int groups)
 {
     Node *n = node_new(g, OP_LAYERNORM, loc, 3, (Node *[]){x, gain, bias});
     n->attr.norm.eps = eps;
     n->attr.norm.gain_offset = gain_offset;
+    n->attr.norm.groups = groups;
     return typed(n);
+}
+
+Node *ir_headwise(Graph *g, Loc loc, Node *x, Node *w, Node *bias)
+{
+    return typed(node_new(g, OP_HEADWISE, loc, 3, (Node *[]){x, w, bias}));
+}
+
+Node *ir_concat(Graph *g, Loc loc, Node *a, Node *b, Node *c)
+{
+    return typed(node_new(g, OP_CONCAT, loc, 3, (Node *[]){a, b, c}));
 }
 
 Node *ir_linear(Graph *g, Loc loc, Node *x, Node *w, Node *bias)
@@ -392,6 +474,31 @@ Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, No
     Node *n = typed(node_new(g, OP_SELECTIVE_SCAN, loc, 6, (Node *[]){x, delta, a_log, b, c, d}));
     /* h [C][N] */
     n->attr.rec.state = ir_add_state(g, what, ir_type_elems(&a_log->type));
+    return n;
+}
+
+Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, Node *fgate,
+                    int heads, const char *what)
+{
+    Node *n = node_new(g, OP_MLSTM_CELL, loc, 5, (Node *[]){q, k, v, igate, fgate});
+    n->attr.rec.heads = heads;
+    typed(n);
+    /* Per head: C [DH][DH] (key x value), n [DH], m; laid out as all C, all n, all m. */
+    int64_t inner = ir_type_cols(&q->type), dh = inner / heads;
+    n->attr.rec.state = ir_add_state(g, what, heads * dh * dh + inner + heads);
+    return n;
+}
+
+Node *ir_slstm_cell(Graph *g, Loc loc, Node *const gates[4], Node *r, Node *bias, int heads,
+                    bool cuda_layout, const char *what)
+{
+    Node *n = node_new(g, OP_SLSTM_CELL, loc, 6,
+                       (Node *[]){gates[0], gates[1], gates[2], gates[3], r, bias});
+    n->attr.rec.heads = heads;
+    n->attr.rec.cuda_layout = cuda_layout;
+    typed(n);
+    /* (y, c, n, m), each [E] */
+    n->attr.rec.state = ir_add_state(g, what, 4 * ir_type_cols(&gates[0]->type));
     return n;
 }
 

@@ -72,13 +72,17 @@ struct Node {
         struct {       /* OP_RMSNORM, OP_LAYERNORM */
             double eps;
             bool gain_offset;     /* effective gain is 1 + w (xLSTM convention) */
+            int groups;           /* LAYERNORM: each row is normalised in this many equal
+                                     groups (multi-head norm); 1 = the whole row */
         } norm;
         struct {       /* OP_SLICE */
             int64_t start;
             int64_t len;
         } slice;
-        struct {       /* OP_CONV1D, OP_SELECTIVE_SCAN: index into Graph.states */
-            int state;
+        struct {       /* recurrent ops (ir_op_is_recurrent) */
+            int state;            /* index into Graph.states */
+            int heads;            /* MLSTM_CELL, SLSTM_CELL */
+            bool cuda_layout;     /* SLSTM_CELL: R [NH, DH, 4DH] and head-major bias */
         } rec;
     } attr;
 };
@@ -124,14 +128,22 @@ Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int r
 Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table);
 Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps);
 Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps,
-                   bool gain_offset);
+                   bool gain_offset, int groups);
 Node *ir_linear(Graph *g, Loc loc, Node *x, Node *w, Node *bias);
+Node *ir_headwise(Graph *g, Loc loc, Node *x, Node *w, Node *bias);
 Node *ir_slice(Graph *g, Loc loc, Node *x, int64_t start, int64_t len);
+Node *ir_concat(Graph *g, Loc loc, Node *a, Node *b, Node *c);
 Node *ir_unary(Graph *g, Loc loc, Op op, Node *x);
 Node *ir_binary(Graph *g, Loc loc, Op op, Node *a, Node *b);
 Node *ir_conv1d(Graph *g, Loc loc, Node *x, Node *w, Node *bias, const char *what);
 Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, Node *b,
                         Node *c, Node *d, const char *what);
+/* q, k, v [B,T,NH*DH]; igate, fgate pre-activations [B,T,NH] -> h̃ [B,T,NH*DH] */
+Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, Node *fgate,
+                    int heads, const char *what);
+/* i, f, z, o pre-activations [B,T,E] (input side); R and bias as stored -> h [B,T,E] */
+Node *ir_slstm_cell(Graph *g, Loc loc, Node *const gates[4], Node *r, Node *bias, int heads,
+                    bool cuda_layout, const char *what);
 Node *ir_output(Graph *g, Loc loc, Node *logits);
 
 /* --- types and op facts (graph.c) ------------------------------------------------------ */

@@ -16,7 +16,9 @@ static void print_attrs(const Node *n, FILE *out)
         fprintf(out, " {eps=%g}", n->attr.norm.eps);
         break;
     case OP_LAYERNORM:
-        fprintf(out, " {eps=%g%s}", n->attr.norm.eps, n->attr.norm.gain_offset ? ", gain=1+w" : "");
+        fprintf(out, " {eps=%g%s", n->attr.norm.eps, n->attr.norm.gain_offset ? ", gain=1+w" : "");
+        if (n->attr.norm.groups > 1) fprintf(out, ", groups=%d", n->attr.norm.groups);
+        fprintf(out, "}");
         break;
     case OP_SLICE:
         fprintf(out, " {start=%lld, len=%lld}", (long long)n->attr.slice.start,
@@ -26,8 +28,16 @@ static void print_attrs(const Node *n, FILE *out)
     case OP_SELECTIVE_SCAN:
         fprintf(out, " {state=%d}", n->attr.rec.state);
         break;
-    case OP_TOKENS: case OP_EMBED: case OP_LINEAR: case OP_SILU: case OP_SOFTPLUS:
-    case OP_MUL: case OP_ADD: case OP_OUTPUT: case OP_COUNT_:
+    case OP_MLSTM_CELL:
+        fprintf(out, " {heads=%d, state=%d}", n->attr.rec.heads, n->attr.rec.state);
+        break;
+    case OP_SLSTM_CELL:
+        fprintf(out, " {heads=%d, layout=%s, state=%d}", n->attr.rec.heads,
+                n->attr.rec.cuda_layout ? "cuda" : "vanilla", n->attr.rec.state);
+        break;
+    case OP_TOKENS: case OP_EMBED: case OP_LINEAR: case OP_HEADWISE: case OP_CONCAT:
+    case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
+    case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_OUTPUT: case OP_COUNT_:
         break;
     }
 }

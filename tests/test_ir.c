@@ -95,18 +95,53 @@ static void test_untied_head_and_bias_flags(void)
     ir_graph_free(g);
 }
 
-static void test_unsupported_block_is_refused(void)
+/* xLSTM "msm" with the golden sizes: names, shapes and state of both cell kinds. */
+static ModelSpec xlstm_spec(BlockKind *blocks, int n, bool cuda)
 {
-    BlockKind blocks[2] = {BLOCK_MAMBA, BLOCK_SLSTM};
-    ModelSpec m = mamba_spec(2);
+    ModelSpec m = mamba_spec(n);
+    m.family = FAMILY_XLSTM;
     m.blocks = blocks;
-    DiagSink d;
-    diag_init(&d, NULL);
-    Graph *g = ir_lower_model(&m, 16, &d);
-    CU_ASSERT_PTR_NULL(g);
-    CU_ASSERT_EQUAL(d.n_errors, 1);
-    CU_ASSERT_PTR_NOT_NULL(d.collected && strstr(d.collected, "cannot compile"));
-    diag_free(&d);
+    m.norm = NORM_LAYERNORM;
+    m.tie_weights = false;
+    m.add_post_blocks_norm = true;
+    m.mlstm = (MlstmSpec){.num_heads = 4, .proj_factor = 2, .conv1d_kernel_size = 4,
+                          .qkv_proj_blocksize = 4, .inner_dim = 128, .head_dim = 32};
+    m.slstm = (SlstmSpec){.num_heads = 4, .conv1d_kernel_size = 4, .feedforward = true,
+                          .head_dim = 16, .layout = cuda ? SLSTM_LAYOUT_CUDA : SLSTM_LAYOUT_VANILLA};
+    m.slstm.ffn = (FfnSpec){.proj_factor = 1.3, .act_fn = ACT_GELU, .inner_dim = 128};
+    return m;
+}
+
+static void test_lower_xlstm_names_and_shapes(void)
+{
+    BlockKind blocks[3] = {BLOCK_MLSTM, BLOCK_SLSTM, BLOCK_MLSTM};
+    ModelSpec m = xlstm_spec(blocks, 3, false);
+    Graph *g = lowered(&m);
+    CU_ASSERT_FATAL(g != NULL);
+    CU_ASSERT_EQUAL(ir_verify(g, stderr), 0);
+    const Node *q = find_weight(g, "xlstm_block_stack.blocks.0.xlstm.q_proj.weight");
+    CU_ASSERT_FATAL(q != NULL);
+    CU_ASSERT(q->type.rank == 3 && q->type.dim[0] == 32 && q->type.dim[1] == 4);
+    const Node *ig = find_weight(g, "xlstm_block_stack.blocks.2.xlstm.mlstm_cell.igate.weight");
+    CU_ASSERT_FATAL(ig != NULL);
+    CU_ASSERT(ig->type.dim[0] == 4 && ig->type.dim[1] == 3 * 128);
+    const Node *r = find_weight(g, "xlstm_block_stack.blocks.1.xlstm.slstm_cell._recurrent_kernel_");
+    CU_ASSERT_FATAL(r != NULL);
+    CU_ASSERT(r->type.dim[0] == 4 && r->type.dim[1] == 64 && r->type.dim[2] == 16);
+    CU_ASSERT_PTR_NOT_NULL(find_weight(g, "xlstm_block_stack.blocks.1.ffn.proj_up.weight"));
+    CU_ASSERT_PTR_NOT_NULL(find_weight(g, "xlstm_block_stack.post_blocks_norm.weight"));
+    CU_ASSERT_PTR_NOT_NULL(find_weight(g, "lm_head.weight"));
+    CU_ASSERT_PTR_NOT_NULL(find_weight(g, "xlstm_block_stack.blocks.1.xlstm.conv1d.conv.bias"));
+    /* mLSTM: conv window 3*128 + cell 4*(32*32) + 128 + 4; sLSTM: conv window 3*64 + 4*64 */
+    CU_ASSERT_EQUAL(g->state_floats, 2 * (3 * 128 + 4 * 32 * 32 + 128 + 4) + 3 * 64 + 4 * 64);
+    ir_graph_free(g);
+
+    m = xlstm_spec(blocks, 3, true);
+    g = lowered(&m);
+    r = find_weight(g, "xlstm_block_stack.blocks.1.xlstm.slstm_cell._recurrent_kernel_");
+    CU_ASSERT_FATAL(r != NULL);
+    CU_ASSERT(r->type.dim[1] == 16 && r->type.dim[2] == 64);
+    ir_graph_free(g);
 }
 
 /* Scratch blocks of values alive at the same time must not overlap. */
@@ -276,7 +311,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("ir", NULL, NULL);
     TEST_ADD(s, test_lower_mamba_names_and_shapes);
     TEST_ADD(s, test_untied_head_and_bias_flags);
-    TEST_ADD(s, test_unsupported_block_is_refused);
+    TEST_ADD(s, test_lower_xlstm_names_and_shapes);
     TEST_ADD(s, test_plan_memory_reuses_without_overlap);
     TEST_ADD(s, test_dce_removes_unused_nodes);
     TEST_ADD(s, test_pass_options_are_checked);

@@ -1,0 +1,195 @@
+/* cells.c - the xLSTM recurrent cells, generated per model for its head count and size.
+ *
+ * Both cells walk the chunk's positions in order inside each sequence and keep their state
+ * in the state slot between calls, so a forward costs time linear in the sequence length
+ * and memory independent of it (SEMANTICS B.8.2 and B.10). */
+#include <math.h>
+
+#include "backend/codegen.h"
+
+#define MLSTM_EPS 1e-6
+
+/* mLSTM, recurrent stabilised form (SEMANTICS B.8.2), per sequence and head:
+ *   lf = logσ(f̃);  m_t = max(lf + m, ĩ);  f' = exp(lf + m - m_t);  i' = exp(ĩ - m_t)
+ *   C ← f' C + i' k' vᵀ,  n ← f' n + i' k',  k' = k / sqrt(DH)
+ *   h = qᵀC / (max(|q·n|, exp(-m_t)) + eps)
+ * State per head: C [DH key][DH value], n [DH], m; stored as all C, then all n, then all m.
+ * One pass over C both updates it and accumulates qᵀC, so C is read once per token. */
+void cg_emit_mlstm_cell(Cg *cg, const Node *n)
+{
+    const Node *q = n->src[0], *k = n->src[1], *v = n->src[2], *ig = n->src[3], *fg = n->src[4];
+    int64_t heads = n->attr.rec.heads, inner = ir_type_cols(&n->type), dh = inner / heads;
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef inv_sqrt = cg_f32(cg, 1.0 / sqrt((double)dh));
+
+    CgLoop lb, lh, lt, lj, ld, lj2, lj3;
+    LLVMValueRef b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
+    LLVMValueRef st = cg_state(cg, n->attr.rec.state, b);
+    LLVMValueRef h = cg_loop_begin(cg, &lh, cg_i64(cg, 0), cg_i64(cg, heads), "h");
+    LLVMValueRef hd = LLVMBuildMul(B, h, cg_i64(cg, dh), "");
+    LLVMValueRef cmat = cg_gep(cg, cg->f32, st, LLVMBuildMul(B, hd, cg_i64(cg, dh), ""));
+    LLVMValueRef nvec = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh), hd, ""));
+    LLVMValueRef mptr = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh + inner), h, ""));
+
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef qr = cg_gep(cg, cg->f32, cg_row(cg, q, b, t), hd);
+    LLVMValueRef kr = cg_gep(cg, cg->f32, cg_row(cg, k, b, t), hd);
+    LLVMValueRef vr = cg_gep(cg, cg->f32, cg_row(cg, v, b, t), hd);
+    LLVMValueRef out = cg_gep(cg, cg->f32, cg_row(cg, n, b, t), hd);
+    LLVMValueRef i_pre = cg_load(cg, cg_row(cg, ig, b, t), h);
+    LLVMValueRef f_pre = cg_load(cg, cg_row(cg, fg, b, t), h);
+
+    LLVMValueRef lf = cg_logsigmoid(cg, f_pre);
+    LLVMValueRef m_prev = LLVMBuildLoad2(B, cg->f32, mptr, "m_prev");
+    LLVMValueRef lf_m = LLVMBuildFAdd(B, lf, m_prev, "");
+    LLVMValueRef m_new = cg_max(cg, lf_m, i_pre);
+    LLVMValueRef fgate = cg_exp(cg, LLVMBuildFSub(B, lf_m, m_new, ""));
+    LLVMValueRef igate = cg_exp(cg, LLVMBuildFSub(B, i_pre, m_new, ""));
+
+    LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), cg_i64(cg, dh), "j");
+    cg_store(cg, cg_f32(cg, 0.0), out, j);
+    cg_loop_end(cg, &lj);
+
+    LLVMValueRef qn = cg_var(cg, "qn");
+    LLVMBuildStore(B, cg_f32(cg, 0.0), qn);
+    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, dh), "d");
+    LLVMValueRef kd = LLVMBuildFMul(B, igate, LLVMBuildFMul(B, cg_load(cg, kr, d), inv_sqrt, ""), "kd");
+    LLVMValueRef qd = cg_load(cg, qr, d);
+    LLVMValueRef nd = LLVMBuildFAdd(B, LLVMBuildFMul(B, fgate, cg_load(cg, nvec, d), ""), kd, "nd");
+    cg_store(cg, nd, nvec, d);
+    LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->f32, qn, ""),
+                                    LLVMBuildFMul(B, qd, nd, ""), ""), qn);
+    LLVMValueRef crow = cg_gep(cg, cg->f32, cmat, LLVMBuildMul(B, d, cg_i64(cg, dh), ""));
+    j = cg_loop_begin(cg, &lj2, cg_i64(cg, 0), cg_i64(cg, dh), "j");
+    LLVMValueRef c = LLVMBuildFAdd(B, LLVMBuildFMul(B, fgate, cg_load(cg, crow, j), ""),
+                                   LLVMBuildFMul(B, kd, cg_load(cg, vr, j), ""), "c");
+    cg_store(cg, c, crow, j);
+    cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, out, j), LLVMBuildFMul(B, qd, c, ""), ""), out, j);
+    cg_loop_end(cg, &lj2);
+    cg_loop_end(cg, &ld);
+
+    LLVMValueRef floor = cg_exp(cg, LLVMBuildFNeg(B, m_new, ""));
+    LLVMValueRef denom = LLVMBuildFAdd(
+        B, cg_max(cg, cg_fabs(cg, LLVMBuildLoad2(B, cg->f32, qn, "")), floor), cg_f32(cg, MLSTM_EPS), "");
+    j = cg_loop_begin(cg, &lj3, cg_i64(cg, 0), cg_i64(cg, dh), "j");
+    cg_store(cg, LLVMBuildFDiv(B, cg_load(cg, out, j), denom, ""), out, j);
+    cg_loop_end(cg, &lj3);
+    LLVMBuildStore(B, m_new, mptr);
+    cg_loop_end(cg, &lt);
+    cg_loop_end(cg, &lh);
+    cg_loop_end(cg, &lb);
+}
+
+/* Index of the recurrent weight R_ext[h, d, g, j] in the stored tensor (SEMANTICS B.10):
+ * vanilla stores [h][g·DH + j][d], cuda stores [h][d][g·DH + j]. */
+static LLVMValueRef r_index(Cg *cg, bool cuda, int64_t dh, LLVMValueRef h, LLVMValueRef d,
+                            LLVMValueRef gj)
+{
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef head = LLVMBuildMul(B, h, cg_i64(cg, 4 * dh * dh), "");
+    LLVMValueRef in_head = cuda ? LLVMBuildAdd(B, LLVMBuildMul(B, d, cg_i64(cg, 4 * dh), ""), gj, "")
+                                : LLVMBuildAdd(B, LLVMBuildMul(B, gj, cg_i64(cg, dh), ""), d, "");
+    return LLVMBuildAdd(B, head, in_head, "");
+}
+
+/* Index of the bias b_ext[h, g, j]: vanilla gate-major [g][h][j], cuda head-major [h][g][j]. */
+static LLVMValueRef bias_index(Cg *cg, bool cuda, int64_t e, int64_t dh, LLVMValueRef h, int g,
+                               LLVMValueRef j)
+{
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef base = cuda ? LLVMBuildAdd(B, LLVMBuildMul(B, h, cg_i64(cg, 4 * dh), ""), cg_i64(cg, g * dh), "")
+                             : LLVMBuildAdd(B, cg_i64(cg, g * e), LLVMBuildMul(B, h, cg_i64(cg, dh), ""), "");
+    return LLVMBuildAdd(B, base, j, "");
+}
+
+/* sLSTM cell (SEMANTICS B.10), per sequence, position and head:
+ *   raw_g = Wx_g + Σ_d y_{t-1}[d] R[h, d, g, :] + b_g           g ∈ (i, f, z, o)
+ *   logfm = m + logσ(raw_f);  m_t = raw_i on the first step (n == 0), else max(raw_i, logfm)
+ *   i = min(exp(raw_i - m_t), 1);  f = min(exp(logfm - m_t), 1);  o = σ(raw_o);  z = tanh(raw_z)
+ *   c ← f c + i z;  n ← f n + i;  y = o c / n
+ * State (y, c, n, m), each [E]. Each head reads only its own previous y, so a head's y is
+ * overwritten as soon as its gates are computed. */
+void cg_emit_slstm_cell(Cg *cg, const Node *n)
+{
+    int64_t e = ir_type_cols(&n->type), heads = n->attr.rec.heads, dh = e / heads;
+    bool cuda = n->attr.rec.cuda_layout;
+    LLVMValueRef rw = cg_weight(cg, n->src[4]), bw = cg_weight(cg, n->src[5]);
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef raw = cg_array(cg, 4 * dh, "raw");
+
+    CgLoop lb, lt, lh, lj, ld, lj2;
+    LLVMValueRef b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
+    LLVMValueRef st = cg_state(cg, n->attr.rec.state, b);
+    LLVMValueRef ys = st, cs = cg_gep(cg, cg->f32, st, cg_i64(cg, e));
+    LLVMValueRef ns = cg_gep(cg, cg->f32, st, cg_i64(cg, 2 * e));
+    LLVMValueRef ms = cg_gep(cg, cg->f32, st, cg_i64(cg, 3 * e));
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef out = cg_row(cg, n, b, t);
+    LLVMValueRef h = cg_loop_begin(cg, &lh, cg_i64(cg, 0), cg_i64(cg, heads), "h");
+    LLVMValueRef hd = LLVMBuildMul(B, h, cg_i64(cg, dh), "");
+    LLVMValueRef yh = cg_gep(cg, cg->f32, ys, hd);
+
+    /* raw = input side + bias */
+    LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), cg_i64(cg, dh), "j");
+    for (int g = 0; g < 4; g++) {
+        LLVMValueRef wx = cg_load(cg, cg_row(cg, n->src[g], b, t), LLVMBuildAdd(B, hd, j, ""));
+        LLVMValueRef bv = cg_load(cg, bw, bias_index(cg, cuda, e, dh, h, g, j));
+        cg_store(cg, LLVMBuildFAdd(B, wx, bv, ""), raw, LLVMBuildAdd(B, cg_i64(cg, g * dh), j, ""));
+    }
+    cg_loop_end(cg, &lj);
+
+    /* raw += the head's block of R applied to y_{t-1}; the stored layout decides which loop
+     * is contiguous. */
+    if (cuda) {
+        LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, dh), "d");
+        LLVMValueRef yd = cg_load(cg, yh, d);
+        LLVMValueRef gj = cg_loop_begin(cg, &lj2, cg_i64(cg, 0), cg_i64(cg, 4 * dh), "gj");
+        LLVMValueRef rv = cg_load(cg, rw, r_index(cg, true, dh, h, d, gj));
+        cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, raw, gj), LLVMBuildFMul(B, yd, rv, ""), ""), raw, gj);
+        cg_loop_end(cg, &lj2);
+        cg_loop_end(cg, &ld);
+    } else {
+        LLVMValueRef gj = cg_loop_begin(cg, &lj2, cg_i64(cg, 0), cg_i64(cg, 4 * dh), "gj");
+        LLVMValueRef acc = cg_var(cg, "ry");
+        LLVMBuildStore(B, cg_f32(cg, 0.0), acc);
+        LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, dh), "d");
+        LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, yh, d),
+                                           cg_load(cg, rw, r_index(cg, false, dh, h, d, gj)));
+        LLVMBuildStore(B, cg_fadd_reduce(cg, LLVMBuildLoad2(B, cg->f32, acc, ""), prod), acc);
+        cg_loop_end(cg, &ld);
+        cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, raw, gj), LLVMBuildLoad2(B, cg->f32, acc, ""), ""),
+                 raw, gj);
+        cg_loop_end(cg, &lj2);
+    }
+
+    /* pointwise gates and state update */
+    j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), cg_i64(cg, dh), "j");
+    LLVMValueRef idx = LLVMBuildAdd(B, hd, j, "");
+    LLVMValueRef ri = cg_load(cg, raw, j);
+    LLVMValueRef rf = cg_load(cg, raw, LLVMBuildAdd(B, j, cg_i64(cg, dh), ""));
+    LLVMValueRef rz = cg_load(cg, raw, LLVMBuildAdd(B, j, cg_i64(cg, 2 * dh), ""));
+    LLVMValueRef ro = cg_load(cg, raw, LLVMBuildAdd(B, j, cg_i64(cg, 3 * dh), ""));
+    LLVMValueRef m_prev = cg_load(cg, ms, idx), n_prev = cg_load(cg, ns, idx);
+    LLVMValueRef c_prev = cg_load(cg, cs, idx);
+    LLVMValueRef logfm = LLVMBuildFAdd(B, m_prev, cg_logsigmoid(cg, rf), "logfm");
+    LLVMValueRef first = LLVMBuildFCmp(B, LLVMRealOEQ, n_prev, cg_f32(cg, 0.0), "first");
+    LLVMValueRef m_new = LLVMBuildSelect(B, first, ri, cg_max(cg, ri, logfm), "m");
+    LLVMValueRef one = cg_f32(cg, 1.0);
+    LLVMValueRef ig = cg_min(cg, cg_exp(cg, LLVMBuildFSub(B, ri, m_new, "")), one);
+    LLVMValueRef fg = cg_min(cg, cg_exp(cg, LLVMBuildFSub(B, logfm, m_new, "")), one);
+    LLVMValueRef og = cg_sigmoid(cg, ro);
+    LLVMValueRef zg = cg_tanh(cg, rz);
+    LLVMValueRef c_new = LLVMBuildFAdd(B, LLVMBuildFMul(B, fg, c_prev, ""), LLVMBuildFMul(B, ig, zg, ""), "c");
+    LLVMValueRef n_new = LLVMBuildFAdd(B, LLVMBuildFMul(B, fg, n_prev, ""), ig, "n");
+    LLVMValueRef y = LLVMBuildFDiv(B, LLVMBuildFMul(B, og, c_new, ""), n_new, "y");
+    cg_store(cg, c_new, cs, idx);
+    cg_store(cg, n_new, ns, idx);
+    cg_store(cg, m_new, ms, idx);
+    cg_store(cg, y, ys, idx);
+    cg_store(cg, y, out, idx);
+    cg_loop_end(cg, &lj);
+
+    cg_loop_end(cg, &lh);
+    cg_loop_end(cg, &lt);
+    cg_loop_end(cg, &lb);
+}
