@@ -12,6 +12,7 @@
  * reduction (~1e-6 relative); the observed errors are around 1e-6. */
 #include <dlfcn.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -67,7 +68,7 @@ static void *sym(void *so, const char *prefix, const char *name)
     char full[256];
     snprintf(full, sizeof full, "%s_%s", prefix, name);
     void *p = dlsym(so, full);
-    CU_ASSERT_PTR_NOT_NULL(p);
+    if (!p) fprintf(stderr, "missing symbol %s\n", full);
     return p;
 }
 
@@ -90,7 +91,9 @@ static bool api_load(Api *a, const char *so_path, const char *prefix)
     *(void **)&a->last_error = sym(a->so, prefix, "last_error");
     *(void **)&a->vocab_padded = sym(a->so, prefix, "vocab_padded");
     *(void **)&a->vocab_size = sym(a->so, prefix, "vocab_size");
-    return a->open && a->forward && a->step && a->vocab_padded;
+    return a->open && a->close && a->state_new && a->state_free && a->state_reset &&
+           a->state_copy && a->forward && a->step && a->last_error && a->vocab_padded &&
+           a->vocab_size;
 }
 
 /* Golden inputs and outputs of one case. */
@@ -103,7 +106,7 @@ typedef struct Golden {
 
 static bool golden_load(Golden *g, const char *case_dir)
 {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof path, "%s/io.safetensors", case_dir);
     memset(g, 0, sizeof *g);
     if (st_open(path, &g->io) != 0) return false;
@@ -159,21 +162,59 @@ static void forward_in_chunks(Api *a, void *m, void *s, const Golden *g, const i
     }
 }
 
-/* Everything one golden case must satisfy. */
-static void check_golden_case(const char *name, const char *extra_flags)
+/* The golden weights with the sLSTM cell tensors replaced by their CUDA-layout versions
+ * (slstm_cuda_layout.safetensors holds only those), as a checkpoint trained with the CUDA
+ * backend stores them. */
+static bool write_cuda_layout_weights(const char *dir, const char *out)
 {
-    char dir[512], spec[600], so[600], weights[600];
+    char path[600];
+    StFile *base, *cuda;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (st_open(path, &base) != 0) return false;
+    snprintf(path, sizeof path, "%s/slstm_cuda_layout.safetensors", dir);
+    if (st_open(path, &cuda) != 0) {
+        st_close(base);
+        return false;
+    }
+    int n = st_count(base);
+    StWriteTensor *t = calloc((size_t)n, sizeof *t);
+    int replaced = 0;
+    for (int i = 0; i < n; i++) {
+        const StTensor *src = st_at(base, i), *alt = st_find(cuda, src->name);
+        if (alt) {
+            src = alt;
+            replaced++;
+        }
+        t[i] = (StWriteTensor){src->name, src->dtype, src->rank, src->shape, src->data};
+    }
+    bool ok = replaced == st_count(cuda) && replaced > 0 && st_write(out, t, n, NULL) == 0;
+    free(t);
+    st_close(cuda);
+    st_close(base);
+    return ok;
+}
+
+/* Everything one golden case must satisfy. `variant` "cuda" compiles model_cuda.mx and
+ * feeds it the CUDA-layout sLSTM weights. */
+static void check_golden_case(const char *name, const char *variant, const char *extra_flags)
+{
+    char dir[512], spec[600], so[600], weights[600], prefix[128];
     snprintf(dir, sizeof dir, "%s/golden/%s", test_srcdir(), name);
-    snprintf(spec, sizeof spec, "%s/model.mx", dir);
+    snprintf(spec, sizeof spec, "%s/model%s%s.mx", dir, variant ? "_" : "", variant ? variant : "");
     snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
+    snprintf(prefix, sizeof prefix, "%s%s%s", name, variant ? "_" : "", variant ? variant : "");
     if (access(dir, R_OK) != 0) {
         fprintf(stderr, "golden case %s not present\n", name);
         CU_FAIL("golden case missing");
         return;
     }
-    CU_ASSERT_EQUAL_FATAL(build(spec, name, extra_flags, so, sizeof so), 0);
+    if (variant) {
+        snprintf(weights, sizeof weights, "%s/out/%s.safetensors", test_builddir(), prefix);
+        CU_ASSERT_FATAL(write_cuda_layout_weights(dir, weights));
+    }
+    CU_ASSERT_EQUAL_FATAL(build(spec, prefix, extra_flags, so, sizeof so), 0);
     Api a;
-    CU_ASSERT_FATAL(api_load(&a, so, name));
+    CU_ASSERT_FATAL(api_load(&a, so, prefix));
     Golden g;
     CU_ASSERT_FATAL(golden_load(&g, dir));
     CU_ASSERT_EQUAL(a.vocab_padded(), g.vocab);
@@ -227,7 +268,7 @@ static void check_golden_case(const char *name, const char *extra_flags)
     CU_ASSERT_EQUAL(memcmp(out1, out2, nrest * sizeof *out1), 0);
 
     printf("\n    %s: |forward - official| %.2e, |step - official| %.2e, |step - forward| %.2e, "
-           "|chunked - forward| %.2e ", name, d_fwd, d_step, d_self, d_chunk);
+           "|chunked - forward| %.2e ", prefix, d_fwd, d_step, d_self, d_chunk);
     CU_ASSERT(d_fwd <= GOLDEN_TOL);
     CU_ASSERT(d_step <= GOLDEN_TOL);
     CU_ASSERT(d_self <= GOLDEN_TOL);
@@ -242,11 +283,23 @@ static void check_golden_case(const char *name, const char *extra_flags)
     dlclose(a.so);
 }
 
-static void test_mamba_tiny(void) { check_golden_case("mamba_tiny", NULL); }
-static void test_mamba_tiny_small_chunks(void) { check_golden_case("mamba_tiny", "--chunk 5 -O1"); }
-static void test_mamba_odd(void) { check_golden_case("mamba_odd", NULL); }
-static void test_mamba_ln_mlp(void) { check_golden_case("mamba_ln_mlp", NULL); }
-static void test_mamba_long(void) { check_golden_case("mamba_long", NULL); }
+static void test_mamba_tiny(void) { check_golden_case("mamba_tiny", NULL, NULL); }
+static void test_mamba_tiny_small_chunks(void) { check_golden_case("mamba_tiny", NULL, "--chunk 5 -O1"); }
+static void test_mamba_odd(void) { check_golden_case("mamba_odd", NULL, NULL); }
+static void test_mamba_ln_mlp(void) { check_golden_case("mamba_ln_mlp", NULL, NULL); }
+static void test_mamba_long(void) { check_golden_case("mamba_long", NULL, NULL); }
+static void test_mlstm_tiny(void) { check_golden_case("mlstm_tiny", NULL, NULL); }
+static void test_mlstm_small(void) { check_golden_case("mlstm_small", NULL, NULL); }
+static void test_mlstm_2h_512(void) { check_golden_case("mlstm_2h", NULL, NULL); }
+static void test_mlstm_tiny_small_chunks(void) { check_golden_case("mlstm_tiny", NULL, "--chunk 3"); }
+static void test_slstm_tiny(void) { check_golden_case("slstm_tiny", NULL, NULL); }
+static void test_slstm_tiny_cuda(void) { check_golden_case("slstm_tiny", "cuda", NULL); }
+static void test_slstm_all(void) { check_golden_case("slstm_all", NULL, NULL); }
+static void test_slstm_all_cuda(void) { check_golden_case("slstm_all", "cuda", NULL); }
+static void test_xlstm_mixed(void) { check_golden_case("xlstm_mixed", NULL, NULL); }
+static void test_xlstm_mixed_cuda(void) { check_golden_case("xlstm_mixed", "cuda", NULL); }
+static void test_xlstm_smmsm(void) { check_golden_case("xlstm_smmsm", NULL, NULL); }
+static void test_xlstm_smmsm_cuda(void) { check_golden_case("xlstm_smmsm", "cuda", NULL); }
 
 /* --- the C API's error paths ----------------------------------------------------------- */
 
@@ -437,6 +490,18 @@ int main(void)
     TEST_ADD(golden, test_mamba_odd);
     TEST_ADD(golden, test_mamba_ln_mlp);
     TEST_ADD(golden, test_mamba_long);
+    TEST_ADD(golden, test_mlstm_tiny);
+    TEST_ADD(golden, test_mlstm_small);
+    TEST_ADD(golden, test_mlstm_2h_512);
+    TEST_ADD(golden, test_mlstm_tiny_small_chunks);
+    TEST_ADD(golden, test_slstm_tiny);
+    TEST_ADD(golden, test_slstm_tiny_cuda);
+    TEST_ADD(golden, test_slstm_all);
+    TEST_ADD(golden, test_slstm_all_cuda);
+    TEST_ADD(golden, test_xlstm_mixed);
+    TEST_ADD(golden, test_xlstm_mixed_cuda);
+    TEST_ADD(golden, test_xlstm_smmsm);
+    TEST_ADD(golden, test_xlstm_smmsm_cuda);
     CU_pSuite errors = CU_add_suite("api-errors", err_suite_init, err_suite_clean);
     TEST_ADD(errors, test_open_errors_name_the_problem);
     TEST_ADD(errors, test_missing_and_misshapen_tensors_are_named);
