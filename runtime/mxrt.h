@@ -77,6 +77,8 @@ int mxrt_state_copy(MxrtState *dst, const MxrtState *src);
 int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, float *logits);
 int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits);
 int mxrt_state_batch(const MxrtState *s);
+/* The message of this thread's most recent failure, "" if none yet (never NULL). Successful
+ * calls leave it unchanged, like errno: read it only after a non-zero return. */
 const char *mxrt_last_error(void);
 
 #endif

@@ -1,0 +1,198 @@
+/* bind.c - resolve, check and bind a model's weight slots (see bind.h).
+ *
+ * Two passes: the first resolves every slot to a tensor and collects every problem, so one
+ * message can list them all; only if there are none does the second pass bind (and, where
+ * needed, convert). A tensor bound to several slots (tied weights) is converted once. */
+#include "runtime/bind.h"
+#include "runtime/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct BoundWeights {
+    const float **slots; /* [n_weights] */
+    float **owned;       /* converted copies, freed with the binding */
+    int n_owned;
+};
+
+/* Problems collected in the first pass: as many as fit in one error message. */
+typedef struct BindProblems {
+    char text[MXRT_ERROR_CAP];
+    size_t len;
+    size_t budget; /* room in `text` that the final message can afford */
+    int count;     /* all problems found */
+    int shown;     /* problems in `text` */
+} BindProblems;
+
+static void bind_problem(BindProblems *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void bind_problem(BindProblems *p, const char *fmt, ...)
+{
+    char one[MXRT_ERROR_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(one, sizeof one, fmt, ap);
+    va_end(ap);
+    p->count++;
+    size_t n = strlen(one), sep = p->shown ? 2 : 0;
+    /* The first problem is always shown (cut if need be); later ones only if they fit. */
+    if (p->shown && p->len + sep + n > p->budget)
+        return;
+    snprintf(p->text + p->len, sizeof p->text - p->len, "%s%s", sep ? "; " : "", one);
+    p->len = strlen(p->text);
+    p->shown++;
+}
+
+/* Reject descriptor entries that no compiler should emit; these are bugs, not user errors. */
+static int bind_check_spec(const MxrtModelDesc *desc, int i)
+{
+    const MxrtTensorSpec *s = &desc->weights[i];
+    const char *model = desc->name ? desc->name : "?";
+    char q[MXRT_QUOTE_CAP];
+    if (!s->name)
+        return mxrt_set_error("model '%s': weight slot %d has no name", model, i);
+    mxrt_quote(q, sizeof q, s->name);
+    if (s->rank < 1 || s->rank > MXRT_MAX_RANK)
+        return mxrt_set_error("model '%s': weight '%s' has invalid rank %d", model, q, s->rank);
+    for (int d = 0; d < s->rank; d++)
+        if (s->dims[d] < 0)
+            return mxrt_set_error("model '%s': weight '%s' has a negative dimension", model, q);
+    if (s->transform != MXRT_XFORM_NONE)
+        return mxrt_set_error("model '%s': weight '%s' asks for transform %d, which this "
+                              "runtime does not know (runtime too old?)", model, q,
+                              (int)s->transform);
+    return 0;
+}
+
+/* Find the tensor for slot `s`, or record why it cannot be used. */
+static const StTensor *bind_resolve(const MxrtTensorSpec *s, const StFile *f, BindProblems *p)
+{
+    char qn[MXRT_QUOTE_CAP], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
+    const StTensor *t = st_find(f, s->name);
+    if (!t && s->alt_name)
+        t = st_find(f, s->alt_name);
+    if (!t) {
+        mxrt_quote(qn, sizeof qn, s->name);
+        if (s->alt_name)
+            bind_problem(p, "missing tensor '%s' (also looked for '%s')", qn,
+                         mxrt_quote(qa, sizeof qa, s->alt_name));
+        else
+            bind_problem(p, "missing tensor '%s'", qn);
+        return NULL;
+    }
+    mxrt_quote(qn, sizeof qn, t->name);
+    int same = t->rank == s->rank;
+    for (int d = 0; same && d < s->rank; d++)
+        same = t->shape[d] == s->dims[d];
+    if (!same) {
+        bind_problem(p, "tensor '%s' has shape %s but the model expects %s", qn,
+                     mxrt_format_shape(have, sizeof have, t->shape, t->rank),
+                     mxrt_format_shape(want, sizeof want, s->dims, s->rank));
+        return NULL;
+    }
+    if (!st_dtype_is_float(t->dtype)) {
+        bind_problem(p, "tensor '%s' has dtype %s, but weights must be F32, F16, BF16 or F64",
+                     qn, st_dtype_name(t->dtype));
+        return NULL;
+    }
+    return t;
+}
+
+/* Point slot i at tensor t: in place, shared with an earlier slot, or a fresh copy. */
+static int bind_slot(BoundWeights *b, const StTensor **src, int i, const StTensor *t)
+{
+    src[i] = t;
+    for (int j = 0; j < i; j++)
+        if (src[j] == t) {
+            b->slots[i] = b->slots[j];
+            return 0;
+        }
+    if (st_is_f32_in_place(t)) {
+        b->slots[i] = t->data;
+        return 0;
+    }
+    float *copy;
+    if (st_read_f32(t, &copy))
+        return -1;
+    b->owned[b->n_owned++] = copy;
+    b->slots[i] = copy;
+    return 0;
+}
+
+int bind_weights(const MxrtModelDesc *desc, const StFile *f, BoundWeights **out)
+{
+    if (!out)
+        return mxrt_set_error("bind_weights: NULL output pointer");
+    *out = NULL;
+    if (!desc || !f)
+        return mxrt_set_error("bind_weights: NULL argument");
+    int n = desc->n_weights;
+    if (n < 0 || (n > 0 && !desc->weights))
+        return mxrt_set_error("model '%s': invalid weight table (%d weights)",
+                              desc->name ? desc->name : "?", n);
+    for (int i = 0; i < n; i++)
+        if (bind_check_spec(desc, i))
+            return -1;
+
+    size_t slots = (size_t)(n ? n : 1);
+    BoundWeights *b = calloc(1, sizeof *b);
+    const StTensor **src = calloc(slots, sizeof *src);
+    if (b) {
+        b->slots = calloc(slots, sizeof *b->slots);
+        b->owned = calloc(slots, sizeof *b->owned);
+    }
+    if (!b || !src || !b->slots || !b->owned) {
+        free(src);
+        bind_free(b);
+        return mxrt_set_error("%s: out of memory binding %d weights", st_label(f), n);
+    }
+
+    BindProblems p = {0};
+    const char *model = desc->name ? desc->name : "?";
+    size_t overhead = strlen(st_label(f)) + strlen(model) + 80;
+    p.budget = overhead < sizeof p.text ? sizeof p.text - overhead : 0;
+    for (int i = 0; i < n; i++)
+        src[i] = bind_resolve(&desc->weights[i], f, &p);
+
+    int rc = 0;
+    if (p.count > 0) {
+        char more[48] = "";
+        if (p.count > p.shown)
+            snprintf(more, sizeof more, "; and %d more", p.count - p.shown);
+        rc = mxrt_set_error("%s: cannot bind the weights of model '%s' (%d problem%s): %s%s",
+                            st_label(f), model, p.count, p.count == 1 ? "" : "s", p.text, more);
+    }
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = bind_slot(b, src, i, src[i]);
+    free(src);
+    if (rc != 0) {
+        bind_free(b);
+        return -1;
+    }
+    *out = b;
+    return 0;
+}
+
+const float *const *bind_slots(const BoundWeights *b)
+{
+    return b ? (const float *const *)b->slots : NULL;
+}
+
+int bind_copied_count(const BoundWeights *b)
+{
+    return b ? b->n_owned : 0;
+}
+
+void bind_free(BoundWeights *b)
+{
+    if (!b)
+        return;
+    for (int i = 0; i < b->n_owned; i++)
+        free(b->owned[i]);
+    free(b->owned);
+    free(b->slots);
+    free(b);
+}
