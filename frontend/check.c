@@ -134,20 +134,89 @@ static const EnumName act_names[] = {
 };
 #define N_OF(a) (int)(sizeof(a) / sizeof(a)[0])
 
+/* One held-back message: those of a model are printed together, in source order. */
+typedef struct Pending {
+    DiagLevel level;
+    Loc loc;
+    char *text;
+    Loc head_loc; /* of the error or warning a note belongs to (its own for those) */
+    int head_seq, seq;
+} Pending;
+
 typedef struct Checker {
     DiagSink *diag;
-    const char *dim_key; /* "d_model" or "embedding_dim", as the model spells it */
+    const char *dim_key;  /* "d_model" or "embedding_dim", as the model spells it */
     const Item *dim_item;
+    unsigned suggested;   /* model keys offered as "did you mean": not reported missing too */
+    Pending *pending;
+    int n_pending, cap_pending;
 } Checker;
 
 /* ---- messages ------------------------------------------------------------------------ */
+
+static void pend(Checker *c, DiagLevel level, Loc loc, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    char *text = ast_alloc((size_t)(n > 0 ? n : 0) + 1);
+    vsnprintf(text, (size_t)(n > 0 ? n : 0) + 1, fmt, ap);
+    if (c->n_pending == c->cap_pending) {
+        c->cap_pending = c->cap_pending ? 2 * c->cap_pending : 16;
+        c->pending = realloc(c->pending, (size_t)c->cap_pending * sizeof *c->pending);
+        if (!c->pending)
+            mxc_die("out of memory");
+    }
+    Pending *p = &c->pending[c->n_pending];
+    *p = (Pending){level, loc, text, loc, c->n_pending, c->n_pending};
+    if (level == DIAG_NOTE && c->n_pending > 0) {
+        p->head_loc = p[-1].head_loc;
+        p->head_seq = p[-1].head_seq;
+    }
+    c->n_pending++;
+}
+
+static int cmp_pending(const void *pa, const void *pb)
+{
+    const Pending *a = pa, *b = pb;
+    if (a->head_loc.line != b->head_loc.line)
+        return a->head_loc.line < b->head_loc.line ? -1 : 1;
+    if (a->head_loc.col != b->head_loc.col)
+        return a->head_loc.col < b->head_loc.col ? -1 : 1;
+    if (a->head_seq != b->head_seq)
+        return a->head_seq < b->head_seq ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Print the held-back messages, sorted by where their error is. */
+static void flush(Checker *c)
+{
+    if (c->n_pending == 0)
+        return;
+    qsort(c->pending, (size_t)c->n_pending, sizeof *c->pending, cmp_pending);
+    for (int i = 0; i < c->n_pending; i++) {
+        diag_report(c->diag, c->pending[i].level, c->pending[i].loc, "%s", c->pending[i].text);
+        free(c->pending[i].text);
+    }
+    c->n_pending = 0;
+}
 
 static void error_at(Checker *c, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void error_at(Checker *c, Loc loc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    diag_vreport(c->diag, DIAG_ERROR, loc, fmt, ap);
+    pend(c, DIAG_ERROR, loc, fmt, ap);
+    va_end(ap);
+}
+
+static void warn_at(Checker *c, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void warn_at(Checker *c, Loc loc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pend(c, DIAG_WARNING, loc, fmt, ap);
     va_end(ap);
 }
 
@@ -156,7 +225,7 @@ static void note_at(Checker *c, Loc loc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    diag_vreport(c->diag, DIAG_NOTE, loc, fmt, ap);
+    pend(c, DIAG_NOTE, loc, fmt, ap);
     va_end(ap);
 }
 
@@ -215,6 +284,25 @@ static const char *closest_key(const char *word, const ScopeDef *def, unsigned f
     return closest(word, names, n);
 }
 
+/* User text echoed in a message, cut short: a megabyte-long identifier is still one line. */
+enum { CLIP_MAX = 64 };
+typedef struct Clip {
+    char s[CLIP_MAX + 4];
+} Clip;
+
+static Clip clip(const char *text)
+{
+    Clip c;
+    size_t n = strlen(text);
+    if (n <= CLIP_MAX) {
+        memcpy(c.s, text, n + 1);
+    } else {
+        memcpy(c.s, text, CLIP_MAX);
+        memcpy(c.s + CLIP_MAX, "...", 4);
+    }
+    return c;
+}
+
 /* "a, b or c" into buf. */
 static void join_names(char *buf, size_t size, const char *const *names, int n)
 {
@@ -254,10 +342,14 @@ static void report_unknown(Checker *c, const ScopeDef *def, const Item *it)
     bool section = it->kind == ITEM_SECTION;
     const char *what = section ? "section" : "key";
     char here[64];
+    Clip key = clip(it->key);
     scope_label(def, here, sizeof here);
     const char *near = closest_key(it->key, def, section ? FORM_SECTION : FORM_VALUE);
     if (near) {
-        error_at(c, it->loc, "unknown %s '%s' %s; did you mean '%s'?", what, it->key, here, near);
+        error_at(c, it->loc, "unknown %s '%s' %s; did you mean '%s'?", what, key.s, here, near);
+        for (int k = 0; def == &scope_model && k < M_NKEYS; k++)
+            if (model_keys[k].name == near)
+                c->suggested |= 1u << k;
         return;
     }
     const char *homes[N_SCOPES];
@@ -275,15 +367,15 @@ static void report_unknown(Checker *c, const ScopeDef *def, const Item *it)
         char list[128];
         join_names(list, sizeof list, homes, n_homes);
         if (n_homes == 1 && homes[0] == scope_model.name)
-            error_at(c, it->loc, "unknown %s '%s' %s; it belongs at model level", what, it->key,
+            error_at(c, it->loc, "unknown %s '%s' %s; it belongs at model level", what, key.s,
                      here);
         else
             error_at(c, it->loc, "unknown %s '%s' %s; it belongs in section '%s'", what,
-                     it->key, here, list);
+                     key.s, here, list);
         return;
     }
     if (def == &scope_model || section) {
-        error_at(c, it->loc, "unknown %s '%s' %s", what, it->key, here);
+        error_at(c, it->loc, "unknown %s '%s' %s", what, key.s, here);
         return;
     }
     const char *names[MAX_KEYS];
@@ -292,7 +384,7 @@ static void report_unknown(Checker *c, const ScopeDef *def, const Item *it)
         names[n++] = def->keys[i].name;
     char list[512];
     join_names(list, sizeof list, names, n);
-    error_at(c, it->loc, "unknown key '%s' %s; expected %s", it->key, here, list);
+    error_at(c, it->loc, "unknown key '%s' %s; expected %s", key.s, here, list);
 }
 
 /* Sort the items of one place into the scope's slots. */
@@ -326,6 +418,11 @@ static void scope_collect(Checker *c, Scope *s, const Item *items)
         }
         s->slot[k] = it;
     }
+}
+
+static bool loc_before(Loc a, Loc b)
+{
+    return a.line < b.line || (a.line == b.line && a.col < b.col);
 }
 
 /* Where to point for a rule broken by a value: the key if the user wrote it, else `dflt`. */
@@ -430,9 +527,10 @@ static bool want_enum(Checker *c, const Item *it, const EnumName *names, int n, 
     const char *near = closest(v->s, cands, k);
     if (near)
         error_at(c, v->loc, "invalid value '%s' for '%s'; did you mean '%s'? (expected %s)",
-                 v->s, it->key, near, list);
+                 clip(v->s).s, it->key, near, list);
     else
-        error_at(c, v->loc, "invalid value '%s' for '%s'; expected %s", v->s, it->key, list);
+        error_at(c, v->loc, "invalid value '%s' for '%s'; expected %s", clip(v->s).s, it->key,
+                 list);
     return false;
 }
 
@@ -492,10 +590,11 @@ static bool read_block_list(Checker *c, const Item *it, Stack *st)
             const char *cands[] = {"mamba", "mlstm", "slstm"};
             const char *near = closest(e->s, cands, 3);
             if (near)
-                error_at(c, e->loc, "unknown block kind '%s'; did you mean '%s'?", e->s, near);
+                error_at(c, e->loc, "unknown block kind '%s'; did you mean '%s'?", clip(e->s).s,
+                         near);
             else
                 error_at(c, e->loc, "unknown block kind '%s'; expected mamba, mlstm or slstm",
-                         e->s);
+                         clip(e->s).s);
             ok = false;
         }
         int64_t count = 1;
@@ -572,7 +671,7 @@ static bool read_num_blocks(Checker *c, const Item *nb, const Item *at, Stack *s
                 is_s[i] = true;
         } else {
             error_at(c, at->value->loc, "invalid value '%s' for 'slstm_at'; expected a list of "
-                     "block indices or 'all'", at->value->s);
+                     "block indices or 'all'", clip(at->value->s).s);
             ok = false;
         }
     } else if (at && at->value->kind != VAL_LIST) {
@@ -623,7 +722,7 @@ static bool check_blocks(Checker *c, const Scope *s, ModelSpec *m)
         }
         /* Report the later of the two in source order. */
         const Item *a = first, *b = it;
-        if (b->loc.line < a->loc.line || (b->loc.line == a->loc.line && b->loc.col < a->loc.col)) {
+        if (loc_before(b->loc, a->loc)) {
             a = it;
             b = first;
         }
@@ -638,6 +737,8 @@ static bool check_blocks(Checker *c, const Scope *s, ModelSpec *m)
                  "mLSTM blocks, with sLSTM at the listed indices)");
         ok = false;
     }
+    if (!first && (c->suggested & (1u << M_BLOCKS | 1u << M_BLOCK_MAP | 1u << M_NUM_BLOCKS)))
+        return false;
     if (!first) {
         error_at(c, m->loc, "missing block stack: set 'blocks', 'block_map' or 'num_blocks'");
         return false;
@@ -703,8 +804,8 @@ static void slstm_defaults(SlstmSpec *sl, Loc loc)
 static void warn_unused(Checker *c, const Item *sec, const char *kind)
 {
     if (sec)
-        diag_report(c->diag, DIAG_WARNING, sec->loc,
-                    "section '%s' has no effect: the model has no %s block", sec->key, kind);
+        warn_at(c, sec->loc, "section '%s' has no effect: the model has no %s block", sec->key,
+                kind);
 }
 
 static void check_mamba(Checker *c, const Item *sec, ModelSpec *m, bool used)
@@ -725,7 +826,7 @@ static void check_mamba(Checker *c, const Item *sec, ModelSpec *m, bool used)
     if (dt && dt->value->kind == VAL_IDENT) {
         if (strcmp(dt->value->s, "auto") != 0)
             error_at(c, dt->value->loc, "invalid value '%s' for 'dt_rank'; expected 'auto' or a "
-                     "positive integer", dt->value->s);
+                     "positive integer", clip(dt->value->s).s);
     } else if (dt && dt->value->kind != VAL_INT && dt->value->kind != VAL_BAD) {
         type_error(c, dt, "'auto' or an integer");
     } else {
@@ -885,9 +986,10 @@ static const Item *pick_alias(Checker *c, const Item *a, const Item *b, ValueKin
     if (b->value->kind != kind)
         return b;
     if (a->value->i != b->value->i) {
-        error_at(c, b->loc, "'%s' and '%s' are the same setting but are given different values",
-                 b->key, a->key);
-        note_at(c, a->loc, "'%s' is set here", a->key);
+        const Item *early = loc_before(a->loc, b->loc) ? a : b, *late = early == a ? b : a;
+        error_at(c, late->loc, "'%s' and '%s' are the same setting but are given different "
+                 "values", late->key, early->key);
+        note_at(c, early->loc, "'%s' is set here", early->key);
         *clash = true;
     }
     return a;
@@ -896,6 +998,7 @@ static const Item *pick_alias(Checker *c, const Item *a, const Item *b, ValueKin
 static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
 {
     Scope s = {.def = &scope_model};
+    c->suggested = 0;
     scope_collect(c, &s, am->items);
     m->name = ast_strndup(am->name, strlen(am->name));
     m->loc = am->loc;
@@ -905,7 +1008,7 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
     bool clash;
     c->dim_item = pick_alias(c, dm, ed, VAL_INT, &clash);
     c->dim_key = c->dim_item ? c->dim_item->key : "d_model";
-    if (!c->dim_item)
+    if (!c->dim_item && !(c->suggested & (1u << M_D_MODEL | 1u << M_EMBEDDING_DIM)))
         error_at(c, m->loc, "missing required key 'd_model' (or its alias 'embedding_dim')");
     want_int(c, c->dim_item, 1, SPEC_DIM_MAX, &m->d_model);
 
@@ -922,7 +1025,7 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
     m->family = family < 0 ? FAMILY_MAMBA : (Family)family;
     bool mamba = m->family == FAMILY_MAMBA;
 
-    if (!s.slot[M_VOCAB_SIZE])
+    if (!s.slot[M_VOCAB_SIZE] && !(c->suggested & 1u << M_VOCAB_SIZE))
         error_at(c, m->loc, "missing required key 'vocab_size'");
     want_int(c, s.slot[M_VOCAB_SIZE], 1, SPEC_VOCAB_MAX, &m->vocab_size);
     m->pad_vocab_size_multiple = mamba ? 8 : 1;
@@ -989,6 +1092,8 @@ void check_models(const AstModel *models, SpecFile *f, DiagSink *diag)
         n++;
     if (n == 0) {
         error_at(&c, (Loc){f->path, 0, 0}, "no model in this file; expected 'model NAME { ... }'");
+        flush(&c);
+        free(c.pending);
         return;
     }
     NamedModel *sorted = ast_alloc(n * sizeof *sorted);
@@ -1009,13 +1114,15 @@ void check_models(const AstModel *models, SpecFile *f, DiagSink *diag)
     i = 0;
     for (const AstModel *am = models; am; am = am->next, i++) {
         if (first[i]) {
-            error_at(&c, am->name_loc, "duplicate model '%s'", am->name);
-            note_at(&c, first[i]->name_loc, "'%s' was first defined here", am->name);
+            error_at(&c, am->name_loc, "duplicate model '%s'", clip(am->name).s);
+            note_at(&c, first[i]->name_loc, "'%s' was first defined here", clip(am->name).s);
+            flush(&c);
             continue;
         }
         int before = diag->n_errors;
         ModelSpec *m = &f->models[f->n_models];
         check_model(&c, am, m);
+        flush(&c);
         if (diag->n_errors == before) {
             f->n_models++;
         } else {
@@ -1025,4 +1132,5 @@ void check_models(const AstModel *models, SpecFile *f, DiagSink *diag)
         }
     }
     free(first);
+    free(c.pending);
 }
