@@ -79,6 +79,7 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
     cg.b = LLVMCreateBuilderInContext(cg.ctx);
     cg_init_types(&cg);
     cg.weight_ptr = calloc((size_t)g->n_weight_slots + 1, sizeof *cg.weight_ptr);
+    cg.vector_width = cg_target_vector_width(o);
     if (!cg.weight_ptr) mxc_die("out of memory");
 
     LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false);

@@ -28,11 +28,13 @@ typedef struct Cg {
     LLVMValueRef batch, len;  /* i64: B, and T (a constant 1 in the step kernel) */
     LLVMValueRef rowcap;      /* i64: B * chunk_len, rows of every scratch block */
     LLVMValueRef *weight_ptr; /* per weight slot, loaded once in the entry block */
+    int vector_width;         /* floats per SIMD register of the target (4, 8 or 16) */
 } Cg;
 
 typedef struct CgLoop {
     LLVMBasicBlockRef header, body, exit;
     LLVMValueRef iv, end;
+    int64_t step;
 } CgLoop;
 
 /* --- loops.c: control flow, addressing, math ------------------------------------------- */
@@ -42,6 +44,10 @@ LLVMValueRef cg_f32(Cg *cg, double v);
 LLVMValueRef cg_loop_begin(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValueRef end,
                            const char *name);
 void cg_loop_end(Cg *cg, CgLoop *l);
+/* The same with a constant step > 0. */
+LLVMValueRef cg_loop_begin_step(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValueRef end,
+                                int64_t step, const char *name);
+LLVMValueRef cg_entry_alloca(Cg *cg, LLVMTypeRef type, const char *name);
 /* An f32 stack variable in the entry block (becomes a register after SROA). */
 LLVMValueRef cg_var(Cg *cg, const char *name);
 /* A fixed-size f32 stack array in the entry block. */
@@ -74,6 +80,28 @@ LLVMValueRef cg_logsigmoid(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_silu(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x);
+/* An elementwise unary op of the IR (silu, softplus, gelu, relu, relu2, sigmoid, selu). */
+LLVMValueRef cg_unary(Cg *cg, Op op, LLVMValueRef x);
+bool cg_op_is_unary(Op op);
+
+/* --- matmul.c: register-tiled projections ---------------------------------------------- */
+typedef struct MatmulPart {
+    const Node *w;     /* [rows, K] */
+    const Node *bias;  /* [rows] or NULL */
+} MatmulPart;
+
+enum { MATMUL_MAX_PARTS = 4 };
+
+/* out[row, :] = epilogue(x[row, :] · [W_0; W_1; ...]ᵀ (+ bias)): the parts' outputs sit side
+ * by side in `out`. Epilogue: an optional unary op, then an optional residual add
+ * (out = residual + value). */
+typedef struct Matmul {
+    const Node *x, *out, *residual;
+    int n_parts;
+    MatmulPart parts[MATMUL_MAX_PARTS];
+    Op act;            /* OP_COUNT_ when none */
+} Matmul;
+void cg_emit_matmul(Cg *cg, const Matmul *mm);
 
 /* --- kernels.c: one emitter per op ----------------------------------------------------- */
 void cg_emit_node(Cg *cg, const Node *n);
@@ -88,5 +116,7 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn);
 /* --- target.c ---------------------------------------------------------------------------- */
 bool cg_optimize_and_emit(Cg *cg, const char *obj_path);
 void cg_set_target_attributes(Cg *cg, LLVMValueRef fn);
+/* Floats per vector register of the target: 16 with AVX-512, 8 with AVX, else 4. */
+int cg_target_vector_width(const BackendOptions *o);
 
 #endif

@@ -113,25 +113,12 @@ static void emit_norm(Cg *cg, const Node *n)
     rows_end(cg, &r);
 }
 
-/* y[b,t,n] = Σ_k x[b,t,k] W[n,k] (+ bias[n]). Output features outermost, so that each
- * weight row is read once per chunk whatever B and T are. */
+/* y = x Wᵀ (+ bias): see matmul.c. */
 static void emit_linear(Cg *cg, const Node *n)
 {
-    const Node *w = n->src[1];
-    int64_t nout = w->type.dim[0], k = w->type.dim[1];
-    LLVMValueRef wp = cg_weight(cg, w);
-    LLVMValueRef bias = n->n_src > 2 ? cg_weight(cg, n->src[2]) : NULL;
-    CgLoop ln;
-    LLVMValueRef o = cg_loop_begin(cg, &ln, cg_i64(cg, 0), cg_i64(cg, nout), "n");
-    LLVMValueRef wrow = cg_gep(cg, cg->f32, wp, LLVMBuildMul(cg->b, o, cg_i64(cg, k), ""));
-    LLVMValueRef bv = bias ? cg_load(cg, bias, o) : NULL;
-    Rows r;
-    rows_begin(cg, &r);
-    LLVMValueRef acc = emit_dot(cg, cg_row(cg, n->src[0], r.b, r.t), wrow, k);
-    if (bv) acc = LLVMBuildFAdd(cg->b, acc, bv, "");
-    cg_store(cg, acc, cg_row(cg, n, r.b, r.t), o);
-    rows_end(cg, &r);
-    cg_loop_end(cg, &ln);
+    Matmul mm = {.x = n->src[0], .out = n, .n_parts = 1, .act = OP_COUNT_};
+    mm.parts[0] = (MatmulPart){n->src[1], n->n_src > 2 ? n->src[2] : NULL};
+    cg_emit_matmul(cg, &mm);
 }
 
 /* Block-diagonal linear (xLSTM LinearHeadwiseExpand): head h maps columns
@@ -193,32 +180,13 @@ static void emit_elementwise(Cg *cg, const Node *n)
     LLVMValueRef c = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, d), "c");
     LLVMValueRef x = cg_load(cg, a, c), v = NULL;
     switch (n->op) {
-    case OP_SILU: v = cg_silu(cg, x); break;
-    case OP_SOFTPLUS: v = cg_softplus(cg, x); break;
-    case OP_GELU: /* exact (erf) form, as F.gelu's default */
-        v = LLVMBuildFMul(cg->b, LLVMBuildFMul(cg->b, cg_f32(cg, 0.5), x, ""),
-                          LLVMBuildFAdd(cg->b, cg_f32(cg, 1.0),
-                                        cg_erf(cg, LLVMBuildFMul(cg->b, x, cg_f32(cg, 0.70710678118654752440), "")),
-                                        ""), "");
-        break;
-    case OP_RELU: v = cg_max(cg, x, cg_f32(cg, 0.0)); break;
-    case OP_RELU2: {
-        LLVMValueRef p = cg_max(cg, x, cg_f32(cg, 0.0));
-        v = LLVMBuildFMul(cg->b, p, p, "");
-        break;
-    }
-    case OP_SIGMOID: v = cg_sigmoid(cg, x); break;
-    case OP_SELU: { /* torch's constants */
-        LLVMValueRef neg = LLVMBuildFMul(cg->b, cg_f32(cg, 1.6732632423543772848170429916717),
-                                         LLVMBuildFSub(cg->b, cg_exp(cg, x), cg_f32(cg, 1.0), ""), "");
-        LLVMValueRef pos = LLVMBuildFCmp(cg->b, LLVMRealOGT, x, cg_f32(cg, 0.0), "");
-        v = LLVMBuildFMul(cg->b, cg_f32(cg, 1.0507009873554804934193349852946),
-                          LLVMBuildSelect(cg->b, pos, x, neg, ""), "");
-        break;
-    }
     case OP_SCALE:
     case OP_MUL: v = LLVMBuildFMul(cg->b, x, cg_load(cg, bsrc, c), ""); break;
     case OP_ADD: v = LLVMBuildFAdd(cg->b, x, cg_load(cg, bsrc, c), ""); break;
+    case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
+    case OP_SELU:
+        v = cg_unary(cg, n->op, x);
+        break;
     case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
     case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_CONV1D:
     case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL: case OP_OUTPUT:

@@ -9,6 +9,13 @@ LLVMValueRef cg_f32(Cg *cg, double v) { return LLVMConstReal(cg->f32, v); }
 LLVMValueRef cg_loop_begin(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValueRef end,
                            const char *name)
 {
+    return cg_loop_begin_step(cg, l, start, end, 1, name);
+}
+
+LLVMValueRef cg_loop_begin_step(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValueRef end,
+                                int64_t step, const char *name)
+{
+    l->step = step;
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
     l->header = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
     l->body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "body");
@@ -26,14 +33,16 @@ LLVMValueRef cg_loop_begin(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValueRef e
 
 void cg_loop_end(Cg *cg, CgLoop *l)
 {
-    LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, cg_i64(cg, 1), "next");
+    LLVMValueRef next = LLVMBuildNSWAdd(cg->b, l->iv, cg_i64(cg, l->step), "next");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(cg->b);
     LLVMAddIncoming(l->iv, &next, &latch, 1);
     LLVMBuildBr(cg->b, l->header);
     LLVMPositionBuilderAtEnd(cg->b, l->exit);
 }
 
-LLVMValueRef cg_var(Cg *cg, const char *name)
+/* Allocas go at the top of the entry block, where SROA can promote them to registers
+ * (an alloca inside a loop would grow the stack on every iteration). */
+LLVMValueRef cg_entry_alloca(Cg *cg, LLVMTypeRef type, const char *name)
 {
     LLVMBuilderRef eb = LLVMCreateBuilderInContext(cg->ctx);
     LLVMValueRef first = LLVMGetFirstInstruction(cg->entry);
@@ -41,22 +50,17 @@ LLVMValueRef cg_var(Cg *cg, const char *name)
         LLVMPositionBuilderBefore(eb, first);
     else
         LLVMPositionBuilderAtEnd(eb, cg->entry);
-    LLVMValueRef v = LLVMBuildAlloca(eb, cg->f32, name);
+    LLVMValueRef v = LLVMBuildAlloca(eb, type, name);
     LLVMDisposeBuilder(eb);
     return v;
 }
 
+LLVMValueRef cg_var(Cg *cg, const char *name) { return cg_entry_alloca(cg, cg->f32, name); }
+
 LLVMValueRef cg_array(Cg *cg, int64_t n, const char *name)
 {
-    LLVMBuilderRef eb = LLVMCreateBuilderInContext(cg->ctx);
-    LLVMValueRef first = LLVMGetFirstInstruction(cg->entry);
-    if (first)
-        LLVMPositionBuilderBefore(eb, first);
-    else
-        LLVMPositionBuilderAtEnd(eb, cg->entry);
-    LLVMValueRef v = LLVMBuildAlloca(eb, LLVMArrayType2(cg->f32, (uint64_t)n), name);
+    LLVMValueRef v = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)n), name);
     LLVMSetAlignment(v, 64);
-    LLVMDisposeBuilder(eb);
     return v;
 }
 
@@ -202,4 +206,52 @@ LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x)
     LLVMValueRef big = LLVMBuildFCmp(cg->b, LLVMRealOGT, x, cg_f32(cg, 20.0), "");
     LLVMValueRef soft = cg_log1p(cg, cg_exp(cg, x));
     return LLVMBuildSelect(cg->b, big, x, soft, "");
+}
+
+bool cg_op_is_unary(Op op)
+{
+    switch (op) {
+    case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
+    case OP_SELU:
+        return true;
+    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
+    case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_SCALE: case OP_MUL:
+    case OP_ADD: case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+    case OP_OUTPUT: case OP_COUNT_:
+        return false;
+    }
+    return false;
+}
+
+LLVMValueRef cg_unary(Cg *cg, Op op, LLVMValueRef x)
+{
+    LLVMBuilderRef B = cg->b;
+    switch (op) {
+    case OP_SILU: return cg_silu(cg, x);
+    case OP_SOFTPLUS: return cg_softplus(cg, x);
+    case OP_GELU: /* exact (erf) form, as F.gelu's default */
+        return LLVMBuildFMul(B, LLVMBuildFMul(B, cg_f32(cg, 0.5), x, ""),
+                             LLVMBuildFAdd(B, cg_f32(cg, 1.0),
+                                           cg_erf(cg, LLVMBuildFMul(B, x, cg_f32(cg, 0.70710678118654752440), "")),
+                                           ""), "");
+    case OP_RELU: return cg_max(cg, x, cg_f32(cg, 0.0));
+    case OP_RELU2: {
+        LLVMValueRef p = cg_max(cg, x, cg_f32(cg, 0.0));
+        return LLVMBuildFMul(B, p, p, "");
+    }
+    case OP_SIGMOID: return cg_sigmoid(cg, x);
+    case OP_SELU: { /* torch's constants */
+        LLVMValueRef neg = LLVMBuildFMul(B, cg_f32(cg, 1.6732632423543772848170429916717),
+                                         LLVMBuildFSub(B, cg_exp(cg, x), cg_f32(cg, 1.0), ""), "");
+        LLVMValueRef pos = LLVMBuildFCmp(B, LLVMRealOGT, x, cg_f32(cg, 0.0), "");
+        return LLVMBuildFMul(B, cg_f32(cg, 1.0507009873554804934193349852946),
+                             LLVMBuildSelect(B, pos, x, neg, ""), "");
+    }
+    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
+    case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_SCALE: case OP_MUL:
+    case OP_ADD: case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+    case OP_OUTPUT: case OP_COUNT_:
+        break;
+    }
+    mxc_die("%s is not a unary op", ir_op_name(op));
 }

@@ -31,6 +31,27 @@ static void free_cpu(char *cpu, char *features, bool from_llvm)
     }
 }
 
+int cg_target_vector_width(const BackendOptions *o)
+{
+    Cg probe = {.opts = o};
+    char *cpu, *features;
+    target_cpu(&probe, &cpu, &features);
+    bool named = o && o->target_cpu;
+    int width = 4;
+    if (strstr(features, "+avx512f"))
+        width = 16;
+    else if (strstr(features, "+avx") || (named && strstr(cpu, "x86-64-v3")))
+        width = 8;
+    if (named && (strstr(cpu, "x86-64-v4") || strstr(cpu, "sapphirerapids") ||
+                  strstr(cpu, "icelake") || strstr(cpu, "skylake-avx512") || strstr(cpu, "znver4")))
+        width = 16;
+    else if (named && width == 4 && (strstr(cpu, "haswell") || strstr(cpu, "znver") ||
+                                     strstr(cpu, "skylake") || strstr(cpu, "alderlake")))
+        width = 8;
+    free_cpu(cpu, features, !named);
+    return width;
+}
+
 void cg_set_target_attributes(Cg *cg, LLVMValueRef fn)
 {
     char *cpu, *features;

@@ -1,0 +1,166 @@
+/* matmul.c - projections as register-tiled, explicitly vectorised loops.
+ *
+ * out[r, n] = Σ_k x[r, k] · W[n, k]: both operands are contiguous along k, so each output is
+ * a dot product. A tile of RT rows × NT outputs keeps RT·NT vector accumulators in
+ * registers; every step over k loads RT + NT vectors for RT·NT fused multiply-adds. The
+ * output tiles are the outer loop, so a tile's weight rows (NT·K floats) stay in L1 while
+ * every row of the chunk streams past them, and each weight is read from memory once per
+ * chunk whatever B and T are. Tails (rows, outputs, k not multiples of the tile) fall back
+ * to 1-row, 1-output and scalar pieces of the same code. */
+#include <string.h>
+
+#include "backend/codegen.h"
+
+enum { MAX_RT = 4, MAX_NT = 4 };
+
+typedef struct Tile {
+    int rt, nt;               /* rows and outputs in this tile */
+    LLVMValueRef row0;        /* first flat row index r = b·T + t */
+    LLVMValueRef n0;          /* first output inside the part */
+    int64_t col0;             /* the part's first column in `out` */
+    const MatmulPart *part;
+} Tile;
+
+static LLVMTypeRef vec_type(Cg *cg) { return LLVMVectorType(cg->f32, (unsigned)cg->vector_width); }
+
+static LLVMValueRef load_vec(Cg *cg, LLVMValueRef base, LLVMValueRef index)
+{
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, vec_type(cg), cg_gep(cg, cg->f32, base, index), "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+static LLVMValueRef call_overloaded(Cg *cg, const char *name, LLVMTypeRef overload,
+                                    LLVMValueRef *args, unsigned n)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &overload, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &overload, 1);
+    return LLVMBuildCall2(cg->b, fty, fn, args, n, "");
+}
+
+/* The tile's dot products: RT·NT scalars in `sums` (row-major). */
+static void emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LLVMValueRef *wrow,
+                           int64_t k, LLVMValueRef *sums)
+{
+    LLVMBuilderRef B = cg->b;
+    int vw = cg->vector_width;
+    int64_t kv = k / vw;
+    LLVMValueRef acc[MAX_RT * MAX_NT];
+    for (int i = 0; i < t->rt * t->nt; i++) {
+        acc[i] = cg_entry_alloca(cg, vec_type(cg), "acc");
+        LLVMBuildStore(B, LLVMConstNull(vec_type(cg)), acc[i]);
+    }
+    if (kv > 0) {
+        CgLoop lk;
+        LLVMValueRef kk = cg_loop_begin_step(cg, &lk, cg_i64(cg, 0), cg_i64(cg, kv * vw), vw, "k");
+        LLVMValueRef xv[MAX_RT], wv[MAX_NT];
+        for (int i = 0; i < t->rt; i++) xv[i] = load_vec(cg, xrow[i], kk);
+        for (int j = 0; j < t->nt; j++) wv[j] = load_vec(cg, wrow[j], kk);
+        for (int i = 0; i < t->rt; i++)
+            for (int j = 0; j < t->nt; j++) {
+                LLVMValueRef a = acc[i * t->nt + j];
+                LLVMValueRef args[3] = {xv[i], wv[j], LLVMBuildLoad2(B, vec_type(cg), a, "")};
+                LLVMBuildStore(B, call_overloaded(cg, "llvm.fma", vec_type(cg), args, 3), a);
+            }
+        cg_loop_end(cg, &lk);
+    }
+    for (int i = 0; i < t->rt; i++)
+        for (int j = 0; j < t->nt; j++) {
+            LLVMValueRef args[2] = {LLVMConstReal(cg->f32, -0.0),
+                                    LLVMBuildLoad2(B, vec_type(cg), acc[i * t->nt + j], "")};
+            LLVMValueRef s = call_overloaded(cg, "llvm.vector.reduce.fadd", vec_type(cg), args, 2);
+            LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
+            /* the k tail, unrolled (fewer than vw steps) */
+            for (int64_t kk = kv * vw; kk < k; kk++) {
+                LLVMValueRef p = LLVMBuildFMul(B, cg_load(cg, xrow[i], cg_i64(cg, kk)),
+                                               cg_load(cg, wrow[j], cg_i64(cg, kk)), "");
+                s = LLVMBuildFAdd(B, s, p, "");
+            }
+            sums[i * t->nt + j] = s;
+        }
+}
+
+/* Row r of the chunk is (b, t) = (r / T, r % T). */
+static void row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t)
+{
+    *b = LLVMBuildUDiv(cg->b, r, cg->len, "b");
+    *t = LLVMBuildSub(cg->b, r, LLVMBuildMul(cg->b, *b, cg->len, ""), "t");
+}
+
+static void emit_tile(Cg *cg, const Matmul *mm, const Tile *t, int64_t k)
+{
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef xrow[MAX_RT], orow[MAX_RT], rrow[MAX_RT], wrow[MAX_NT];
+    for (int i = 0; i < t->rt; i++) {
+        LLVMValueRef b, tt;
+        row_bt(cg, LLVMBuildAdd(B, t->row0, cg_i64(cg, i), ""), &b, &tt);
+        xrow[i] = cg_row(cg, mm->x, b, tt);
+        orow[i] = cg_row(cg, mm->out, b, tt);
+        rrow[i] = mm->residual ? cg_row(cg, mm->residual, b, tt) : NULL;
+    }
+    LLVMValueRef wp = cg_weight(cg, t->part->w);
+    for (int j = 0; j < t->nt; j++) {
+        LLVMValueRef n = LLVMBuildAdd(B, t->n0, cg_i64(cg, j), "");
+        wrow[j] = cg_gep(cg, cg->f32, wp, LLVMBuildMul(B, n, cg_i64(cg, k), ""));
+    }
+    LLVMValueRef sums[MAX_RT * MAX_NT];
+    emit_tile_dots(cg, t, xrow, wrow, k, sums);
+    for (int j = 0; j < t->nt; j++) {
+        LLVMValueRef n = LLVMBuildAdd(B, t->n0, cg_i64(cg, j), "");
+        LLVMValueRef col = LLVMBuildAdd(B, n, cg_i64(cg, t->col0), "col");
+        LLVMValueRef bias = t->part->bias ? cg_load(cg, cg_weight(cg, t->part->bias), n) : NULL;
+        for (int i = 0; i < t->rt; i++) {
+            LLVMValueRef v = sums[i * t->nt + j];
+            if (bias) v = LLVMBuildFAdd(B, v, bias, "");
+            if (mm->act != OP_COUNT_) v = cg_unary(cg, mm->act, v);
+            if (rrow[i]) v = LLVMBuildFAdd(B, cg_load(cg, rrow[i], col), v, "");
+            cg_store(cg, v, orow[i], col);
+        }
+    }
+}
+
+/* All rows for outputs [n0, n0 + nt): full row tiles, then single rows. */
+static void emit_rows(Cg *cg, const Matmul *mm, Tile t, int rt, int64_t k)
+{
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef rows = LLVMBuildMul(B, cg->batch, cg->len, "rows");
+    LLVMValueRef full = LLVMBuildMul(B, LLVMBuildUDiv(B, rows, cg_i64(cg, rt), ""), cg_i64(cg, rt), "");
+    CgLoop lr, lr1;
+    t.rt = rt;
+    t.row0 = cg_loop_begin_step(cg, &lr, cg_i64(cg, 0), full, rt, "r");
+    emit_tile(cg, mm, &t, k);
+    cg_loop_end(cg, &lr);
+    if (rt > 1) {
+        t.rt = 1;
+        t.row0 = cg_loop_begin(cg, &lr1, full, rows, "r1");
+        emit_tile(cg, mm, &t, k);
+        cg_loop_end(cg, &lr1);
+    }
+}
+
+void cg_emit_matmul(Cg *cg, const Matmul *mm)
+{
+    int64_t k = ir_type_cols(&mm->x->type);
+    int nt = cg->vector_width >= 16 ? 4 : 2; /* accumulators must fit the register file */
+    int rt = 4;
+    int64_t col0 = 0;
+    for (int p = 0; p < mm->n_parts; p++) {
+        const MatmulPart *part = &mm->parts[p];
+        int64_t n = part->w->type.dim[0], nfull = n / nt * nt;
+        Tile t = {.nt = nt, .col0 = col0, .part = part};
+        CgLoop ln, ln1;
+        if (nfull > 0) {
+            t.n0 = cg_loop_begin_step(cg, &ln, cg_i64(cg, 0), cg_i64(cg, nfull), nt, "n");
+            emit_rows(cg, mm, t, rt, k);
+            cg_loop_end(cg, &ln);
+        }
+        if (nfull < n) {
+            t.nt = 1;
+            t.n0 = cg_loop_begin(cg, &ln1, cg_i64(cg, nfull), cg_i64(cg, n), "n1");
+            emit_rows(cg, mm, t, rt, k);
+            cg_loop_end(cg, &ln1);
+        }
+        col0 += n;
+    }
+}
