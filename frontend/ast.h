@@ -79,6 +79,7 @@ typedef struct ParseCtx {
     int n_errors;           /* lexical and syntax errors of this parse */
     bool stop;              /* gave up (nesting, too many errors): the scanner returns EOF */
     bool eof_reported;      /* a syntax error at the end of file was reported */
+    Loc last_error;         /* where the last syntax error was reported */
     AstModel *models;       /* the result, in source order */
 } ParseCtx;
 

@@ -160,12 +160,14 @@ static int yyreport_syntax_error(const yypcontext_t *pc, void *scanner, ParseCtx
         n = 0; /* more than MAX_EXPECTED: listing them would not help */
     yysymbol_kind_t look = yypcontext_token(pc);
     Loc loc = *yypcontext_location(pc);
-    if (look == YYSYMBOL_YYEOF) {
-        /* Recovery may meet the end of file again; once is enough. */
-        if (ctx->eof_reported)
-            return 0;
-        ctx->eof_reported = true;
-    }
+    /* Recovery may stumble on the same token again (`a = 1 2;`), or on the end of file
+     * twice; one message for each is enough. */
+    if (ctx->last_error.line == loc.line && ctx->last_error.col == loc.col)
+        return 0;
+    if (look == YYSYMBOL_YYEOF && ctx->eof_reported)
+        return 0;
+    ctx->last_error = loc;
+    ctx->eof_reported |= look == YYSYMBOL_YYEOF;
 
     if (n == 1 && expected[0] == YYSYMBOL_SEMI && ctx->prev_end.line > 0 &&
         ctx->prev_end.line < loc.line) {

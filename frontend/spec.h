@@ -1,7 +1,7 @@
 /* spec.h - the checked model specification: what the frontend hands to the IR builder.
  *
  * A spec file holds one or more `model NAME { ... }` definitions. The frontend parses the
- * file (scanner.l, parser.y), then checks each model (check.c): unknown keys, types, ranges,
+ * file (lexer.l, parser.y), then checks each model (check.c): unknown keys, types, ranges,
  * divisibility, and fills in every default and derived size, so that later stages never see
  * an unset field. Every field keeps the location of the key that set it (or of the model
  * header when defaulted), so that later stages can still point at the source. */

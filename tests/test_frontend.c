@@ -639,6 +639,11 @@ static void test_error_syntax(void)
     out = load_bad("model m { x = ; }");
     ASSERT_STARTS(out, "t.mx:1:15: error: unexpected ';', expected a value\n");
 
+    out = load_bad("model m { a = 1 2; b = 3 c = 4; }");
+    ASSERT_STARTS(out, "t.mx:1:17: error: unexpected number 2, expected ';'\n");
+    ASSERT_HAS(out, "t.mx:1:26: error: unexpected identifier 'c', expected ';'\n");
+    CU_ASSERT_EQUAL(count_of(out, ": error: "), 2);
+
     out = load_bad("model { }");
     ASSERT_STARTS(out, "t.mx:1:7: error: unexpected '{', expected identifier\n");
 
