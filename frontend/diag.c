@@ -3,6 +3,7 @@
  * Every message is formatted into one buffer first, then written to the sink's stream (if any)
  * and appended to `collected`, so that tests see exactly what a user would see. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,16 +176,25 @@ void diag_vreport(DiagSink *d, DiagLevel level, Loc loc, const char *fmt, va_lis
     else if (level == DIAG_WARNING)
         d->n_warnings++;
 
-    /* Past the limit, stay silent; a note belongs to the message before it. */
-    if (d->max_errors > 0 && d->n_errors > d->max_errors) {
-        if (level == DIAG_ERROR && d->n_suppressed++ == 0) {
-            char msg[96];
-            int n = snprintf(msg, sizeof msg, "mxc: too many errors (%d), the rest are not shown\n",
-                             d->max_errors);
-            diag_emit(d, msg, (size_t)n);
+    /* Past the limit, stay silent; a note goes with the message before it. */
+    if (level != DIAG_NOTE) {
+        bool errors_over = d->max_errors > 0 && d->n_errors > d->max_errors;
+        bool warnings_over = d->max_errors > 0 && d->n_warnings > d->max_errors;
+        d->quiet = errors_over || (level == DIAG_WARNING && warnings_over);
+        if (d->quiet) {
+            bool first = level == DIAG_ERROR ? d->n_errors == d->max_errors + 1
+                                             : !errors_over && d->n_warnings == d->max_errors + 1;
+            if (first) {
+                char msg[96];
+                int n = snprintf(msg, sizeof msg, "mxc: too many %s (%d), the rest are not shown\n",
+                                 level == DIAG_ERROR ? "errors" : "warnings", d->max_errors);
+                diag_emit(d, msg, (size_t)n);
+            }
+            d->n_suppressed++;
         }
-        return;
     }
+    if (d->quiet)
+        return;
 
     Buf b = {0};
     if (loc.file && loc.line > 0 && loc.col > 0)

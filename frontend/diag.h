@@ -28,11 +28,13 @@ typedef struct DiagSink {
     size_t source_len;       /* bytes of `source` (it may hold NUL bytes); see diag_set_source_file */
     char *source_name;       /* file the source text belongs to (owned), or NULL = any file */
     char *source_buf;        /* owned copy behind `source`, when set by diag_set_source_file */
-    int max_errors;          /* errors printed before the rest are suppressed; 0 = no limit */
-    int n_suppressed;        /* errors (and their notes) not printed because of max_errors */
+    int max_errors;          /* errors (and, separately, warnings) printed before the rest
+                                are suppressed; 0 = no limit */
+    int n_suppressed;        /* errors and warnings not printed because of max_errors */
+    int quiet;               /* the last error or warning was suppressed: so are its notes */
 } DiagSink;
 
-/* Errors shown before the sink falls silent (the count in n_errors stays exact). */
+/* Errors (warnings) shown before the sink falls silent; the counts stay exact. */
 #define DIAG_MAX_ERRORS 50
 
 void diag_init(DiagSink *d, FILE *out);

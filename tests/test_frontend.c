@@ -930,6 +930,24 @@ static void test_limits(void)
     CU_ASSERT_EQUAL(count_of(out, ": error: "), DIAG_MAX_ERRORS);
     ASSERT_HAS(out, "mxc: too many errors (50), the rest are not shown\n");
     free(many);
+
+    /* Warnings have their own limit, and do not fail the load. */
+    many = malloc(60 * 100);
+    many[0] = '\0';
+    for (int i = 0; i < 60; i++)
+        sprintf(many + strlen(many), "model m%d { d_model = 8; vocab_size = 1; blocks = [mamba];"
+                " mlstm { } }\n", i);
+    DiagSink d;
+    diag_init(&d, NULL);
+    SpecFile *f = spec_load_string("t.mx", many, &d);
+    CU_ASSERT_PTR_NOT_NULL(f);
+    CU_ASSERT_EQUAL(d.n_warnings, 60);
+    CU_ASSERT_EQUAL(count_of(d.collected, ": warning: "), DIAG_MAX_ERRORS);
+    ASSERT_HAS(d.collected, "mxc: too many warnings (50), the rest are not shown\n");
+    CU_ASSERT_EQUAL(f ? f->n_models : 0, 60);
+    spec_free(f);
+    diag_free(&d);
+    free(many);
 }
 
 /* Diagnostics without source text, at unknown places, and with an explicit source. */
