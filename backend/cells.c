@@ -9,6 +9,16 @@
 
 #define MLSTM_EPS 1e-6
 
+/* Loop over this thread's share of the B × heads (sequence, head) pairs. */
+static void cell_items_begin(Cg *cg, CgLoop *l, int64_t heads, LLVMValueRef *b, LLVMValueRef *h)
+{
+    LLVMValueRef lo, hi;
+    cg_split(cg, LLVMBuildMul(cg->b, cg->batch, cg_i64(cg, heads), ""), &lo, &hi);
+    LLVMValueRef item = cg_loop_begin(cg, l, lo, hi, "item");
+    *b = LLVMBuildSDiv(cg->b, item, cg_i64(cg, heads), "b");
+    *h = LLVMBuildSub(cg->b, item, LLVMBuildMul(cg->b, *b, cg_i64(cg, heads), ""), "h");
+}
+
 /* mLSTM, recurrent stabilised form (SEMANTICS B.8.2), per sequence and head:
  *   lf = logσ(f̃);  m_t = max(lf + m, ĩ);  f' = exp(lf + m - m_t);  i' = exp(ĩ - m_t)
  *   C ← f' C + i' k' vᵀ,  n ← f' n + i' k',  k' = k / sqrt(DH)
@@ -22,10 +32,11 @@ void cg_emit_mlstm_cell(Cg *cg, const Node *n)
     LLVMBuilderRef B = cg->b;
     LLVMValueRef inv_sqrt = cg_f32(cg, 1.0 / sqrt((double)dh));
 
-    CgLoop lb, lh, lt, lj, ld, lj2, lj3;
-    LLVMValueRef b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
+    /* Threads split the (sequence, head) pairs; each pair runs through the chunk alone. */
+    CgLoop li, lt, lj, ld, lj2, lj3;
+    LLVMValueRef b, h;
+    cell_items_begin(cg, &li, heads, &b, &h);
     LLVMValueRef st = cg_state(cg, n->attr.rec.state, b);
-    LLVMValueRef h = cg_loop_begin(cg, &lh, cg_i64(cg, 0), cg_i64(cg, heads), "h");
     LLVMValueRef hd = LLVMBuildMul(B, h, cg_i64(cg, dh), "");
     LLVMValueRef cmat = cg_gep(cg, cg->f32, st, LLVMBuildMul(B, hd, cg_i64(cg, dh), ""));
     LLVMValueRef nvec = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh), hd, ""));
@@ -76,8 +87,7 @@ void cg_emit_mlstm_cell(Cg *cg, const Node *n)
     cg_loop_end(cg, &lj3);
     LLVMBuildStore(B, m_new, mptr);
     cg_loop_end(cg, &lt);
-    cg_loop_end(cg, &lh);
-    cg_loop_end(cg, &lb);
+    cg_loop_end(cg, &li);
 }
 
 /* Index of the recurrent weight R_ext[h, d, g, j] in the stored tensor (SEMANTICS B.10):
@@ -117,17 +127,19 @@ void cg_emit_slstm_cell(Cg *cg, const Node *n)
     LLVMBuilderRef B = cg->b;
     LLVMValueRef raw = cg_array(cg, 4 * dh, "raw");
 
-    CgLoop lb, lt, lh, lj, ld, lj2;
-    LLVMValueRef b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
+    /* Heads are independent (R is block-diagonal), so threads split the (sequence, head)
+     * pairs and each pair runs through the chunk's positions alone. */
+    CgLoop li, lt, lj, ld, lj2;
+    LLVMValueRef b, h;
+    cell_items_begin(cg, &li, heads, &b, &h);
     LLVMValueRef st = cg_state(cg, n->attr.rec.state, b);
     LLVMValueRef ys = st, cs = cg_gep(cg, cg->f32, st, cg_i64(cg, e));
     LLVMValueRef ns = cg_gep(cg, cg->f32, st, cg_i64(cg, 2 * e));
     LLVMValueRef ms = cg_gep(cg, cg->f32, st, cg_i64(cg, 3 * e));
-    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
-    LLVMValueRef out = cg_row(cg, n, b, t);
-    LLVMValueRef h = cg_loop_begin(cg, &lh, cg_i64(cg, 0), cg_i64(cg, heads), "h");
     LLVMValueRef hd = LLVMBuildMul(B, h, cg_i64(cg, dh), "");
     LLVMValueRef yh = cg_gep(cg, cg->f32, ys, hd);
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef out = cg_row(cg, n, b, t);
 
     /* raw = input side + bias */
     LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), cg_i64(cg, dh), "j");
@@ -189,7 +201,6 @@ void cg_emit_slstm_cell(Cg *cg, const Node *n)
     cg_store(cg, y, out, idx);
     cg_loop_end(cg, &lj);
 
-    cg_loop_end(cg, &lh);
     cg_loop_end(cg, &lt);
-    cg_loop_end(cg, &lb);
+    cg_loop_end(cg, &li);
 }

@@ -24,6 +24,38 @@ static void add_noalias(Cg *cg, LLVMValueRef fn, unsigned index)
     LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
 }
 
+/* ith and nth from the MxrtExec argument; a NULL exec means one thread. */
+static void load_thread_share(Cg *cg, LLVMValueRef exec)
+{
+    LLVMBuilderRef B = cg->b;
+    cg->exec = exec;
+    LLVMValueRef is_null = LLVMBuildICmp(B, LLVMIntEQ, exec, LLVMConstNull(cg->ptr), "");
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(B);
+    LLVMBasicBlockRef load = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "exec");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "share");
+    LLVMBuildCondBr(B, is_null, join, load);
+    LLVMPositionBuilderAtEnd(B, load);
+    LLVMValueRef ith = LLVMBuildLoad2(B, cg->i32, exec, "ith");
+    LLVMValueRef nth = LLVMBuildLoad2(B, cg->i32, cg_gep(cg, cg->i32, exec, cg_i64(cg, 1)), "nth");
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    LLVMValueRef ith_phi = LLVMBuildPhi(B, cg->i32, "ith");
+    LLVMValueRef nth_phi = LLVMBuildPhi(B, cg->i32, "nth");
+    LLVMValueRef zero = LLVMConstInt(cg->i32, 0, 0), one = LLVMConstInt(cg->i32, 1, 0);
+    LLVMAddIncoming(ith_phi, (LLVMValueRef[]){zero, ith}, (LLVMBasicBlockRef[]){from, load}, 2);
+    LLVMAddIncoming(nth_phi, (LLVMValueRef[]){one, nth}, (LLVMBasicBlockRef[]){from, load}, 2);
+    cg->ith = LLVMBuildSExt(B, ith_phi, cg->i64, "ith64");
+    cg->nth = LLVMBuildSExt(B, nth_phi, cg->i64, "nth64");
+}
+
+static void emit_barrier(Cg *cg)
+{
+    LLVMTypeRef fty = LLVMFunctionType(cg->void_t, &cg->ptr, 1, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, "mxrt_barrier");
+    if (!fn) fn = LLVMAddFunction(cg->mod, "mxrt_barrier", fty);
+    LLVMBuildCall2(cg->b, fty, fn, &cg->exec, 1, "");
+}
+
 /* void kernel(ptr weights, ptr state, ptr scratch, ptr tokens, i64 tok_bstride,
  *             ptr logits, i64 logit_bstride, i32 batch, i32 len, ptr exec) */
 static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
@@ -50,6 +82,7 @@ static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
     cg->batch = LLVMBuildSExt(cg->b, LLVMGetParam(fn, 7), cg->i64, "B");
     cg->len = step ? cg_i64(cg, 1) : LLVMBuildSExt(cg->b, LLVMGetParam(fn, 8), cg->i64, "T");
     cg->rowcap = LLVMBuildMul(cg->b, cg->batch, cg_i64(cg, cg->g->chunk_len), "rowcap");
+    load_thread_share(cg, LLVMGetParam(fn, 9));
 
     /* Weight pointers are loaded once; the table is read-only for the whole call. */
     for (int i = 0; i < cg->g->n_weight_slots; i++) {
@@ -61,9 +94,12 @@ static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
     LLVMBuildBr(cg->b, body);
     LLVMPositionBuilderAtEnd(cg->b, body);
 
+    /* Every thread runs every op on its share; an op may read what any thread wrote in the
+     * ops before it, so threads meet after each op that computes something. */
     for (int i = 0; i < cg->g->n_nodes; i++) {
         const Node *n = cg->g->nodes[i];
-        if (!n->dead) cg_emit_node(cg, n);
+        if (n->dead || !cg_emit_node(cg, n)) continue;
+        emit_barrier(cg);
     }
     LLVMBuildRetVoid(cg->b);
     return fn;

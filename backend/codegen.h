@@ -27,6 +27,8 @@ typedef struct Cg {
     LLVMValueRef arg_logits, arg_logit_bstride;
     LLVMValueRef batch, len;  /* i64: B, and T (a constant 1 in the step kernel) */
     LLVMValueRef rowcap;      /* i64: B * chunk_len, rows of every scratch block */
+    LLVMValueRef exec;        /* MxrtExec * of this thread */
+    LLVMValueRef ith, nth;    /* i64: this thread's index and the thread count */
     LLVMValueRef *weight_ptr; /* per weight slot, loaded once in the entry block */
     int vector_width;         /* floats per SIMD register of the target (4, 8 or 16) */
 } Cg;
@@ -56,6 +58,10 @@ LLVMValueRef cg_array(Cg *cg, int64_t n, const char *name);
 LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index);
 LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, LLVMValueRef index);   /* f32 ptr[index] */
 void cg_store(Cg *cg, LLVMValueRef value, LLVMValueRef ptr, LLVMValueRef index);
+/* This thread's share [lo, hi) of `total` work items (contiguous, balanced). */
+void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi);
+/* Flat chunk row r = b·T + t back to (b, t). */
+void cg_row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t);
 /* Pointer to column 0 of row (b, t) of a per-token value. */
 LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t);
 /* Pointer to a weight's data. */
@@ -104,7 +110,8 @@ typedef struct Matmul {
 void cg_emit_matmul(Cg *cg, const Matmul *mm);
 
 /* --- kernels.c: one emitter per op ----------------------------------------------------- */
-void cg_emit_node(Cg *cg, const Node *n);
+/* Emits the node's loops; false when it needs no code (inputs, views). */
+bool cg_emit_node(Cg *cg, const Node *n);
 
 /* --- cells.c: the xLSTM recurrent cells ------------------------------------------------ */
 void cg_emit_mlstm_cell(Cg *cg, const Node *n);

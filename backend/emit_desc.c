@@ -141,6 +141,7 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn)
     emit_wrapper(cg, "state_reset", v, (LLVMTypeRef[]){p}, 1, NULL);
     emit_wrapper(cg, "state_copy", i, (LLVMTypeRef[]){p, p}, 2, NULL);
     emit_wrapper(cg, "state_batch", i, (LLVMTypeRef[]){p}, 1, NULL);
+    emit_wrapper(cg, "state_set_threads", i, (LLVMTypeRef[]){p, i}, 2, NULL);
     emit_wrapper(cg, "forward", i, (LLVMTypeRef[]){p, p, p, i, p}, 5, NULL);
     emit_wrapper(cg, "step", i, (LLVMTypeRef[]){p, p, p, p}, 4, NULL);
     emit_wrapper(cg, "last_error", p, NULL, 0, NULL);

@@ -49,7 +49,10 @@ bool backend_write_header(const Graph *g, const char *p, const char *path)
             "void %s_state_free(%s_state *s);\n"
             "void %s_state_reset(%s_state *s); /* back to the zero state */\n"
             "int %s_state_copy(%s_state *dst, const %s_state *src); /* same model and batch */\n"
-            "int %s_state_batch(const %s_state *s);\n\n"
+            "int %s_state_batch(const %s_state *s);\n"
+            "/* Threads the state's calls run on (default: $MXC_THREADS, else every online CPU).\n"
+            " * Results are identical for every thread count. */\n"
+            "int %s_state_set_threads(%s_state *s, int threads);\n\n"
             "/* tokens [batch][len], logits [batch][len][%s_VOCAB_PADDED]. Continues from s and\n"
             " * leaves s after the last token: forward(a) then forward(b) equals forward(a ++ b). */\n"
             "int %s_forward(%s_model *m, %s_state *s, const int32_t *tokens, int len, float *logits);\n"
@@ -59,8 +62,8 @@ bool backend_write_header(const Graph *g, const char *p, const char *path)
             "const char *%s_last_error(void);\n\n"
             "int32_t %s_vocab_size(void);\nint32_t %s_vocab_padded(void);\n"
             "int32_t %s_d_model(void);\nint32_t %s_n_blocks(void);\n\n",
-            p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, up, p, p, p, up, p, p, p,
-            p, p, p, p, p);
+            p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, up, p, p, p, up, p, p,
+            p, p, p, p, p, p);
     fprintf(f, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
     if (fclose(f) != 0) {
         perror(path);

@@ -7,24 +7,22 @@
 
 #include "backend/codegen.h"
 
-/* Loop over every row (b, t) of the chunk; the body is emitted by the caller between
- * rows_begin and rows_end. */
+/* Loop over this thread's share of the chunk's rows (b, t); the body is emitted by the
+ * caller between rows_begin and rows_end. */
 typedef struct Rows {
-    CgLoop lb, lt;
+    CgLoop lr;
     LLVMValueRef b, t;
 } Rows;
 
 static void rows_begin(Cg *cg, Rows *r)
 {
-    r->b = cg_loop_begin(cg, &r->lb, cg_i64(cg, 0), cg->batch, "b");
-    r->t = cg_loop_begin(cg, &r->lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef lo, hi;
+    cg_split(cg, LLVMBuildMul(cg->b, cg->batch, cg->len, "rows"), &lo, &hi);
+    LLVMValueRef row = cg_loop_begin(cg, &r->lr, lo, hi, "r");
+    cg_row_bt(cg, row, &r->b, &r->t);
 }
 
-static void rows_end(Cg *cg, Rows *r)
-{
-    cg_loop_end(cg, &r->lt);
-    cg_loop_end(cg, &r->lb);
-}
+static void rows_end(Cg *cg, Rows *r) { cg_loop_end(cg, &r->lr); }
 
 /* Σ_k x[k] * w[k] over n elements, reassociable so that it vectorises. */
 static LLVMValueRef emit_dot(Cg *cg, LLVMValueRef x, LLVMValueRef w, int64_t n)
@@ -211,6 +209,9 @@ static void emit_conv1d(Cg *cg, const Node *n)
     LLVMValueRef bias = n->n_src > 2 ? cg_weight(cg, n->src[2]) : NULL;
     LLVMBuilderRef B = cg->b;
 
+    /* Channels are independent: each thread takes a range of them. */
+    LLVMValueRef clo, chi;
+    cg_split(cg, cg_i64(cg, ch), &clo, &chi);
     CgLoop lb, lt;
     LLVMValueRef b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
     LLVMValueRef win = cg_state(cg, n->attr.rec.state, b);
@@ -230,7 +231,7 @@ static void emit_conv1d(Cg *cg, const Node *n)
     }
     LLVMValueRef y = cg_row(cg, n, b, t);
     CgLoop lc;
-    LLVMValueRef c = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, ch), "c");
+    LLVMValueRef c = cg_loop_begin(cg, &lc, clo, chi, "c");
     LLVMValueRef wbase = LLVMBuildMul(B, c, cg_i64(cg, kw), "");
     LLVMValueRef acc = cg_f32(cg, 0.0);
     for (int64_t k = 0; k < kw; k++) {
@@ -256,7 +257,7 @@ static void emit_conv1d(Cg *cg, const Node *n)
         B, in_chunk, cg_row(cg, xin, b, safe_pos),
         cg_gep(cg, cg->f32, win, LLVMBuildMul(B, wsrc, cg_i64(cg, ch), "")), "");
     LLVMValueRef dst = cg_gep(cg, cg->f32, win, LLVMBuildMul(B, j, cg_i64(cg, ch), ""));
-    c = cg_loop_begin(cg, &lc2, cg_i64(cg, 0), cg_i64(cg, ch), "c");
+    c = cg_loop_begin(cg, &lc2, clo, chi, "c");
     cg_store(cg, cg_load(cg, src, c), dst, c);
     cg_loop_end(cg, &lc2);
     cg_loop_end(cg, &lj);
@@ -276,10 +277,12 @@ static void emit_selective_scan(Cg *cg, const Node *n)
     LLVMValueRef alog_p = cg_weight(cg, a_log), d_p = cg_weight(cg, dskip);
     LLVMBuilderRef B = cg->b;
 
+    LLVMValueRef clo, chi;
+    cg_split(cg, cg_i64(cg, ch), &clo, &chi);
     CgLoop lb, lc, ln, lt, lt2;
     LLVMValueRef b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
     LLVMValueRef hbase = cg_state(cg, n->attr.rec.state, b);
-    LLVMValueRef c = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, ch), "c");
+    LLVMValueRef c = cg_loop_begin(cg, &lc, clo, chi, "c");
     /* y starts at 0; each state n adds its h·C in turn. */
     LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
     cg_store(cg, cg_f32(cg, 0.0), cg_row(cg, n, b, t), c);
@@ -333,25 +336,28 @@ static void emit_output(Cg *cg, const Node *n)
     rows_end(cg, &r);
 }
 
-void cg_emit_node(Cg *cg, const Node *n)
+bool cg_emit_node(Cg *cg, const Node *n)
 {
     switch (n->op) {
     case OP_TOKENS: case OP_WEIGHT: case OP_SLICE:
-        return; /* inputs and views generate no code */
-    case OP_EMBED: emit_embed(cg, n); return;
-    case OP_RMSNORM: case OP_LAYERNORM: emit_norm(cg, n); return;
-    case OP_LINEAR: emit_linear(cg, n); return;
-    case OP_HEADWISE: emit_headwise(cg, n); return;
-    case OP_CONCAT: emit_concat(cg, n); return;
+        return false; /* inputs and views generate no code */
+    case OP_EMBED: emit_embed(cg, n); return true;
+    case OP_RMSNORM: case OP_LAYERNORM: emit_norm(cg, n); return true;
+    case OP_LINEAR: emit_linear(cg, n); return true;
+    case OP_HEADWISE: emit_headwise(cg, n); return true;
+    case OP_CONCAT: emit_concat(cg, n); return true;
     case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
     case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
         emit_elementwise(cg, n);
-        return;
-    case OP_CONV1D: emit_conv1d(cg, n); return;
-    case OP_SELECTIVE_SCAN: emit_selective_scan(cg, n); return;
-    case OP_MLSTM_CELL: cg_emit_mlstm_cell(cg, n); return;
-    case OP_SLSTM_CELL: cg_emit_slstm_cell(cg, n); return;
-    case OP_OUTPUT: emit_output(cg, n); return;
+        return true;
+    case OP_CONV1D: emit_conv1d(cg, n); return true;
+    case OP_SELECTIVE_SCAN: emit_selective_scan(cg, n); return true;
+    case OP_MLSTM_CELL: cg_emit_mlstm_cell(cg, n); return true;
+    case OP_SLSTM_CELL: cg_emit_slstm_cell(cg, n); return true;
+    case OP_OUTPUT:
+        if (n->src[0]->store.kind == STORE_LOGITS) return false;
+        emit_output(cg, n);
+        return true;
     case OP_COUNT_: break;
     }
     mxc_die("cannot generate code for op %d", (int)n->op);

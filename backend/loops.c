@@ -79,6 +79,20 @@ void cg_store(Cg *cg, LLVMValueRef value, LLVMValueRef ptr, LLVMValueRef index)
     LLVMBuildStore(cg->b, value, cg_gep(cg, cg->f32, ptr, index));
 }
 
+void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi)
+{
+    LLVMBuilderRef B = cg->b;
+    *lo = LLVMBuildSDiv(B, LLVMBuildMul(B, cg->ith, total, ""), cg->nth, "lo");
+    *hi = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, cg->ith, cg_i64(cg, 1), ""), total, ""),
+                        cg->nth, "hi");
+}
+
+void cg_row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t)
+{
+    *b = LLVMBuildUDiv(cg->b, r, cg->len, "b");
+    *t = LLVMBuildSub(cg->b, r, LLVMBuildMul(cg->b, *b, cg->len, ""), "t");
+}
+
 LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t)
 {
     const Storage *s = &n->store;

@@ -81,20 +81,13 @@ static void emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LLVMValueR
         }
 }
 
-/* Row r of the chunk is (b, t) = (r / T, r % T). */
-static void row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t)
-{
-    *b = LLVMBuildUDiv(cg->b, r, cg->len, "b");
-    *t = LLVMBuildSub(cg->b, r, LLVMBuildMul(cg->b, *b, cg->len, ""), "t");
-}
-
 static void emit_tile(Cg *cg, const Matmul *mm, const Tile *t, int64_t k)
 {
     LLVMBuilderRef B = cg->b;
     LLVMValueRef xrow[MAX_RT], orow[MAX_RT], rrow[MAX_RT], wrow[MAX_NT];
     for (int i = 0; i < t->rt; i++) {
         LLVMValueRef b, tt;
-        row_bt(cg, LLVMBuildAdd(B, t->row0, cg_i64(cg, i), ""), &b, &tt);
+        cg_row_bt(cg, LLVMBuildAdd(B, t->row0, cg_i64(cg, i), ""), &b, &tt);
         xrow[i] = cg_row(cg, mm->x, b, tt);
         orow[i] = cg_row(cg, mm->out, b, tt);
         rrow[i] = mm->residual ? cg_row(cg, mm->residual, b, tt) : NULL;
@@ -139,25 +132,38 @@ static void emit_rows(Cg *cg, const Matmul *mm, Tile t, int rt, int64_t k)
     }
 }
 
+/* Threads split each part's output tiles: a thread reads only its own weight rows, which
+ * is what decode (bound by memory bandwidth) needs. The partial last tile, if any, goes to
+ * the thread whose share reaches the end. */
 void cg_emit_matmul(Cg *cg, const Matmul *mm)
 {
+    LLVMBuilderRef B = cg->b;
     int64_t k = ir_type_cols(&mm->x->type);
     int nt = cg->vector_width >= 16 ? 4 : 2; /* accumulators must fit the register file */
     int rt = 4;
     int64_t col0 = 0;
     for (int p = 0; p < mm->n_parts; p++) {
         const MatmulPart *part = &mm->parts[p];
-        int64_t n = part->w->type.dim[0], nfull = n / nt * nt;
+        int64_t n = part->w->type.dim[0], full_tiles = n / nt, tiles = (n + nt - 1) / nt;
+        LLVMValueRef lo, hi;
+        cg_split(cg, cg_i64(cg, tiles), &lo, &hi);
         Tile t = {.nt = nt, .col0 = col0, .part = part};
-        CgLoop ln, ln1;
-        if (nfull > 0) {
-            t.n0 = cg_loop_begin_step(cg, &ln, cg_i64(cg, 0), cg_i64(cg, nfull), nt, "n");
+        if (full_tiles > 0) {
+            CgLoop ln;
+            LLVMValueRef end = LLVMBuildSelect(
+                B, LLVMBuildICmp(B, LLVMIntSLT, hi, cg_i64(cg, full_tiles), ""), hi,
+                cg_i64(cg, full_tiles), "");
+            LLVMValueRef tile = cg_loop_begin(cg, &ln, lo, end, "tile");
+            t.n0 = LLVMBuildMul(B, tile, cg_i64(cg, nt), "n0");
             emit_rows(cg, mm, t, rt, k);
             cg_loop_end(cg, &ln);
         }
-        if (nfull < n) {
+        if (full_tiles < tiles) {
+            CgLoop ln1;
+            LLVMValueRef mine = LLVMBuildICmp(B, LLVMIntEQ, hi, cg_i64(cg, tiles), "");
+            LLVMValueRef start = LLVMBuildSelect(B, mine, cg_i64(cg, full_tiles * nt), cg_i64(cg, n), "");
             t.nt = 1;
-            t.n0 = cg_loop_begin(cg, &ln1, cg_i64(cg, nfull), cg_i64(cg, n), "n1");
+            t.n0 = cg_loop_begin(cg, &ln1, start, cg_i64(cg, n), "n1");
             emit_rows(cg, mm, t, rt, k);
             cg_loop_end(cg, &ln1);
         }

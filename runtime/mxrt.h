@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 1
+#define MXRT_ABI_VERSION 2
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
@@ -31,9 +31,17 @@ typedef struct MxrtTensorSpec {
     int64_t dims[MXRT_MAX_RANK]; /* expected shape; unused entries 0 */
 } MxrtTensorSpec;
 
-/* Execution context handed to the kernels; reserved for the thread pool (thread index and
- * count, barrier). Kernels of ABI 1 run on one thread and ignore it. */
-typedef struct MxrtExec MxrtExec;
+/* Execution context of one thread running a chunk kernel. Every thread of a state's pool
+ * calls the kernel with its own exec; the kernel takes share `ith` of `nth` of each op's work
+ * and calls mxrt_barrier() between ops. NULL means one thread. */
+typedef struct MxrtExec {
+    int32_t ith;               /* this thread, 0 .. nth-1 */
+    int32_t nth;               /* threads running the kernel */
+    struct MxrtPool *pool;     /* the barrier's state */
+} MxrtExec;
+
+/* Wait until every thread running the same kernel call has arrived. */
+void mxrt_barrier(MxrtExec *exec);
 
 /* A generated chunk kernel: advances `len` tokens of every sequence.
  *   weights  [n_weights] pointers to F32 arrays, in MxrtModelDesc.weights order
@@ -77,6 +85,9 @@ int mxrt_state_copy(MxrtState *dst, const MxrtState *src);
 int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, float *logits);
 int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits);
 int mxrt_state_batch(const MxrtState *s);
+/* Threads this state's calls run on (default: $MXC_THREADS, else the online CPUs). Results
+ * are identical for every thread count. */
+int mxrt_state_set_threads(MxrtState *s, int n);
 /* The message of this thread's most recent failure, "" if none yet (never NULL). Successful
  * calls leave it unchanged, like errno: read it only after a non-zero return. */
 const char *mxrt_last_error(void);

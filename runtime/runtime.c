@@ -11,6 +11,7 @@
 #include "runtime/mxrt.h"
 #include "runtime/bind.h"
 #include "runtime/error.h"
+#include "runtime/pool.h"
 #include "runtime/safetensors.h"
 
 #include <stdio.h>
@@ -37,6 +38,8 @@ struct MxrtState {
     size_t state_floats;   /* batch * desc->state_floats */
     float *state;          /* [batch][state_floats], 64-byte aligned */
     float *scratch;        /* [batch * chunk_len * scratch_floats_per_row], 64-byte aligned */
+    int threads;           /* threads the next call runs on */
+    MxrtPool *pool;        /* started on first use with `threads` threads; NULL before */
 };
 
 /* User-facing name of an entry point, "<model>_<op>" like the exported wrapper. */
@@ -192,6 +195,7 @@ int mxrt_state_new(MxrtModel *m, int batch, MxrtState **out)
     s->magic = RT_STATE_MAGIC;
     s->model = m;
     s->batch = batch;
+    s->threads = pool_default_threads();
     s->state_floats = state_n;
     *out = s;
     return 0;
@@ -205,6 +209,7 @@ void mxrt_state_free(MxrtState *s)
     if (rt_check_state(s, "state_free", "state"))
         return;
     s->magic = RT_DEAD_MAGIC;
+    pool_destroy(s->pool);
     free(s->state);
     free(s->scratch);
     free(s);
@@ -229,6 +234,30 @@ int mxrt_state_copy(MxrtState *dst, const MxrtState *src)
                               dst->batch, src->batch);
     if (dst != src)
         memcpy(dst->state, src->state, src->state_floats * sizeof(float));
+    return 0;
+}
+
+int mxrt_state_set_threads(MxrtState *s, int n)
+{
+    if (rt_check_state(s, "set_threads", "state"))
+        return -1;
+    if (n < 1 || n > MXRT_MAX_THREADS)
+        return mxrt_set_error("set_threads: thread count must be in [1, %d], got %d",
+                              MXRT_MAX_THREADS, n);
+    if (s->pool && pool_threads(s->pool) != n) {
+        pool_destroy(s->pool);
+        s->pool = NULL;
+    }
+    s->threads = n;
+    return 0;
+}
+
+/* The state's pool, started with its thread count on first use. */
+static int rt_pool(MxrtState *s, MxrtPool **out)
+{
+    if (!s->pool && s->threads > 1 && pool_create(s->threads, &s->pool) != 0)
+        return -1;
+    *out = s->pool;
     return 0;
 }
 
@@ -282,15 +311,20 @@ int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, flo
 {
     if (rt_check_run(m, s, tokens, len, logits, "forward"))
         return -1;
+    MxrtPool *pool;
+    if (rt_pool(s, &pool))
+        return -1;
     const MxrtModelDesc *d = m->desc;
-    const float *const *w = bind_slots(m->weights);
-    int64_t logits_bstride = (int64_t)len * d->vocab_padded;
+    PoolJob job = {.fn = d->forward_chunk, .weights = bind_slots(m->weights), .state = s->state,
+                   .scratch = s->scratch, .tokens_bstride = len,
+                   .logits_bstride = (int64_t)len * d->vocab_padded, .batch = s->batch};
     /* Consecutive chunks of at most chunk_len positions; the state carries over. */
     for (int t0 = 0; t0 < len;) {
         int n = len - t0 < d->chunk_len ? len - t0 : d->chunk_len;
-        d->forward_chunk(w, s->state, s->scratch, tokens + t0, len,
-                         logits + (size_t)t0 * (size_t)d->vocab_padded, logits_bstride,
-                         s->batch, n, NULL);
+        job.tokens = tokens + t0;
+        job.logits = logits + (size_t)t0 * (size_t)d->vocab_padded;
+        job.len = n;
+        pool_run(pool, &job);
         t0 += n;
     }
     return 0;
@@ -300,8 +334,13 @@ int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits)
 {
     if (rt_check_run(m, s, tokens, 1, logits, "step"))
         return -1;
+    MxrtPool *pool;
+    if (rt_pool(s, &pool))
+        return -1;
     const MxrtModelDesc *d = m->desc;
-    d->step(bind_slots(m->weights), s->state, s->scratch, tokens, 1, logits, d->vocab_padded,
-            s->batch, 1, NULL);
+    PoolJob job = {.fn = d->step, .weights = bind_slots(m->weights), .state = s->state,
+                   .scratch = s->scratch, .tokens = tokens, .tokens_bstride = 1, .logits = logits,
+                   .logits_bstride = d->vocab_padded, .batch = s->batch, .len = 1};
+    pool_run(pool, &job);
     return 0;
 }

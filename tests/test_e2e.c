@@ -35,6 +35,7 @@ typedef struct Api {
     int (*forward)(void *, void *, const int32_t *, int, float *);
     int (*step)(void *, void *, const int32_t *, float *);
     const char *(*last_error)(void);
+    int (*set_threads)(void *, int);
     int32_t (*vocab_padded)(void);
     int32_t (*vocab_size)(void);
 } Api;
@@ -89,10 +90,12 @@ static bool api_load(Api *a, const char *so_path, const char *prefix)
     *(void **)&a->forward = sym(a->so, prefix, "forward");
     *(void **)&a->step = sym(a->so, prefix, "step");
     *(void **)&a->last_error = sym(a->so, prefix, "last_error");
+    *(void **)&a->set_threads = sym(a->so, prefix, "state_set_threads");
     *(void **)&a->vocab_padded = sym(a->so, prefix, "vocab_padded");
     *(void **)&a->vocab_size = sym(a->so, prefix, "vocab_size");
     return a->open && a->close && a->state_new && a->state_free && a->state_reset &&
-           a->state_copy && a->forward && a->step && a->last_error && a->vocab_padded &&
+           a->state_copy && a->forward && a->step && a->last_error && a->set_threads &&
+           a->vocab_padded &&
            a->vocab_size;
 }
 
@@ -250,6 +253,20 @@ static void check_golden_case(const char *name, const char *variant, const char 
     int cuts[3] = {1, g.len / 3, g.len / 3 + 2};
     forward_in_chunks(&a, m, s, &g, cuts, 3, chunked);
     double d_chunk = max_abs_diff(chunked, fwd, n);
+
+    /* the same bits for every thread count, forward and step */
+    for (int threads = 1; threads <= 3; threads++) {
+        CU_ASSERT_EQUAL(a.set_threads(s, threads), 0);
+        a.state_reset(s);
+        CU_ASSERT_EQUAL(a.forward(m, s, g.ids, g.len, chunked), 0);
+        CU_ASSERT_EQUAL(memcmp(chunked, fwd, n * sizeof *fwd), 0);
+        for (int b = 0; b < g.batch; b++) tok[b] = g.ids[b * g.len];
+        a.state_reset(s);
+        CU_ASSERT_EQUAL(a.step(m, s, tok, lg), 0);
+        for (int b = 0; b < g.batch; b++)
+            CU_ASSERT_EQUAL(memcmp(lg + (size_t)b * g.vocab, stp + (size_t)b * g.len * g.vocab,
+                                   sizeof *lg * (size_t)g.vocab), 0);
+    }
 
     /* a copied state continues exactly like the original */
     a.state_reset(s);

@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -895,7 +896,7 @@ typedef struct KernelCall {
     int64_t tokens_bstride, logits_bstride;
     float *logits;
     int32_t batch, len;
-    MxrtExec *exec;
+    int32_t ith, nth;     /* from the exec (which lives only during the call) */
     int was_step;
 } KernelCall;
 
@@ -910,8 +911,9 @@ static void fake_kernel(const float *const *weights, float *state, float *scratc
                         int was_step)
 {
     if (n_calls < 64)
-        calls[n_calls++] = (KernelCall){weights, state,  scratch, tokens,  tokens_bstride,
-                                        logits_bstride,  logits,  batch,   len, exec, was_step};
+        calls[n_calls++] = (KernelCall){weights, state, scratch, tokens, tokens_bstride,
+                                        logits_bstride, logits, batch, len,
+                                        exec ? exec->ith : -1, exec ? exec->nth : -1, was_step};
     for (int b = 0; b < batch; b++)
         for (int t = 0; t < len; t++) {
             float *row = logits + b * logits_bstride + t * VP;
@@ -1163,6 +1165,59 @@ static void test_bind_convert(void)
     st_close(f);
 }
 
+/* --- threads ------------------------------------------------------------------------------ */
+
+static atomic_int spmd_arrived, spmd_seen_all, spmd_calls;
+static atomic_int spmd_ith_mask;
+
+/* An SPMD kernel like the generated ones: every thread calls it with its own exec, arrives,
+ * waits at the barrier, and must then see every other thread's arrival. */
+static void spmd_kernel(const float *const *w, float *state, float *scratch,
+                        const int32_t *tokens, int64_t tbs, float *logits, int64_t lbs,
+                        int32_t batch, int32_t len, MxrtExec *exec)
+{
+    atomic_fetch_add(&spmd_calls, 1);
+    atomic_fetch_or(&spmd_ith_mask, 1 << exec->ith);
+    for (int round = 1; round <= 3; round++) {
+        atomic_fetch_add(&spmd_arrived, 1);
+        mxrt_barrier(exec);
+        if (atomic_load(&spmd_arrived) >= round * exec->nth) atomic_fetch_add(&spmd_seen_all, 1);
+        mxrt_barrier(exec);
+    }
+    logits[exec->ith] = (float)exec->nth;
+}
+
+static void test_threads(void)
+{
+    MxrtModelDesc d = fake_desc();
+    d.forward_chunk = spmd_kernel;
+    d.step = spmd_kernel;
+    MxrtModel *m;
+    MxrtState *s;
+    CHECK_OK(mxrt_open(&d, write_fake_weights("threads.safetensors", NULL, 0), &m));
+    CHECK_OK(mxrt_state_new(m, 1, &s));
+    CHECK_ERROR(mxrt_state_set_threads(s, 0), "thread count");
+    CHECK_ERROR(mxrt_state_set_threads(NULL, 2), "state is NULL");
+    for (int n = 1; n <= 4; n++) {
+        CHECK_OK(mxrt_state_set_threads(s, n));
+        for (int call = 0; call < 5; call++) {
+            atomic_store(&spmd_arrived, 0);
+            atomic_store(&spmd_seen_all, 0);
+            atomic_store(&spmd_calls, 0);
+            atomic_store(&spmd_ith_mask, 0);
+            int32_t tok = 1;
+            float logits[VP * 4] = {0};
+            CHECK_OK(call % 2 ? mxrt_step(m, s, &tok, logits) : mxrt_forward(m, s, &tok, 1, logits));
+            CU_ASSERT_EQUAL(atomic_load(&spmd_calls), n);
+            CU_ASSERT_EQUAL(atomic_load(&spmd_ith_mask), (1 << n) - 1);
+            CU_ASSERT_EQUAL(atomic_load(&spmd_seen_all), 3 * n);
+            for (int i = 0; i < n; i++) CU_ASSERT_EQUAL(logits[i], (float)n);
+        }
+    }
+    mxrt_state_free(s);
+    mxrt_close(m);
+}
+
 /* --- the runtime proper -------------------------------------------------------------------- */
 
 static void test_open_errors(void)
@@ -1174,8 +1229,11 @@ static void test_open_errors(void)
     CU_ASSERT(m == NULL);
     CHECK_ERROR(mxrt_open(&d, NULL, &m), "fake_open: weights path is NULL");
     CHECK_ERROR(mxrt_open(&d, path, NULL), "NULL output");
-    d.abi_version = 2;
-    CHECK_ERROR(mxrt_open(&d, path, &m), "ABI 2", "ABI 1");
+    char compiled[32], runtime[32];
+    d.abi_version = MXRT_ABI_VERSION + 1;
+    snprintf(compiled, sizeof compiled, "ABI %d", MXRT_ABI_VERSION + 1);
+    snprintf(runtime, sizeof runtime, "ABI %d", MXRT_ABI_VERSION);
+    CHECK_ERROR(mxrt_open(&d, path, &m), compiled, runtime);
     d = fake_desc();
     d.vocab_padded = VOCAB - 1;
     CHECK_ERROR(mxrt_open(&d, path, &m), "fake_open: invalid model descriptor");
@@ -1215,9 +1273,13 @@ static void test_states(void)
     CHECK_ERROR(mxrt_state_new(m, 1, NULL), "NULL output");
 
     CHECK_OK(mxrt_state_new(m, 2, &s));
+    CHECK_OK(mxrt_state_set_threads(s, 1)); /* the fake kernel is not SPMD */
     CHECK_OK(mxrt_state_new(m, 2, &s2));
+    CHECK_OK(mxrt_state_set_threads(s2, 1)); /* the fake kernel is not SPMD */
     CHECK_OK(mxrt_state_new(m, 3, &s3));
+    CHECK_OK(mxrt_state_set_threads(s3, 1)); /* the fake kernel is not SPMD */
     CHECK_OK(mxrt_state_new(m2, 2, &other));
+    CHECK_OK(mxrt_state_set_threads(other, 1)); /* the fake kernel is not SPMD */
     CU_ASSERT(mxrt_state_batch(s) == 2 && mxrt_state_batch(s3) == 3);
     CU_ASSERT(mxrt_state_batch(NULL) == 0);
 
@@ -1261,6 +1323,7 @@ static void test_forward_chunks(void)
     MxrtState *s;
     CHECK_OK(mxrt_open(&d, write_fake_weights("fwd.safetensors", NULL, 0), &m));
     CHECK_OK(mxrt_state_new(m, 2, &s));
+    CHECK_OK(mxrt_state_set_threads(s, 1)); /* the fake kernel is not SPMD */
     enum { B = 2, L = 10 };
     int32_t tok[B * L];
     float logits[B * L * VP];
@@ -1280,7 +1343,7 @@ static void test_forward_chunks(void)
         CU_ASSERT(calls[c].logits == logits + starts[c] * VP);
         CU_ASSERT(calls[c].tokens_bstride == L);
         CU_ASSERT(calls[c].logits_bstride == (int64_t)L * VP);
-        CU_ASSERT(calls[c].exec == NULL);
+        CU_ASSERT(calls[c].ith == 0 && calls[c].nth == 1);
         CU_ASSERT(!calls[c].was_step);
         CU_ASSERT(calls[c].state == calls[0].state && calls[c].scratch == calls[0].scratch);
         CU_ASSERT(calls[c].weights[0][0] == 0.5f); /* slot 0 is model.a */
@@ -1323,7 +1386,9 @@ static void test_argument_errors(void)
     CHECK_OK(mxrt_open(&d, path, &m));
     CHECK_OK(mxrt_open(&d, path, &m2));
     CHECK_OK(mxrt_state_new(m, 2, &s));
+    CHECK_OK(mxrt_state_set_threads(s, 1)); /* the fake kernel is not SPMD */
     CHECK_OK(mxrt_state_new(m2, 2, &s2));
+    CHECK_OK(mxrt_state_set_threads(s2, 1)); /* the fake kernel is not SPMD */
     int32_t tok[2 * 5] = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4};
     float logits[2 * 5 * VP];
     n_calls = 0;
@@ -1448,6 +1513,7 @@ int main(void)
     TEST_ADD(bind, test_golden_bind);
     CU_pSuite rt = CU_add_suite("runtime", NULL, NULL);
     TEST_ADD(rt, test_open_errors);
+    TEST_ADD(rt, test_threads);
     TEST_ADD(rt, test_states);
     TEST_ADD(rt, test_forward_chunks);
     TEST_ADD(rt, test_argument_errors);
