@@ -36,6 +36,8 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  build SPEC     compile a model into a shared object and a C header\n"
+    "  run SPEC|SO    generate text with a model (see `mxc run --help`)\n"
+    "  import CONFIG  write a spec for an upstream config (see `mxc import --help`)\n"
     "  ir SPEC        print the IR graph (after all passes, or --dump-after PASS)\n"
     "  check SPEC     parse and check a spec; --resolved prints it with all defaults\n"
     "  passes         list the passes in pipeline order\n"
@@ -228,6 +230,8 @@ int mxc_main(int argc, char **argv)
         {"version", no_argument, 0, OPT_VERSION},
         {0, 0, 0, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "import") == 0) return cmd_import(argc - 1, argv + 1);
     Options o = {.chunk = DEFAULT_CHUNK};
     o.backend.opt_level = 3;
     bool resolved = false;

@@ -1,4 +1,4 @@
-/* driver.h - the `mxc` command line: subcommands build, ir, check, passes. */
+/* driver.h - the `mxc` command line: subcommands build, ir, check, passes, run, import. */
 #ifndef MXC_DRIVER_H
 #define MXC_DRIVER_H
 
@@ -6,5 +6,9 @@
 enum { MXC_EXIT_OK = 0, MXC_EXIT_ERROR = 1, MXC_EXIT_USAGE = 2 };
 
 int mxc_main(int argc, char **argv);
+
+/* `mxc run` (run.c) and `mxc import` (import.c); argv[0] is the subcommand's name. */
+int cmd_run(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 #endif

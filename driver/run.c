@@ -1,0 +1,521 @@
+/* run.c - `mxc run SPEC|LIB.so`: generate text with a compiled model.
+ *
+ * A spec is first compiled by running `mxc build` (this same executable) in a child process into
+ * a temporary directory. The shared object is then loaded with dlopen and driven through its
+ * exported C API (docs/c-api.md): the prompt is run through P_forward in one call (prefill),
+ * then tokens are sampled one at a time from the logits (temperature, top-k, a seeded
+ * generator, so a seed always gives the same text) and fed back with P_step (decode). Text
+ * streams to stdout; the timings of both phases go to stderr.
+ *
+ * Tokens are bytes: token id = byte value, the convention of the demo models in examples/
+ * (vocab_size 256). Models with other vocabularies can be driven with --prompt-ids and --ids. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "driver/driver.h"
+
+#define RUN_PREFIX "mxc_run_model" /* C prefix of models that `mxc run` compiles itself */
+
+static const char run_usage[] =
+    "usage: mxc run SPEC|LIB.so [options]\n"
+    "\n"
+    "Generate text with a model: a spec is compiled first (as by `mxc build`), a shared object\n"
+    "from `mxc build` is loaded as it is. Tokens are bytes (token id = byte value).\n"
+    "\n"
+    "options:\n"
+    "  --weights FILE      safetensors weights (default: the spec's name with .safetensors)\n"
+    "  --prompt TEXT       text to start from (default: a newline)\n"
+    "  --prompt-ids LIST   token ids to start from instead, e.g. \"1 2 3\"\n"
+    "  -n N                tokens to generate (default 200)\n"
+    "  --temperature T     sampling temperature (default 0.8; 0 picks the likeliest token)\n"
+    "  --top-k K           sample among the K likeliest tokens (default 40; 0 = all)\n"
+    "  --seed S            seed of the sampler (default: from the clock; printed at the end)\n"
+    "  --ids               print token ids instead of bytes\n"
+    "  --no-echo           do not print the prompt before the generated text\n"
+    "  --threads N         threads per call (default: $MXC_THREADS, else every CPU)\n"
+    "  --prefix NAME       C prefix of LIB.so's API (default: NAME of libNAME.so)\n"
+    "  --model NAME        the model to use when SPEC defines several\n"
+    "  --runtime FILE      runtime archive for compiling SPEC (as for `mxc build`)\n"
+    "  -h, --help          this text\n";
+
+typedef struct RunOptions {
+    const char *input;        /* spec or shared object */
+    const char *weights;
+    const char *prompt;
+    const char *prompt_ids;
+    const char *prefix;
+    const char *model;
+    const char *runtime;
+    long n;
+    double temperature;
+    long top_k;
+    uint64_t seed;
+    bool seed_given, print_ids, echo;
+    long threads;
+} RunOptions;
+
+/* The C API of a compiled model, looked up by name in the shared object. */
+typedef struct ModelApi {
+    void *lib;
+    int (*open)(const char *, void **);
+    void (*close)(void *);
+    int (*state_new)(void *, int, void **);
+    void (*state_free)(void *);
+    int (*state_set_threads)(void *, int); /* optional: older models lack it */
+    int (*forward)(void *, void *, const int32_t *, int, float *);
+    int (*step)(void *, void *, const int32_t *, float *);
+    const char *(*last_error)(void);
+    int32_t (*vocab_size)(void);
+    int32_t (*vocab_padded)(void);
+} ModelApi;
+
+static int run_error(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "mxc run: error: ");
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    return MXC_EXIT_ERROR;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* A shared object is recognised by its ELF magic, so that any file name works. */
+static bool is_elf(const char *path)
+{
+    unsigned char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F';
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Compiling a spec: `mxc build SPEC -o DIR/libmxc_run_model.so --prefix mxc_run_model`. */
+
+static int build_spec(const RunOptions *o, const char *dir, char *so, size_t so_len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return run_error("cannot find the mxc executable: %s%s", strerror(errno), "");
+    exe[n] = 0;
+    snprintf(so, so_len, "%s/lib%s.so", dir, RUN_PREFIX);
+    const char *argv[16];
+    int k = 0;
+    argv[k++] = exe;
+    argv[k++] = "build";
+    argv[k++] = o->input;
+    argv[k++] = "-o";
+    argv[k++] = so;
+    argv[k++] = "--prefix";
+    argv[k++] = RUN_PREFIX;
+    if (o->model) {
+        argv[k++] = "--model";
+        argv[k++] = o->model;
+    }
+    if (o->runtime) {
+        argv[k++] = "--runtime";
+        argv[k++] = o->runtime;
+    }
+    argv[k] = NULL;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return run_error("fork: %s%s", strerror(errno), "");
+    if (pid == 0) {
+        execv(exe, (char *const *)argv);
+        fprintf(stderr, "mxc run: error: cannot run %s: %s\n", exe, strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return run_error("waitpid: %s%s", strerror(errno), "");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "mxc run: error: could not compile %s (see above)\n", o->input);
+        return MXC_EXIT_ERROR;
+    }
+    return MXC_EXIT_OK;
+}
+
+/* Remove what build_spec made (nothing when dir is empty); a loaded object stays mapped. */
+static void remove_build(char *dir, const char *so)
+{
+    if (!*dir) return;
+    char header[PATH_MAX + 32];
+    snprintf(header, sizeof header, "%s/%s.h", dir, RUN_PREFIX);
+    if (*so) unlink(so);
+    unlink(header);
+    rmdir(dir);
+    *dir = 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Loading the shared object. */
+
+static void *need(ModelApi *api, const char *prefix, const char *fn, bool *ok)
+{
+    char name[320];
+    snprintf(name, sizeof name, "%.256s_%s", prefix, fn);
+    void *p = dlsym(api->lib, name);
+    if (!p && ok) *ok = false;
+    return p;
+}
+
+static int load_api(const char *path, const char *prefix, ModelApi *api)
+{
+    char full[PATH_MAX + 2];
+    /* a name without '/' would be searched for in the library path, not here */
+    snprintf(full, sizeof full, "%s%s", strchr(path, '/') ? "" : "./", path);
+    api->lib = dlopen(full, RTLD_NOW | RTLD_LOCAL);
+    if (!api->lib) return run_error("cannot load %s: %s", path, dlerror());
+    bool ok = true;
+    *(void **)&api->open = need(api, prefix, "open", &ok);
+    *(void **)&api->close = need(api, prefix, "close", &ok);
+    *(void **)&api->state_new = need(api, prefix, "state_new", &ok);
+    *(void **)&api->state_free = need(api, prefix, "state_free", &ok);
+    *(void **)&api->forward = need(api, prefix, "forward", &ok);
+    *(void **)&api->step = need(api, prefix, "step", &ok);
+    *(void **)&api->last_error = need(api, prefix, "last_error", &ok);
+    *(void **)&api->vocab_size = need(api, prefix, "vocab_size", &ok);
+    *(void **)&api->vocab_padded = need(api, prefix, "vocab_padded", &ok);
+    *(void **)&api->state_set_threads = need(api, prefix, "state_set_threads", NULL);
+    if (!ok) {
+        dlclose(api->lib);
+        return run_error("%s does not export the API of a model with prefix '%s' (use --prefix)",
+                         path, prefix);
+    }
+    return MXC_EXIT_OK;
+}
+
+/* The prefix of libNAME.so (any directory, any suffix after ".so"). */
+static bool prefix_from_name(const char *path, char *out, size_t len)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (strncmp(base, "lib", 3) != 0) return false;
+    const char *dot = strstr(base, ".so");
+    if (!dot || dot == base + 3) return false;
+    snprintf(out, len, "%.*s", (int)(dot - base - 3), base + 3);
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Sampling. splitmix64 gives the same numbers on every machine. */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+typedef struct Candidate {
+    float logit;
+    int32_t id;
+} Candidate;
+
+/* Larger logit first; equal logits by id, so the order never depends on qsort. */
+static int by_logit(const void *a, const void *b)
+{
+    const Candidate *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Pick the next token from `logits[0 .. vocab)`; -1 if a logit is NaN. */
+static int32_t sample(const float *logits, int32_t vocab, double temperature, long top_k,
+                      uint64_t *rng, Candidate *cand)
+{
+    for (int32_t i = 0; i < vocab; i++) {
+        if (isnan(logits[i])) return -1;
+        cand[i] = (Candidate){logits[i], i};
+    }
+    if (temperature <= 0) { /* greedy: the likeliest token, the smallest id on ties */
+        int32_t best = 0;
+        for (int32_t i = 1; i < vocab; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    qsort(cand, (size_t)vocab, sizeof *cand, by_logit);
+    int32_t k = top_k > 0 && top_k < vocab ? (int32_t)top_k : vocab;
+    double total = 0, top = cand[0].logit;
+    double *w = malloc(sizeof *w * (size_t)k);
+    if (!w) return cand[0].id;
+    for (int32_t i = 0; i < k; i++) total += w[i] = exp(((double)cand[i].logit - top) / temperature);
+    double u = (double)(rng_next(rng) >> 11) * 0x1.0p-53 * total;
+    int32_t pick = k - 1;
+    for (int32_t i = 0; i < k; i++) {
+        if (u < w[i]) {
+            pick = i;
+            break;
+        }
+        u -= w[i];
+    }
+    free(w);
+    return cand[pick].id;
+}
+
+static void emit(int32_t tok, bool ids, bool first)
+{
+    if (ids) printf(first ? "%d" : " %d", tok);
+    else if (tok < 256) putchar(tok);
+    else printf("<%d>", tok);
+    fflush(stdout);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Options. */
+
+static bool parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static int usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "mxc run: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run `mxc run --help` for usage)\n");
+    return MXC_EXIT_USAGE;
+}
+
+static int parse_options(int argc, char **argv, RunOptions *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(run_usage, stdout);
+            return -1;
+        } else if (strcmp(a, "--ids") == 0) {
+            o->print_ids = true;
+        } else if (strcmp(a, "--no-echo") == 0) {
+            o->echo = false;
+        } else if (a[0] == '-' && a[1]) {
+            if (!v) return usage("option '%s' needs an argument", a);
+            i++;
+            if (strcmp(a, "--weights") == 0 || strcmp(a, "-w") == 0) o->weights = v;
+            else if (strcmp(a, "--prompt") == 0 || strcmp(a, "-p") == 0) o->prompt = v;
+            else if (strcmp(a, "--prompt-ids") == 0) o->prompt_ids = v;
+            else if (strcmp(a, "--prefix") == 0) o->prefix = v;
+            else if (strcmp(a, "--model") == 0) o->model = v;
+            else if (strcmp(a, "--runtime") == 0) o->runtime = v;
+            else if (strcmp(a, "-n") == 0) {
+                if (!parse_long(v, 0, 100000000, &o->n)) return usage("-n takes a count of tokens, not '%s'", v);
+            } else if (strcmp(a, "--top-k") == 0) {
+                if (!parse_long(v, 0, INT32_MAX, &o->top_k)) return usage("--top-k takes a number >= 0, not '%s'", v);
+            } else if (strcmp(a, "--threads") == 0) {
+                if (!parse_long(v, 1, 4096, &o->threads)) return usage("--threads takes a number from 1 to 4096, not '%s'", v);
+            } else if (strcmp(a, "--seed") == 0) {
+                char *end;
+                errno = 0;
+                o->seed = strtoull(v, &end, 10);
+                if (!*v || *end || errno || v[0] == '-') return usage("--seed takes a number >= 0, not '%s'", v);
+                o->seed_given = true;
+            } else if (strcmp(a, "--temperature") == 0 || strcmp(a, "-t") == 0) {
+                char *end;
+                o->temperature = strtod(v, &end);
+                if (!*v || *end || !(o->temperature >= 0) || o->temperature > 1e6)
+                    return usage("--temperature takes a number >= 0, not '%s'", v);
+            } else {
+                return usage("unknown option '%s'", a);
+            }
+        } else if (!o->input) {
+            o->input = a;
+        } else {
+            return usage("unexpected argument '%s'", a);
+        }
+    }
+    if (!o->input) return usage("needs a spec or a shared object%s", "");
+    if (o->prompt && o->prompt_ids) return usage("give --prompt or --prompt-ids, not both%s", "");
+    return 0;
+}
+
+/* The prompt as tokens. */
+static int32_t *prompt_tokens(const RunOptions *o, int32_t vocab, int *len)
+{
+    if (o->prompt_ids) {
+        size_t cap = strlen(o->prompt_ids) / 2 + 1;
+        int32_t *t = malloc(sizeof *t * cap);
+        int n = 0;
+        const char *p = o->prompt_ids;
+        while (t) {
+            while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') p++;
+            if (!*p) break;
+            char *end;
+            errno = 0;
+            long v = strtol(p, &end, 10);
+            if (end == p || errno || v < 0 || v >= vocab) {
+                fprintf(stderr, "mxc run: error: --prompt-ids: '%.20s' is not a token id in [0, %d)\n", p, vocab);
+                free(t);
+                return NULL;
+            }
+            t[n++] = (int32_t)v;
+            p = end;
+        }
+        if (t && n == 0) {
+            fprintf(stderr, "mxc run: error: --prompt-ids is empty\n");
+            free(t);
+            return NULL;
+        }
+        *len = n;
+        return t;
+    }
+    const char *text = o->prompt && *o->prompt ? o->prompt : "\n";
+    size_t n = strlen(text);
+    int32_t *t = malloc(sizeof *t * n);
+    for (size_t i = 0; t && i < n; i++) {
+        t[i] = (unsigned char)text[i];
+        if (t[i] >= vocab) {
+            fprintf(stderr, "mxc run: error: the prompt's byte 0x%02x at offset %zu is not a token of "
+                    "this model (vocab_size %d); use --prompt-ids\n", (unsigned)t[i], i, vocab);
+            free(t);
+            return NULL;
+        }
+    }
+    *len = (int)n;
+    return t;
+}
+
+static double rate(double count, double seconds) { return seconds > 0 ? count / seconds : 0; }
+
+int cmd_run(int argc, char **argv)
+{
+    RunOptions o = {.n = 200, .temperature = 0.8, .top_k = 40, .echo = true};
+    int rc = parse_options(argc, argv, &o);
+    if (rc) return rc < 0 ? MXC_EXIT_OK : rc;
+    if (!o.seed_given) o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+
+    struct stat st;
+    if (stat(o.input, &st) != 0) return run_error("cannot open %s: %s", o.input, strerror(errno));
+    bool shared = is_elf(o.input);
+    char so[PATH_MAX] = "", dir[PATH_MAX] = "", prefix[256], weights_buf[PATH_MAX];
+    const char *so_path = o.input;
+    int status = MXC_EXIT_ERROR;
+    ModelApi api = {0};
+    void *model = NULL, *state = NULL;
+    int32_t *tokens = NULL;
+    float *logits = NULL;
+    Candidate *cand = NULL;
+
+    if (!o.weights && !shared) { /* beside the spec: NAME.mx -> NAME.safetensors */
+        snprintf(weights_buf, sizeof weights_buf, "%.*s.safetensors",
+                 (int)(ends_with(o.input, ".mx") ? strlen(o.input) - 3 : strlen(o.input)), o.input);
+        if (access(weights_buf, R_OK) == 0) o.weights = weights_buf;
+    }
+    if (!o.weights) return run_error("no weights: give --weights FILE%s%s", "", "");
+
+    if (shared) {
+        if (o.prefix) snprintf(prefix, sizeof prefix, "%s", o.prefix);
+        else if (!prefix_from_name(o.input, prefix, sizeof prefix))
+            return run_error("cannot tell the C prefix of %s from its name (not libNAME.so): give --prefix%s",
+                             o.input, "");
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/mxc-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(dir)) return run_error("cannot create a temporary directory %s: %s", dir, strerror(errno));
+        double t0 = now_seconds();
+        if (build_spec(&o, dir, so, sizeof so) != MXC_EXIT_OK) goto out;
+        fprintf(stderr, "mxc run: compiled %s in %.1f s\n", o.input, now_seconds() - t0);
+        so_path = so;
+        snprintf(prefix, sizeof prefix, "%s", RUN_PREFIX);
+    }
+    rc = load_api(so_path, prefix, &api);
+    remove_build(dir, so); /* loaded (or failed): the files are no longer needed */
+    if (rc != MXC_EXIT_OK) goto out;
+
+    if (api.open(o.weights, &model) != 0) {
+        fprintf(stderr, "mxc run: error: %s\n", api.last_error());
+        goto out;
+    }
+    if (api.state_new(model, 1, &state) != 0) {
+        fprintf(stderr, "mxc run: error: %s\n", api.last_error());
+        goto out;
+    }
+    if (o.threads > 0) {
+        if (!api.state_set_threads)
+            fprintf(stderr, "mxc run: warning: this model has no thread setting; --threads ignored\n");
+        else if (api.state_set_threads(state, (int)o.threads) != 0)
+            fprintf(stderr, "mxc run: warning: %s\n", api.last_error());
+    }
+    int32_t vocab = api.vocab_size(), padded = api.vocab_padded();
+    int len;
+    tokens = prompt_tokens(&o, vocab, &len);
+    if (!tokens) goto out;
+    logits = malloc(sizeof *logits * (size_t)len * (size_t)padded);
+    cand = malloc(sizeof *cand * (size_t)vocab);
+    if (!logits || !cand) {
+        fprintf(stderr, "mxc run: error: out of memory\n");
+        goto out;
+    }
+    if (o.echo) {
+        for (int i = 0; i < len; i++) emit(tokens[i], o.print_ids, i == 0);
+    }
+
+    double t0 = now_seconds();
+    if (api.forward(model, state, tokens, len, logits) != 0) {
+        fprintf(stderr, "\nmxc run: error: %s\n", api.last_error());
+        goto out;
+    }
+    double t_prefill = now_seconds() - t0;
+    const float *row = logits + (size_t)(len - 1) * (size_t)padded;
+    uint64_t rng = o.seed;
+    double t_decode = 0;
+    for (long i = 0; i < o.n; i++) {
+        int32_t tok = sample(row, vocab, o.temperature, o.top_k, &rng, cand);
+        if (tok < 0) {
+            fprintf(stderr, "\nmxc run: error: the model produced NaN logits\n");
+            goto out;
+        }
+        emit(tok, o.print_ids, !o.echo && i == 0);
+        double t1 = now_seconds();
+        if (api.step(model, state, &tok, logits) != 0) {
+            fprintf(stderr, "\nmxc run: error: %s\n", api.last_error());
+            goto out;
+        }
+        t_decode += now_seconds() - t1;
+        row = logits;
+    }
+    putchar('\n');
+    fflush(stdout);
+    fprintf(stderr, "mxc run: prefill %d tokens in %.2f ms (%.0f tokens/s); decode %ld tokens in "
+            "%.2f ms (%.0f tokens/s); seed %llu\n", len, 1e3 * t_prefill, rate(len, t_prefill), o.n,
+            1e3 * t_decode, rate((double)o.n, t_decode), (unsigned long long)o.seed);
+    status = MXC_EXIT_OK;
+out:
+    free(cand);
+    free(logits);
+    free(tokens);
+    if (state) api.state_free(state);
+    if (model) api.close(model);
+    if (api.lib) dlclose(api.lib);
+    remove_build(dir, so);
+    return status;
+}
