@@ -43,7 +43,7 @@ static const char run_usage[] =
     "  --seed S            seed of the sampler (default: from the clock; printed at the end)\n"
     "  --ids               print token ids instead of bytes\n"
     "  --no-echo           do not print the prompt before the generated text\n"
-    "  --threads N         threads per call (default: $MXC_THREADS, else every CPU)\n"
+    "  --threads N         threads per call (default: $MXC_THREADS, else 1)\n"
     "  --prefix NAME       C prefix of LIB.so's API (default: NAME of libNAME.so)\n"
     "  --model NAME        the model to use when SPEC defines several\n"
     "  --runtime FILE      runtime archive for compiling SPEC (as for `mxc build`)\n"
@@ -459,6 +459,11 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "mxc run: error: %s\n", api.last_error());
         goto out;
     }
+    /* Small models: one step is too short to share among threads (the pool's barriers cost
+     * more than they save), so `mxc run` uses one thread unless told otherwise. */
+    const char *env_threads = getenv("MXC_THREADS");
+    if (o.threads == 0 && !(env_threads && *env_threads) && api.state_set_threads)
+        api.state_set_threads(state, 1);
     if (o.threads > 0) {
         if (!api.state_set_threads)
             fprintf(stderr, "mxc run: warning: this model has no thread setting; --threads ignored\n");
