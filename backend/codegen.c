@@ -1,11 +1,23 @@
-/* codegen.c - the chunk kernels of a model: one LLVM function that runs every live node of
- * the graph in order, generated twice — once for any T (forward) and once with T fixed to 1
- * (step), so that LLVM specialises the decode path. */
+/* codegen.c - the chunk kernels of a model.
+ *
+ * The model's chunk function runs the live nodes in order, each as a call to an op kernel
+ * followed by a barrier. An op kernel is an LLVM function specialised for one op with its
+ * shapes, strides and attributes; it gets the base pointers of its operands as arguments, so
+ * the 24 identical layers of a stack share one set of kernels and LLVM optimises each once.
+ * The chunk function is generated twice — for any T (forward) and with T fixed to 1 (step) —
+ * and so are the kernels, so the decode path is specialised throughout.
+ *
+ * Kernel signature: void k(i64 B, i64 T, i64 ith, i64 nth, i64 tok_bstride,
+ *                          i64 logit_bstride, ptr state, ptr operand..., ptr result)
+ * where each operand pointer is where its storage starts (see cg_row). */
 #include <stdlib.h>
+#include <string.h>
 
 #include <llvm-c/Analysis.h>
 
 #include "backend/codegen.h"
+
+enum { KERNEL_FIXED_PARAMS = 7 };
 
 static void cg_init_types(Cg *cg)
 {
@@ -17,12 +29,162 @@ static void cg_init_types(Cg *cg)
     cg->void_t = LLVMVoidTypeInContext(cg->ctx);
 }
 
-/* Mark pointer arguments noalias where the runtime guarantees distinct buffers. */
-static void add_noalias(Cg *cg, LLVMValueRef fn, unsigned index)
+static void add_attribute(Cg *cg, LLVMValueRef fn, unsigned index, const char *name)
 {
-    unsigned kind = LLVMGetEnumAttributeKindForName("noalias", 7);
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
     LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
 }
+
+/* --- op kernels -------------------------------------------------------------------------- */
+
+/* Everything an op's code depends on, as text: two nodes with the same key can share a
+ * kernel. Storage offsets are not part of it (they arrive as pointers); strides are. */
+static void kernel_key(const Cg *cg, const Node *n, bool step, char *key, size_t len)
+{
+    size_t at = 0;
+#define KEY(...) at += (size_t)snprintf(key + at, at < len ? len - at : 0, __VA_ARGS__)
+    KEY("%s%s", ir_op_name(n->op), step ? ".step" : "");
+    switch (n->op) {
+    case OP_RMSNORM: case OP_LAYERNORM:
+        KEY("{%a,%d,%d}", n->attr.norm.eps, n->attr.norm.gain_offset, n->attr.norm.groups);
+        break;
+    case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+        KEY("{%d,%d}", n->attr.rec.heads, n->attr.rec.cuda_layout);
+        break;
+    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_LINEAR: case OP_HEADWISE:
+    case OP_SLICE: case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU:
+    case OP_RELU2: case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
+    case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_OUTPUT: case OP_COUNT_:
+        break;
+    }
+    for (int i = 0; i <= n->n_src; i++) {
+        const Node *v = i < n->n_src ? n->src[i] : n;
+        char type[64];
+        ir_type_format(&v->type, type, sizeof type);
+        KEY("|%s:%d:%lld", type, (int)v->store.kind, (long long)v->store.row_stride);
+    }
+#undef KEY
+    (void)cg;
+}
+
+/* Where a node's storage starts, in the chunk function. */
+static LLVMValueRef operand_base(Cg *cg, const Node *v)
+{
+    const Storage *s = &v->store;
+    switch (v->op == OP_WEIGHT ? STORE_NONE : s->kind) {
+    case STORE_NONE:
+        if (v->op != OP_WEIGHT) break;
+        return cg->weight_ptr[v->attr.weight.slot];
+    case STORE_TOKENS:
+        return cg->arg_tokens;
+    case STORE_LOGITS:
+        return cg_gep(cg, cg->f32, cg->arg_logits, cg_i64(cg, s->col_offset));
+    case STORE_SCRATCH: {
+        LLVMValueRef at = LLVMBuildMul(cg->b, cg_i64(cg, s->offset), cg->rowcap, "");
+        at = LLVMBuildAdd(cg->b, at, cg_i64(cg, s->col_offset), "");
+        return cg_gep(cg, cg->f32, cg->arg_scratch, at);
+    }
+    }
+    mxc_die("%%%d (%s) has no storage", v->id, ir_op_name(v->op));
+}
+
+typedef struct Saved {
+    LLVMValueRef fn, batch, len, ith, nth, tok_bstride, logit_bstride, state;
+    LLVMBasicBlockRef entry, insert;
+} Saved;
+
+/* Build the kernel of node n (its body is the op's emitter, run with the operands bound to
+ * the kernel's parameters). */
+static LLVMValueRef build_kernel(Cg *cg, const Node *n, bool step, const char *name)
+{
+    unsigned nparams = KERNEL_FIXED_PARAMS + (unsigned)n->n_src + 1;
+    LLVMTypeRef params[KERNEL_FIXED_PARAMS + IR_MAX_SRC + 1];
+    for (unsigned i = 0; i < nparams; i++) params[i] = i < 6 ? cg->i64 : cg->ptr;
+    LLVMValueRef fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(cg->void_t, params, nparams, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    cg_set_target_attributes(cg, fn);
+    add_attribute(cg, fn, LLVMAttributeFunctionIndex, "nounwind");
+    /* Inlined into the chunk function, 24 layers' worth of copies would be optimised again
+     * each (and make compile time grow with depth); a call per op costs nothing. */
+    add_attribute(cg, fn, LLVMAttributeFunctionIndex, "noinline");
+
+    Saved saved = {cg->fn, cg->batch, cg->len, cg->ith, cg->nth, cg->arg_tok_bstride,
+                   cg->arg_logit_bstride, cg->state_base, cg->entry, LLVMGetInsertBlock(cg->b)};
+    cg->fn = fn;
+    cg->entry = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, fn, "body");
+    LLVMPositionBuilderAtEnd(cg->b, body);
+    cg->batch = LLVMGetParam(fn, 0);
+    cg->len = step ? cg_i64(cg, 1) : LLVMGetParam(fn, 1);
+    cg->ith = LLVMGetParam(fn, 2);
+    cg->nth = LLVMGetParam(fn, 3);
+    cg->arg_tok_bstride = LLVMGetParam(fn, 4);
+    cg->arg_logit_bstride = LLVMGetParam(fn, 5);
+    cg->state_base = LLVMGetParam(fn, 6);
+    for (int i = 0; i < n->n_src; i++) cg->bound[n->src[i]->id] = LLVMGetParam(fn, KERNEL_FIXED_PARAMS + (unsigned)i);
+    cg->bound[n->id] = LLVMGetParam(fn, nparams - 1);
+
+    if (!cg_emit_node(cg, n)) mxc_die("%s has no kernel", ir_op_name(n->op));
+    LLVMBuildRetVoid(cg->b);
+    /* The entry block (where allocas collect) falls through to the body. */
+    LLVMPositionBuilderAtEnd(cg->b, cg->entry);
+    LLVMBuildBr(cg->b, body);
+
+    for (int i = 0; i < n->n_src; i++) cg->bound[n->src[i]->id] = NULL;
+    cg->bound[n->id] = NULL;
+    cg->fn = saved.fn;
+    cg->batch = saved.batch;
+    cg->len = saved.len;
+    cg->ith = saved.ith;
+    cg->nth = saved.nth;
+    cg->arg_tok_bstride = saved.tok_bstride;
+    cg->arg_logit_bstride = saved.logit_bstride;
+    cg->state_base = saved.state;
+    cg->entry = saved.entry;
+    LLVMPositionBuilderAtEnd(cg->b, saved.insert);
+    return fn;
+}
+
+/* The kernel for node n: an existing one with the same key, or a new one. */
+static LLVMValueRef kernel_for(Cg *cg, const Node *n, bool step)
+{
+    char key[1024];
+    kernel_key(cg, n, step, key, sizeof key);
+    for (int i = 0; i < cg->n_kernels; i++)
+        if (strcmp(cg->kernels[i].key, key) == 0) return cg->kernels[i].fn;
+    if (cg->n_kernels == cg->cap_kernels) {
+        cg->cap_kernels = cg->cap_kernels ? 2 * cg->cap_kernels : 32;
+        cg->kernels = realloc(cg->kernels, (size_t)cg->cap_kernels * sizeof *cg->kernels);
+        if (!cg->kernels) mxc_die("out of memory");
+    }
+    char name[64];
+    snprintf(name, sizeof name, "mxc_%s%s_%d", ir_op_name(n->op), step ? "_step" : "", cg->n_kernels);
+    LLVMValueRef fn = build_kernel(cg, n, step, name);
+    cg->kernels[cg->n_kernels].key = strdup(key);
+    cg->kernels[cg->n_kernels].fn = fn;
+    cg->n_kernels++;
+    return fn;
+}
+
+static bool node_has_code(const Node *n)
+{
+    switch (n->op) {
+    case OP_TOKENS: case OP_WEIGHT: case OP_SLICE:
+        return false;
+    case OP_OUTPUT:
+        return n->src[0]->store.kind != STORE_LOGITS;
+    case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM: case OP_LINEAR: case OP_HEADWISE:
+    case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2:
+    case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_CONV1D:
+    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+        return true;
+    case OP_COUNT_:
+        break;
+    }
+    return false;
+}
+
+/* --- the chunk function ------------------------------------------------------------------- */
 
 /* ith and nth from the MxrtExec argument; a NULL exec means one thread. */
 static void load_thread_share(Cg *cg, LLVMValueRef exec)
@@ -56,8 +218,30 @@ static void emit_barrier(Cg *cg)
     LLVMBuildCall2(cg->b, fty, fn, &cg->exec, 1, "");
 }
 
-/* void kernel(ptr weights, ptr state, ptr scratch, ptr tokens, i64 tok_bstride,
- *             ptr logits, i64 logit_bstride, i32 batch, i32 len, ptr exec) */
+/* One op: call its kernel on this thread's share, then wait for the other threads (the next
+ * op may read anything this one wrote). */
+static void emit_node_call(Cg *cg, const Node *n, bool step)
+{
+    LLVMValueRef fn = kernel_for(cg, n, step);
+    LLVMValueRef args[KERNEL_FIXED_PARAMS + IR_MAX_SRC + 1];
+    unsigned k = 0;
+    args[k++] = cg->batch;
+    args[k++] = cg->len;
+    args[k++] = cg->ith;
+    args[k++] = cg->nth;
+    args[k++] = cg->arg_tok_bstride;
+    args[k++] = cg->arg_logit_bstride;
+    args[k++] = ir_op_is_recurrent(n->op)
+                    ? cg_gep(cg, cg->f32, cg->arg_state, cg_i64(cg, cg->g->states[n->attr.rec.state].offset))
+                    : LLVMConstNull(cg->ptr);
+    for (int i = 0; i < n->n_src; i++) args[k++] = operand_base(cg, n->src[i]);
+    args[k++] = operand_base(cg, n);
+    LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(fn), fn, args, k, "");
+    emit_barrier(cg);
+}
+
+/* void chunk(ptr weights, ptr state, ptr scratch, ptr tokens, i64 tok_bstride,
+ *            ptr logits, i64 logit_bstride, i32 batch, i32 len, ptr exec) */
 static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
 {
     LLVMTypeRef params[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64,
@@ -65,8 +249,8 @@ static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
     LLVMTypeRef fty = LLVMFunctionType(cg->void_t, params, 10, 0);
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
-    for (unsigned i = 2; i <= 3; i++) add_noalias(cg, fn, i); /* state, scratch */
-    add_noalias(cg, fn, 6);                                   /* logits */
+    for (unsigned i = 2; i <= 3; i++) add_attribute(cg, fn, i, "noalias"); /* state, scratch */
+    add_attribute(cg, fn, 6, "noalias");                                  /* logits */
     cg_set_target_attributes(cg, fn);
     cg->fn = fn;
     cg->entry = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry");
@@ -82,24 +266,15 @@ static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
     cg->batch = LLVMBuildSExt(cg->b, LLVMGetParam(fn, 7), cg->i64, "B");
     cg->len = step ? cg_i64(cg, 1) : LLVMBuildSExt(cg->b, LLVMGetParam(fn, 8), cg->i64, "T");
     cg->rowcap = LLVMBuildMul(cg->b, cg->batch, cg_i64(cg, cg->g->chunk_len), "rowcap");
-    load_thread_share(cg, LLVMGetParam(fn, 9));
-
-    /* Weight pointers are loaded once; the table is read-only for the whole call. */
     for (int i = 0; i < cg->g->n_weight_slots; i++) {
         LLVMValueRef slot = cg_gep(cg, cg->ptr, cg->arg_weights, cg_i64(cg, i));
         cg->weight_ptr[i] = LLVMBuildLoad2(cg->b, cg->ptr, slot, "w");
     }
-    /* The entry block ends here; allocas made by cg_var are inserted before this point. */
-    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, fn, "ops");
-    LLVMBuildBr(cg->b, body);
-    LLVMPositionBuilderAtEnd(cg->b, body);
+    load_thread_share(cg, LLVMGetParam(fn, 9));
 
-    /* Every thread runs every op on its share; an op may read what any thread wrote in the
-     * ops before it, so threads meet after each op that computes something. */
     for (int i = 0; i < cg->g->n_nodes; i++) {
         const Node *n = cg->g->nodes[i];
-        if (n->dead || !cg_emit_node(cg, n)) continue;
-        emit_barrier(cg);
+        if (!n->dead && node_has_code(n)) emit_node_call(cg, n, step);
     }
     LLVMBuildRetVoid(cg->b);
     return fn;
@@ -115,8 +290,9 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
     cg.b = LLVMCreateBuilderInContext(cg.ctx);
     cg_init_types(&cg);
     cg.weight_ptr = calloc((size_t)g->n_weight_slots + 1, sizeof *cg.weight_ptr);
+    cg.bound = calloc((size_t)g->n_nodes + 1, sizeof *cg.bound);
+    if (!cg.weight_ptr || !cg.bound) mxc_die("out of memory");
     cg.vector_width = cg_target_vector_width(o);
-    if (!cg.weight_ptr) mxc_die("out of memory");
 
     LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false);
     LLVMValueRef step = emit_chunk_function(&cg, "mxc_step", true);
@@ -131,6 +307,9 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
     LLVMDisposeMessage(msg);
     if (ok) ok = cg_optimize_and_emit(&cg, obj_path);
 
+    for (int i = 0; i < cg.n_kernels; i++) free(cg.kernels[i].key);
+    free(cg.kernels);
+    free(cg.bound);
     free(cg.weight_ptr);
     LLVMDisposeBuilder(cg.b);
     LLVMDisposeModule(cg.mod);

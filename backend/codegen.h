@@ -31,6 +31,13 @@ typedef struct Cg {
     LLVMValueRef ith, nth;    /* i64: this thread's index and the thread count */
     LLVMValueRef *weight_ptr; /* per weight slot, loaded once in the entry block */
     int vector_width;         /* floats per SIMD register of the target (4, 8 or 16) */
+
+    /* Inside an op kernel: where each operand's storage starts (indexed by node id; NULL
+     * outside the kernel), and this kernel's slice of the state. */
+    LLVMValueRef *bound;
+    LLVMValueRef state_base;
+    struct Kernel { char *key; LLVMValueRef fn; } *kernels; /* built so far, for reuse */
+    int n_kernels, cap_kernels;
 } Cg;
 
 typedef struct CgLoop {
@@ -66,7 +73,7 @@ void cg_row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t);
 LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t);
 /* Pointer to a weight's data. */
 LLVMValueRef cg_weight(Cg *cg, const Node *w);
-/* Pointer to one state slot of sequence b. */
+/* Pointer to the current kernel's state slot, for sequence b. */
 LLVMValueRef cg_state(Cg *cg, int slot, LLVMValueRef b);
 
 /* Reassociable arithmetic for reductions, so that the vectoriser may reorder sums. */

@@ -265,57 +265,160 @@ static void emit_conv1d(Cg *cg, const Node *n)
 }
 
 /* Mamba selective scan (SEMANTICS A.5 step 6), per sequence b, channel c, state n:
- *   h ← exp(Δ_t A[c,n]) h + Δ_t B_t[n] x_t,   A = -exp(A_log)
- *   y_t = Σ_n h C_t[n] + D[c] x_t
- * The state h[c][n] lives in the state slot. The loop order (c, n outer, t inner) keeps
- * one h in a register across the whole chunk; y is accumulated over n in order. */
+ *   h ← exp(Δ_t A[c,n]) h + Δ_t x_t B_t[n],   A = -exp(A_log)
+ *   y_t = Σ_n h C_t[n] + D[c] x_t            (sum in order n = 0, 1, ...)
+ * The state h lives in the state slot as [N][C], so that a vector of channels is contiguous.
+ * Channels are independent: the main path takes one vector of channels at a time, keeps its
+ * N state vectors in registers across the whole chunk and needs no horizontal sums; the
+ * channels left over (C not a multiple of the vector width) take the scalar path. */
+typedef struct ScanArgs {
+    const Node *n, *x, *delta, *bm, *cm;
+    LLVMValueRef alog, dskip, h;  /* weights and this sequence's state */
+    int64_t ch, ns;
+    LLVMValueRef b;
+} ScanArgs;
+
+static LLVMValueRef vload(Cg *cg, LLVMTypeRef vt, LLVMValueRef base, LLVMValueRef index)
+{
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, vt, cg_gep(cg, cg->f32, base, index), "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+static void vstore(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef index)
+{
+    LLVMSetAlignment(LLVMBuildStore(cg->b, v, cg_gep(cg, cg->f32, base, index)), 4);
+}
+
+static LLVMValueRef vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar)
+{
+    unsigned n = LLVMGetVectorSize(vt);
+    LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), scalar,
+                                              LLVMConstInt(cg->i32, 0, 0), "");
+    LLVMValueRef zeros[64];
+    for (unsigned i = 0; i < n; i++) zeros[i] = LLVMConstInt(cg->i32, 0, 0);
+    return LLVMBuildShuffleVector(cg->b, one, LLVMGetUndef(vt), LLVMConstVector(zeros, n), "");
+}
+
+static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
+{
+    LLVMBuilderRef B = cg->b;
+    int vw = cg->vector_width;
+    int64_t ns = a->ns;
+    LLVMTypeRef vt = LLVMVectorType(cg->f32, (unsigned)vw);
+    bool in_registers = ns <= 64; /* unroll over n; larger states loop through memory */
+    LLVMValueRef abuf = cg_entry_alloca(cg, LLVMArrayType2(vt, (uint64_t)ns), "A");
+    LLVMValueRef hbuf = cg_entry_alloca(cg, LLVMArrayType2(vt, (uint64_t)ns), "h");
+    LLVMValueRef zero32 = LLVMConstInt(cg->i32, 0, 0);
+
+    /* A[n] = -exp(A_log[c0 .. c0+vw, n]) and h[n] for this group of channels */
+    CgLoop ln;
+    LLVMValueRef n = cg_loop_begin(cg, &ln, cg_i64(cg, 0), cg_i64(cg, ns), "n");
+    LLVMValueRef lanes = LLVMGetUndef(vt);
+    for (int l = 0; l < vw; l++) {
+        LLVMValueRef c = LLVMBuildAdd(B, c0, cg_i64(cg, l), "");
+        LLVMValueRef v = cg_load(cg, a->alog, LLVMBuildAdd(B, LLVMBuildMul(B, c, cg_i64(cg, ns), ""), n, ""));
+        lanes = LLVMBuildInsertElement(B, lanes, v, LLVMConstInt(cg->i32, (unsigned)l, 0), "");
+    }
+    LLVMValueRef idx[2] = {LLVMConstInt(cg->i64, 0, 0), n};
+    LLVMBuildStore(B, LLVMBuildFNeg(B, cg_exp(cg, lanes), ""), LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), abuf, idx, 2, ""));
+    LLVMValueRef hsrc = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, "");
+    LLVMBuildStore(B, vload(cg, vt, a->h, hsrc), LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), hbuf, idx, 2, ""));
+    cg_loop_end(cg, &ln);
+    (void)zero32;
+
+    LLVMValueRef dv = vload(cg, vt, a->dskip, c0);
+    CgLoop lt;
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef dt = vload(cg, vt, cg_row(cg, a->delta, a->b, t), c0);
+    LLVMValueRef xv = vload(cg, vt, cg_row(cg, a->x, a->b, t), c0);
+    LLVMValueRef dtx = LLVMBuildFMul(B, dt, xv, "dtx");
+    LLVMValueRef brow = cg_row(cg, a->bm, a->b, t), crow = cg_row(cg, a->cm, a->b, t);
+    LLVMValueRef yacc = cg_entry_alloca(cg, vt, "y");
+    LLVMBuildStore(B, LLVMConstNull(vt), yacc);
+    CgLoop ln2;
+    int64_t unrolled = in_registers ? ns : 1;
+    LLVMValueRef nloop = in_registers ? NULL : cg_loop_begin(cg, &ln2, cg_i64(cg, 0), cg_i64(cg, ns), "n");
+    for (int64_t k = 0; k < unrolled; k++) {
+        LLVMValueRef nn = in_registers ? cg_i64(cg, k) : nloop;
+        LLVMValueRef at[2] = {LLVMConstInt(cg->i64, 0, 0), nn};
+        LLVMValueRef aptr = LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), abuf, at, 2, "");
+        LLVMValueRef hptr = LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), hbuf, at, 2, "");
+        LLVMValueRef decay = cg_exp(cg, LLVMBuildFMul(B, dt, LLVMBuildLoad2(B, vt, aptr, ""), ""));
+        LLVMValueRef input = LLVMBuildFMul(B, dtx, vsplat(cg, vt, cg_load(cg, brow, nn)), "");
+        LLVMValueRef h = LLVMBuildFAdd(B, LLVMBuildFMul(B, decay, LLVMBuildLoad2(B, vt, hptr, ""), ""), input, "h");
+        LLVMBuildStore(B, h, hptr);
+        LLVMValueRef y = LLVMBuildFAdd(B, LLVMBuildLoad2(B, vt, yacc, ""),
+                                       LLVMBuildFMul(B, h, vsplat(cg, vt, cg_load(cg, crow, nn)), ""), "");
+        LLVMBuildStore(B, y, yacc);
+    }
+    if (!in_registers) cg_loop_end(cg, &ln2);
+    LLVMValueRef y = LLVMBuildFAdd(B, LLVMBuildLoad2(B, vt, yacc, ""), LLVMBuildFMul(B, dv, xv, ""), "");
+    vstore(cg, y, cg_row(cg, a->n, a->b, t), c0);
+    cg_loop_end(cg, &lt);
+
+    CgLoop ln3;
+    n = cg_loop_begin(cg, &ln3, cg_i64(cg, 0), cg_i64(cg, ns), "n");
+    LLVMValueRef at[2] = {LLVMConstInt(cg->i64, 0, 0), n};
+    LLVMValueRef hv = LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), hbuf, at, 2, ""), "");
+    vstore(cg, hv, a->h, LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, ""));
+    cg_loop_end(cg, &ln3);
+}
+
+/* One channel at a time, for the channels a vector does not fill. */
+static void scan_scalar_channel(Cg *cg, const ScanArgs *a, LLVMValueRef c)
+{
+    LLVMBuilderRef B = cg->b;
+    CgLoop ln, lt;
+    LLVMValueRef y = cg_var(cg, "y_acc");
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef dt = cg_load(cg, cg_row(cg, a->delta, a->b, t), c);
+    LLVMValueRef xv = cg_load(cg, cg_row(cg, a->x, a->b, t), c);
+    LLVMValueRef dtx = LLVMBuildFMul(B, dt, xv, "");
+    LLVMValueRef brow = cg_row(cg, a->bm, a->b, t), crow = cg_row(cg, a->cm, a->b, t);
+    LLVMBuildStore(B, cg_f32(cg, 0.0), y);
+    LLVMValueRef n = cg_loop_begin(cg, &ln, cg_i64(cg, 0), cg_i64(cg, a->ns), "n");
+    LLVMValueRef aval = LLVMBuildFNeg(B, cg_exp(cg, cg_load(cg, a->alog, LLVMBuildAdd(B, LLVMBuildMul(B, c, cg_i64(cg, a->ns), ""), n, ""))), "A");
+    LLVMValueRef hidx = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c, "");
+    LLVMValueRef decay = cg_exp(cg, LLVMBuildFMul(B, dt, aval, ""));
+    LLVMValueRef h = LLVMBuildFAdd(B, LLVMBuildFMul(B, decay, cg_load(cg, a->h, hidx), ""),
+                                   LLVMBuildFMul(B, dtx, cg_load(cg, brow, n), ""), "h");
+    cg_store(cg, h, a->h, hidx);
+    LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->f32, y, ""),
+                                    LLVMBuildFMul(B, h, cg_load(cg, crow, n), ""), ""), y);
+    cg_loop_end(cg, &ln);
+    LLVMValueRef out = LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->f32, y, ""),
+                                     LLVMBuildFMul(B, cg_load(cg, a->dskip, c), xv, ""), "");
+    cg_store(cg, out, cg_row(cg, a->n, a->b, t), c);
+    cg_loop_end(cg, &lt);
+}
+
 static void emit_selective_scan(Cg *cg, const Node *n)
 {
-    const Node *x = n->src[0], *delta = n->src[1], *a_log = n->src[2];
-    const Node *bm = n->src[3], *cm = n->src[4], *dskip = n->src[5];
-    int64_t ch = a_log->type.dim[0], ns = a_log->type.dim[1];
-    LLVMValueRef alog_p = cg_weight(cg, a_log), d_p = cg_weight(cg, dskip);
     LLVMBuilderRef B = cg->b;
-
-    LLVMValueRef clo, chi;
-    cg_split(cg, cg_i64(cg, ch), &clo, &chi);
-    CgLoop lb, lc, ln, lt, lt2;
-    LLVMValueRef b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
-    LLVMValueRef hbase = cg_state(cg, n->attr.rec.state, b);
-    LLVMValueRef c = cg_loop_begin(cg, &lc, clo, chi, "c");
-    /* y starts at 0; each state n adds its h·C in turn. */
-    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
-    cg_store(cg, cg_f32(cg, 0.0), cg_row(cg, n, b, t), c);
-    cg_loop_end(cg, &lt);
-
-    LLVMValueRef h = cg_var(cg, "h");
-    LLVMValueRef k = cg_loop_begin(cg, &ln, cg_i64(cg, 0), cg_i64(cg, ns), "n");
-    LLVMValueRef cn = LLVMBuildAdd(B, LLVMBuildMul(B, c, cg_i64(cg, ns), ""), k, "cn");
-    LLVMValueRef a = LLVMBuildFNeg(B, cg_exp(cg, cg_load(cg, alog_p, cn)), "A");
-    LLVMBuildStore(B, cg_load(cg, hbase, cn), h);
-    t = cg_loop_begin(cg, &lt2, cg_i64(cg, 0), cg->len, "t");
-    LLVMValueRef dt = cg_load(cg, cg_row(cg, delta, b, t), c);
-    LLVMValueRef xv = cg_load(cg, cg_row(cg, x, b, t), c);
-    LLVMValueRef bv = cg_load(cg, cg_row(cg, bm, b, t), k);
-    LLVMValueRef cv = cg_load(cg, cg_row(cg, cm, b, t), k);
-    LLVMValueRef decay = cg_exp(cg, LLVMBuildFMul(B, dt, a, ""));
-    LLVMValueRef input = LLVMBuildFMul(B, LLVMBuildFMul(B, dt, bv, ""), xv, "");
-    LLVMValueRef hv = LLVMBuildFAdd(B, LLVMBuildFMul(B, decay, LLVMBuildLoad2(B, cg->f32, h, ""), ""),
-                                    input, "h");
-    LLVMBuildStore(B, hv, h);
-    LLVMValueRef yp = cg_row(cg, n, b, t);
-    cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, yp, c), LLVMBuildFMul(B, hv, cv, ""), ""), yp, c);
-    cg_loop_end(cg, &lt2);
-    cg_store(cg, LLVMBuildLoad2(B, cg->f32, h, ""), hbase, cn);
-    cg_loop_end(cg, &ln);
-
-    LLVMValueRef dv = cg_load(cg, d_p, c);
-    LLVMValueRef t3 = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
-    LLVMValueRef yp3 = cg_row(cg, n, b, t3);
-    LLVMValueRef xv3 = cg_load(cg, cg_row(cg, x, b, t3), c);
-    cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, yp3, c), LLVMBuildFMul(B, dv, xv3, ""), ""), yp3, c);
-    cg_loop_end(cg, &lt);
-    cg_loop_end(cg, &lc);
+    const Node *a_log = n->src[2];
+    ScanArgs a = {.n = n, .x = n->src[0], .delta = n->src[1], .bm = n->src[3], .cm = n->src[4],
+                  .alog = cg_weight(cg, a_log), .dskip = cg_weight(cg, n->src[5]),
+                  .ch = a_log->type.dim[0], .ns = a_log->type.dim[1]};
+    int vw = cg->vector_width;
+    int64_t groups = a.ch / vw;
+    LLVMValueRef lo, hi;
+    cg_split(cg, cg_i64(cg, groups), &lo, &hi);
+    CgLoop lb, lg, lc;
+    a.b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
+    a.h = cg_state(cg, n->attr.rec.state, a.b);
+    if (groups > 0) {
+        LLVMValueRef g = cg_loop_begin(cg, &lg, lo, hi, "group");
+        scan_vector_group(cg, &a, LLVMBuildMul(B, g, cg_i64(cg, vw), "c0"));
+        cg_loop_end(cg, &lg);
+    }
+    if (groups * vw < a.ch) { /* the thread whose share ends last takes the tail */
+        LLVMValueRef mine = LLVMBuildICmp(B, LLVMIntEQ, hi, cg_i64(cg, groups), "");
+        LLVMValueRef start = LLVMBuildSelect(B, mine, cg_i64(cg, groups * vw), cg_i64(cg, a.ch), "");
+        LLVMValueRef c = cg_loop_begin(cg, &lc, start, cg_i64(cg, a.ch), "c");
+        scan_scalar_channel(cg, &a, c);
+        cg_loop_end(cg, &lc);
+    }
     cg_loop_end(cg, &lb);
 }
 

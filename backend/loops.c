@@ -93,27 +93,28 @@ void cg_row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t)
     *t = LLVMBuildSub(cg->b, r, LLVMBuildMul(cg->b, *b, cg->len, ""), "t");
 }
 
+/* Inside an op kernel, operand n starts at bound[n->id]; row (b, t) of it is at
+ *   scratch: start + (b·T + t)·row_stride     logits: start + b·logit_bstride + t·row_stride
+ *   tokens:  start + b·tok_bstride + t */
 LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t)
 {
     const Storage *s = &n->store;
     LLVMBuilderRef B = cg->b;
+    LLVMValueRef start = cg->bound[n->id];
+    if (!start) mxc_die("%%%d (%s) is not an operand of this kernel", n->id, ir_op_name(n->op));
     switch (s->kind) {
     case STORE_TOKENS: {
         LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->arg_tok_bstride, ""), t, "");
-        return cg_gep(cg, cg->i32, cg->arg_tokens, at);
+        return cg_gep(cg, cg->i32, start, at);
     }
     case STORE_LOGITS: {
         LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->arg_logit_bstride, ""),
                                        LLVMBuildMul(B, t, cg_i64(cg, s->row_stride), ""), "");
-        at = LLVMBuildAdd(B, at, cg_i64(cg, s->col_offset), "");
-        return cg_gep(cg, cg->f32, cg->arg_logits, at);
+        return cg_gep(cg, cg->f32, start, at);
     }
     case STORE_SCRATCH: {
         LLVMValueRef row = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->len, ""), t, "row");
-        LLVMValueRef at = LLVMBuildMul(B, cg_i64(cg, s->offset), cg->rowcap, "");
-        at = LLVMBuildAdd(B, at, LLVMBuildMul(B, row, cg_i64(cg, s->row_stride), ""), "");
-        at = LLVMBuildAdd(B, at, cg_i64(cg, s->col_offset), "");
-        return cg_gep(cg, cg->f32, cg->arg_scratch, at);
+        return cg_gep(cg, cg->f32, start, LLVMBuildMul(B, row, cg_i64(cg, s->row_stride), ""));
     }
     case STORE_NONE:
         break;
@@ -123,17 +124,15 @@ LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t)
 
 LLVMValueRef cg_weight(Cg *cg, const Node *w)
 {
-    if (w->op != OP_WEIGHT || w->attr.weight.slot < 0)
-        mxc_die("%%%d is not a bound weight", w->id);
-    return cg->weight_ptr[w->attr.weight.slot];
+    if (w->op != OP_WEIGHT || !cg->bound[w->id]) mxc_die("%%%d is not a weight operand", w->id);
+    return cg->bound[w->id];
 }
 
 LLVMValueRef cg_state(Cg *cg, int slot, LLVMValueRef b)
 {
-    const Graph *g = cg->g;
-    LLVMValueRef at = LLVMBuildMul(cg->b, b, cg_i64(cg, g->state_floats), "");
-    at = LLVMBuildAdd(cg->b, at, cg_i64(cg, g->states[slot].offset), "");
-    return cg_gep(cg, cg->f32, cg->arg_state, at);
+    (void)slot; /* the kernel's state pointer already points at its slot */
+    LLVMValueRef at = LLVMBuildMul(cg->b, b, cg_i64(cg, cg->g->state_floats), "");
+    return cg_gep(cg, cg->f32, cg->state_base, at);
 }
 
 static LLVMValueRef with_reassoc(LLVMValueRef inst)
@@ -162,7 +161,105 @@ LLVMValueRef cg_call_intrinsic1(Cg *cg, const char *name, LLVMValueRef x)
     return LLVMBuildCall2(cg->b, fty, fn, &x, 1, "");
 }
 
-LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x) { return cg_call_intrinsic1(cg, "llvm.exp", x); }
+/* A constant of x's type: a float, or a vector of floats all equal to v. */
+static LLVMValueRef splat_like(Cg *cg, LLVMValueRef x, double v)
+{
+    LLVMTypeRef ty = LLVMTypeOf(x);
+    if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind) return LLVMConstReal(ty, v);
+    unsigned n = LLVMGetVectorSize(ty);
+    LLVMValueRef lanes[64];
+    for (unsigned i = 0; i < n && i < 64; i++) lanes[i] = LLVMConstReal(cg->f32, v);
+    return LLVMConstVector(lanes, n);
+}
+
+/* The integer type with x's shape (i32 or <n x i32>). */
+static LLVMTypeRef int_like(Cg *cg, LLVMValueRef x)
+{
+    LLVMTypeRef ty = LLVMTypeOf(x);
+    if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind) return cg->i32;
+    return LLVMVectorType(cg->i32, LLVMGetVectorSize(ty));
+}
+
+static LLVMValueRef int_splat_like(Cg *cg, LLVMValueRef x, int v)
+{
+    LLVMTypeRef ty = int_like(cg, x);
+    if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind) return LLVMConstInt(ty, (unsigned long long)v, 1);
+    unsigned n = LLVMGetVectorSize(ty);
+    LLVMValueRef lanes[64];
+    for (unsigned i = 0; i < n && i < 64; i++) lanes[i] = LLVMConstInt(cg->i32, (unsigned long long)v, 1);
+    return LLVMConstVector(lanes, n);
+}
+
+/* Horner evaluation of c[0] x^(n-1) + ... + c[n-1]. */
+static LLVMValueRef horner(Cg *cg, LLVMValueRef x, const double *c, int n)
+{
+    LLVMValueRef p = splat_like(cg, x, c[0]);
+    for (int i = 1; i < n; i++)
+        p = LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, p, x, ""), splat_like(cg, x, c[i]), "");
+    return p;
+}
+
+/* exp(x) in plain arithmetic, so that loops using it vectorise (libm's expf would be a
+ * scalar call per element). Range reduction x = k ln2 + r with ln2 split in two parts, a
+ * degree-6 polynomial for e^r on |r| <= ln2/2 (the Cephes expf coefficients), and 2^k built
+ * in the exponent bits. Error about 1 ulp. The input is clamped to [-87.3, 88]: below,
+ * results under FLT_MIN come out as ~1e-38 instead of denormals or 0; above, as 1.65e38
+ * instead of inf - neither matters where the models use exp. Works on floats and on
+ * vectors of floats. */
+LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x)
+{
+    static const double poly[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
+                                  4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef input = x;
+    /* Clamp with compares, not minnum/maxnum, so that a NaN stays a NaN. */
+    LLVMValueRef lo = splat_like(cg, x, -87.33654475), hi = splat_like(cg, x, 88.0);
+    x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, lo, ""), lo, x, "");
+    x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, hi, ""), hi, x, "");
+    LLVMValueRef k = cg_call_intrinsic1(
+        cg, "llvm.rint", LLVMBuildFMul(B, x, splat_like(cg, x, 1.44269504088896341), ""));
+    LLVMValueRef r = LLVMBuildFSub(B, x, LLVMBuildFMul(B, k, splat_like(cg, x, 0.693359375), ""), "");
+    r = LLVMBuildFSub(B, r, LLVMBuildFMul(B, k, splat_like(cg, x, -2.12194440e-4), ""), "");
+    LLVMValueRef r2 = LLVMBuildFMul(B, r, r, "");
+    LLVMValueRef e = LLVMBuildFAdd(B, LLVMBuildFMul(B, horner(cg, r, poly, 6), r2, ""), r, "");
+    e = LLVMBuildFAdd(B, e, splat_like(cg, x, 1.0), "");
+    LLVMValueRef ki = LLVMBuildFPToSI(B, k, int_like(cg, x), "");
+    LLVMValueRef bits = LLVMBuildShl(B, LLVMBuildAdd(B, ki, int_splat_like(cg, x, 127), ""),
+                                     int_splat_like(cg, x, 23), "");
+    LLVMValueRef y = LLVMBuildFMul(B, e, LLVMBuildBitCast(B, bits, LLVMTypeOf(x), ""), "");
+    /* A NaN lane made k NaN and its exponent bits poison: give the NaN back. */
+    LLVMValueRef nan = LLVMBuildFCmp(B, LLVMRealUNO, input, input, "");
+    return LLVMBuildSelect(B, nan, input, y, "exp");
+}
+
+/* log(x) for finite x > 0 (Cephes logf): x = m 2^e with m in [sqrt(1/2), sqrt 2), then a
+ * degree-9 polynomial in m - 1. */
+static LLVMValueRef cg_log(Cg *cg, LLVMValueRef x)
+{
+    static const double poly[] = {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1,
+                                  -1.2420140846E-1, 1.4249322787E-1, -1.6668057665E-1,
+                                  2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1};
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef bits = LLVMBuildBitCast(B, x, int_like(cg, x), "");
+    LLVMValueRef e = LLVMBuildSub(B, LLVMBuildLShr(B, bits, int_splat_like(cg, x, 23), ""),
+                                  int_splat_like(cg, x, 126), "");
+    LLVMValueRef mbits = LLVMBuildOr(B, LLVMBuildAnd(B, bits, int_splat_like(cg, x, 0x007fffff), ""),
+                                     int_splat_like(cg, x, 0x3f000000), ""); /* m in [0.5, 1) */
+    LLVMValueRef m = LLVMBuildBitCast(B, mbits, LLVMTypeOf(x), "");
+    LLVMValueRef ef = LLVMBuildSIToFP(B, e, LLVMTypeOf(x), "");
+    /* m < sqrt(1/2): use 2m and e - 1 so that m - 1 is small */
+    LLVMValueRef small = LLVMBuildFCmp(B, LLVMRealOLT, m, splat_like(cg, x, 0.707106781186547524), "");
+    ef = LLVMBuildSelect(B, small, LLVMBuildFSub(B, ef, splat_like(cg, x, 1.0), ""), ef, "");
+    m = LLVMBuildSelect(B, small, LLVMBuildFAdd(B, m, m, ""), m, "");
+    LLVMValueRef f = LLVMBuildFSub(B, m, splat_like(cg, x, 1.0), "");
+    LLVMValueRef z = LLVMBuildFMul(B, f, f, "");
+    LLVMValueRef y = LLVMBuildFMul(B, LLVMBuildFMul(B, horner(cg, f, poly, 9), f, ""), z, "");
+    y = LLVMBuildFAdd(B, y, LLVMBuildFMul(B, ef, splat_like(cg, x, -2.12194440e-4), ""), "");
+    y = LLVMBuildFSub(B, y, LLVMBuildFMul(B, z, splat_like(cg, x, 0.5), ""), "");
+    LLVMValueRef r = LLVMBuildFAdd(B, f, y, "");
+    return LLVMBuildFAdd(B, r, LLVMBuildFMul(B, ef, splat_like(cg, x, 0.693359375), ""), "log");
+}
+
 LLVMValueRef cg_sqrt(Cg *cg, LLVMValueRef x) { return cg_call_intrinsic1(cg, "llvm.sqrt", x); }
 
 /* A float function of libm (the shared object links libm). */
@@ -174,8 +271,21 @@ LLVMValueRef cg_libm(Cg *cg, const char *name, LLVMValueRef x)
     return LLVMBuildCall2(cg->b, fty, fn, &x, 1, "");
 }
 
-/* log1p, tanh and erf have no LLVM intrinsic in LLVM 19. */
-LLVMValueRef cg_log1p(Cg *cg, LLVMValueRef x) { return cg_libm(cg, "log1pf", x); }
+/* log1p(u) for u > -1 without losing small u: with v = 1 + u rounded,
+ * log1p(u) = log(v) · u / (v - 1), exact in the limit; u itself when v rounds to 1. */
+LLVMValueRef cg_log1p(Cg *cg, LLVMValueRef u)
+{
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef one = splat_like(cg, u, 1.0);
+    LLVMValueRef v = LLVMBuildFAdd(B, one, u, "");
+    LLVMValueRef vm1 = LLVMBuildFSub(B, v, one, "");
+    LLVMValueRef is_one = LLVMBuildFCmp(B, LLVMRealOEQ, vm1, splat_like(cg, u, 0.0), "");
+    LLVMValueRef safe = LLVMBuildSelect(B, is_one, one, vm1, "");
+    LLVMValueRef scaled = LLVMBuildFDiv(B, LLVMBuildFMul(B, cg_log(cg, v), u, ""), safe, "");
+    return LLVMBuildSelect(B, is_one, u, scaled, "log1p");
+}
+
+/* tanh and erf have no LLVM intrinsic in LLVM 19: libm. */
 LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x) { return cg_libm(cg, "tanhf", x); }
 LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x) { return cg_libm(cg, "erff", x); }
 
@@ -190,8 +300,9 @@ static LLVMValueRef call_intrinsic2(Cg *cg, const char *name, LLVMValueRef a, LL
     return LLVMBuildCall2(cg->b, fty, fn, args, 2, "");
 }
 
-LLVMValueRef cg_max(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return call_intrinsic2(cg, "llvm.maxnum", a, b); }
-LLVMValueRef cg_min(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return call_intrinsic2(cg, "llvm.minnum", a, b); }
+/* NaN-propagating, like torch.maximum / torch.minimum. */
+LLVMValueRef cg_max(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return call_intrinsic2(cg, "llvm.maximum", a, b); }
+LLVMValueRef cg_min(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return call_intrinsic2(cg, "llvm.minimum", a, b); }
 LLVMValueRef cg_fabs(Cg *cg, LLVMValueRef x) { return cg_call_intrinsic1(cg, "llvm.fabs", x); }
 
 /* log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), stable for large |x| (as torch's). */
@@ -205,7 +316,8 @@ LLVMValueRef cg_logsigmoid(Cg *cg, LLVMValueRef x)
 LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x)
 {
     LLVMValueRef e = cg_exp(cg, LLVMBuildFNeg(cg->b, x, ""));
-    return LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), LLVMBuildFAdd(cg->b, cg_f32(cg, 1.0), e, ""), "");
+    LLVMValueRef one = splat_like(cg, x, 1.0);
+    return LLVMBuildFDiv(cg->b, one, LLVMBuildFAdd(cg->b, one, e, ""), "");
 }
 
 /* x * sigmoid(x), as torch's F.silu */
@@ -217,7 +329,7 @@ LLVMValueRef cg_silu(Cg *cg, LLVMValueRef x)
 /* torch's F.softplus with beta 1, threshold 20: x > 20 ? x : log1p(exp(x)) */
 LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x)
 {
-    LLVMValueRef big = LLVMBuildFCmp(cg->b, LLVMRealOGT, x, cg_f32(cg, 20.0), "");
+    LLVMValueRef big = LLVMBuildFCmp(cg->b, LLVMRealOGT, x, splat_like(cg, x, 20.0), "");
     LLVMValueRef soft = cg_log1p(cg, cg_exp(cg, x));
     return LLVMBuildSelect(cg->b, big, x, soft, "");
 }
