@@ -1,0 +1,552 @@
+"""The mxc benchmark (issue 5): one run measures the two model shapes, compiled by mxc, against
+the machine's roofline and a PyTorch eager baseline, and writes the table.
+
+usage: /usr/bin/python3 bench/bench.py [options]        (what `make bench` runs)
+
+Steps, in this order, all in one run:
+  1. machine: lscpu model, cores, load (uptime), versions;
+  2. helpers: cc bench_model.c and roofline.c (OpenBLAS) into OUT;
+  3. weights: gen_weights.py writes OUT/{m130,x125}.safetensors (kept between runs when the
+     generator is unchanged);
+  4. compile: `mxc build bench/NAME.mx` (wall time);
+  5. roofline: read bandwidth (roofline.c, THREADS threads, 1 GB, best of 10) and OpenBLAS
+     sgemm on each model's prefill-512 GEMM shapes (OPENBLAS_NUM_THREADS=THREADS; the
+     OpenBLAS core type is chosen by measurement when auto-detection picks a slow one);
+  6. mxc: bench_model, one process per measurement (decode batch 1 and 8, prefill 128, 512,
+     4096), MXC_THREADS=THREADS;
+  7. check: the compiled model's logits against the PyTorch model's on the same tokens;
+  8. PyTorch: torch_ref.py, same weights, same threads, OMP_WAIT_POLICY=PASSIVE;
+  9. llama.cpp (optional): an existing llama-bench and M130 GGUF, when given (see
+     docs/performance.md for how to make them; nothing here builds llama.cpp);
+ 10. the table: OUT/results.md, OUT/results.json, and the block between the markers in
+     docs/performance.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import models  # noqa: E402
+
+BEGIN, END = "<!-- BEGIN bench results -->", "<!-- END bench results -->"
+PREFILLS = (128, 512, 4096)
+MB = 1e6
+CHECK_TOL = 1e-4  # max |logit difference| allowed between mxc and PyTorch (see docs)
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def run(cmd, env=None, timeout=None):
+    """Run a command; returns (stdout, stderr, returncode, seconds)."""
+    t = time.perf_counter()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return p.stdout, p.stderr, p.returncode, time.perf_counter() - t
+
+
+def json_lines(text):
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def machine():
+    info = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cores": os.cpu_count(), "kernel": platform.release(), "python": sys.version.split()[0]}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for key in ("Model name", "Core(s) per socket", "Thread(s) per core", "Hypervisor vendor"):
+            m = re.search(rf"^{re.escape(key)}:\s*(.+)$", lscpu, re.M)
+            if m:
+                info[key] = m.group(1).strip()
+    except OSError:
+        pass
+    with open("/proc/cpuinfo") as f:
+        flags = re.search(r"^flags\s*:\s*(.*)$", f.read(), re.M).group(1).split()
+    info["simd"] = " ".join(x for x in ("avx2", "fma", "avx512f", "avx512_bf16") if x in flags)
+    info["uptime_start"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return info, flags
+
+
+# ---- steps ----------------------------------------------------------------------------
+
+def build_helpers(out, cc):
+    exe = {"bench_model": os.path.join(out, "bench_model"), "roofline": os.path.join(out, "roofline")}
+    cmds = [[cc, "-O2", "-std=gnu11", "-Wall", "-o", exe["bench_model"],
+             os.path.join(HERE, "bench_model.c"), "-ldl"],
+            [cc, "-O3", "-march=native", "-std=gnu11", "-Wall", "-o", exe["roofline"],
+             os.path.join(HERE, "roofline.c"), "-lopenblas", "-lpthread"]]
+    for cmd in cmds:
+        o, e, rc, _ = run(cmd)
+        if rc:
+            sys.exit(f"bench: {' '.join(cmd)} failed:\n{e}\n(roofline needs OpenBLAS: "
+                     "apt-get install libopenblas-dev)")
+    return exe
+
+
+def compile_models(mxc, out, names):
+    res = {}
+    for name in names:
+        lib = os.path.join(out, f"lib{name}.so")
+        cmd = [mxc, "build", os.path.join(HERE, name + ".mx"), "-o", lib]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        o, e, rc, secs = run(cmd)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        res[name] = {"seconds": secs, "cpu_seconds": cpu, "ok": rc == 0, "lib": lib,
+                     "error": e.strip()[-2000:] if rc else ""}
+        log(f"  mxc build {name}: {'ok' if rc == 0 else 'FAILED'} in {secs:.1f} s (cpu {cpu:.1f} s)")
+        if rc:
+            log(e)
+    return res
+
+
+def pick_openblas_core(roofline, flags, threads):
+    """OpenBLAS 0.3.21 does not know recent Xeons and falls back to a generic SSE3 kernel
+    ('Prescott'); its best setting on such a CPU is to name the core type. Measure the
+    candidates on one model shape and keep the fastest."""
+    cands = [""] + (["SkylakeX"] if "avx512f" in flags else []) + (["Haswell"] if "avx2" in flags else [])
+    best, detected = ("", -1.0), "?"
+    trials = {}
+    for core in cands:
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OPENBLAS_VERBOSE="2")
+        env.pop("OPENBLAS_CORETYPE", None)
+        if core:
+            env["OPENBLAS_CORETYPE"] = core
+        o, e, rc, _ = run([roofline, "sgemm", "512,3072,768,1"], env)
+        if rc:
+            continue
+        m = re.search(r"Core: (\S+)", e + o)
+        if not core and m:
+            detected = m.group(1)
+        gf = json_lines(o)[-1]["sgemm_gflops"]
+        trials[core or f"auto ({detected})"] = gf
+        if gf > best[1] * 1.05:  # prefer auto-detection unless clearly slower
+            best = (core, gf)
+    return best[0], detected, trials
+
+
+def measure_roofline(roofline, names, threads, core):
+    o, e, rc, _ = run([roofline, "bandwidth", str(threads), "1024", "10"])
+    bw = json_lines(o)[0]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+    if core:
+        env["OPENBLAS_CORETYPE"] = core
+    gemm = {}
+    for name in names:
+        shapes = [f"{m},{n},{k},{c}" for m, n, k, c in models.MODELS[name].gemms(512)]
+        o, e, rc, _ = run([roofline, "sgemm"] + shapes, env)
+        if rc:
+            sys.exit(f"bench: roofline sgemm failed: {e}")
+        lines = json_lines(o)
+        gemm[name] = {"gflops": lines[-1]["sgemm_gflops"], "shapes": lines[:-1]}
+        log(f"  OpenBLAS sgemm, {name} prefill-512 shapes: {lines[-1]['sgemm_gflops']:.1f} GFLOPS")
+    log(f"  read bandwidth ({threads} threads, 1 GB, best of 10): {bw['bandwidth_gbs']:.2f} GB/s")
+    return {"bandwidth_gbs": bw["bandwidth_gbs"], "gemm": gemm}
+
+
+def mxc_jobs(quick):
+    r = (lambda full, q: q if quick else full)
+    return ([("decode", 1, r(30, 5), 20), ("decode", 8, r(20, 3), 20)] +
+            [("prefill", t, r(n, 1), s) for t, n, s in ((128, 10, 20), (512, 5, 30), (4096, 3, 60))])
+
+
+def run_mxc(exe, name, lib, weights, threads, quick):
+    env = dict(os.environ, MXC_THREADS=str(threads))
+    res = {}
+    for mode, n, reps, secs in mxc_jobs(quick):
+        key = f"{mode}{n}"
+        load = loadavg()
+        o, e, rc, _ = run([exe, lib, name, weights, mode, str(n), str(reps), str(secs)], env)
+        if rc:
+            res[key] = {"error": e.strip()}
+            log(f"  {name} {key}: FAILED {e.strip()}")
+            continue
+        r = json_lines(o)[0]
+        r["load"] = load
+        r["note"] = e.strip()
+        res[key] = r
+        log(f"  {name} {key}: median {r['median_ms']:.2f} ms, min {r['min_ms']:.2f} ms "
+            f"({r['reps']} reps, {r['threads']} threads, load {load})")
+    return res
+
+
+def torch_env(threads, core):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE", TORCH_THREADS=str(threads))
+    if core:
+        env["OPENBLAS_CORETYPE"] = core
+    return env
+
+
+def check_logits(exe, name, lib, weights, out, threads, python, core):
+    """Same tokens through both: forward of L, then S steps; max |difference| of logits."""
+    cfg = models.MODELS[name]
+    L, S = 64, 8
+    tok = os.path.join(out, f"{name}.check_tokens.i32")
+    np.random.default_rng(7).integers(0, cfg.vocab_size, L + S).astype(np.int32).tofile(tok)
+    a_path, b_path = os.path.join(out, f"{name}.mxc.f32"), os.path.join(out, f"{name}.torch.f32")
+    o, e, rc, _ = run([exe, lib, name, weights, "dump", tok, str(L), str(S), a_path],
+                      dict(os.environ, MXC_THREADS=str(threads)))
+    if rc:
+        return {"error": "mxc: " + e.strip()}
+    o, e, rc, _ = run([python, os.path.join(HERE, "torch_ref.py"), name, weights,
+                       f"dump:{tok}:{L}:{S}:{b_path}"], torch_env(threads, core))
+    if rc:
+        return {"error": "torch: " + e.strip()[-1000:]}
+    a = np.fromfile(a_path, dtype=np.float32).reshape(L + S, cfg.vocab)
+    b = np.fromfile(b_path, dtype=np.float32).reshape(L + S, cfg.vocab)
+    d = np.abs(a - b)
+    r = {"forward_max_abs_diff": float(d[:L].max()), "step_max_abs_diff": float(d[L:].max()),
+         "max_abs_logit": float(np.abs(b).max()), "argmax_agree": float((a.argmax(1) == b.argmax(1)).mean()),
+         "finite": bool(np.isfinite(a).all()), "L": L, "S": S, "tol": CHECK_TOL}
+    r["ok"] = r["finite"] and max(r["forward_max_abs_diff"], r["step_max_abs_diff"]) <= CHECK_TOL
+    log(f"  {name}: max |mxc - torch| forward {r['forward_max_abs_diff']:.2e}, step "
+        f"{r['step_max_abs_diff']:.2e} (max |logit| {r['max_abs_logit']:.2f}) -> "
+        f"{'ok' if r['ok'] else 'MISMATCH'}")
+    return r
+
+
+def torch_jobs(quick, t4096):
+    r = (lambda full, q: q if quick else full)
+    jobs = [f"decode:1:{r(15, 3)}:20", f"decode:8:{r(8, 2)}:20",
+            f"prefill:128:{r(3, 1)}:20", f"prefill:512:{r(2, 1)}:30"]
+    if t4096 == "measure":
+        jobs.append("prefill:4096:1:0")  # once (minutes with the python time loop)
+    return jobs
+
+
+def run_torch(python, name, weights, threads, core, quick, t4096):
+    jobs = torch_jobs(quick, t4096)
+    o, e, rc, secs = run([python, os.path.join(HERE, "torch_ref.py"), name, weights] + jobs,
+                         torch_env(threads, core))
+    res = {}
+    for r in json_lines(o):
+        key = f"{r['mode']}{r['batch'] if r['mode'] == 'decode' else r['len']}"
+        res[key] = r
+        log(f"  torch {name} {key}: median {r['median_ms']:.1f} ms ({r['reps']} reps)")
+    if rc:
+        res["error"] = e.strip()[-1500:]
+        log(f"  torch {name}: FAILED\n{e[-1500:]}")
+    if "prefill4096" not in res and "prefill512" in res:
+        r = dict(res["prefill512"])
+        r.update(median_ms=8 * r["median_ms"], min_ms=8 * r["min_ms"], len=4096, extrapolated=True)
+        res["prefill4096"] = r
+    log(f"  torch {name}: {secs:.0f} s in all")
+    return res
+
+
+def run_llamacpp(bench_bin, gguf, threads):
+    """llama-bench: prompt processing of 128/512/4096 tokens and generation (decode, batch 1)."""
+    cmd = [bench_bin, "-m", gguf, "-t", str(threads), "-p", ",".join(map(str, PREFILLS)),
+           "-n", "64", "-r", "3", "-o", "json"]
+    o, e, rc, secs = run(cmd)
+    if rc:
+        log(f"  llama.cpp: FAILED\n{e[-1500:]}")
+        return {"error": e.strip()[-1500:], "cmd": " ".join(cmd)}
+    res = {"cmd": " ".join(cmd)}
+    for r in json.loads(o):
+        if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0:
+            res[f"prefill{r['n_prompt']}"] = {"tokens_per_s": r["avg_ts"],
+                                              "median_ms": 1e3 * r["n_prompt"] / r["avg_ts"]}
+        elif r.get("n_gen", 0) > 0:
+            res["decode1"] = {"tokens_per_s": r["avg_ts"], "median_ms": 1e3 / r["avg_ts"]}
+        res["build"] = f"{r.get('build_commit', '?')} ({r.get('build_number', '?')})"
+        res["type"] = r.get("model_type", "")
+    log(f"  llama.cpp: {json.dumps({k: v for k, v in res.items() if k.startswith(('pre', 'dec'))})}")
+    return res
+
+
+# ---- the table --------------------------------------------------------------------------
+
+def fmt_ms(x):
+    return "—" if x is None else (f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}")
+
+
+def tps(n, ms):
+    return None if not ms else n * 1e3 / ms
+
+
+def fmt_tps(x):
+    return "—" if x is None else (f"{x:.0f}" if x >= 100 else f"{x:.1f}")
+
+
+def verdict(ok):
+    return "ok" if ok else "**miss**"
+
+
+def model_rows(name, R):
+    """Rows of one model's table and the target summary lines."""
+    cfg = models.MODELS[name]
+    mx, th, ll = R["mxc"].get(name, {}), R["torch"].get(name, {}), R["llamacpp"] if name == "m130" else {}
+    bw = R["roofline"]["bandwidth_gbs"] * 1e9
+    gf = R["roofline"]["gemm"][name]["gflops"] * 1e9
+    fpt = cfg.flops_per_token()
+    med = lambda d, k: d.get(k, {}).get("median_ms")
+    rows, targets = [], []
+
+    def vs_torch(k, mxc_ms):
+        t = med(th, k)
+        if t is None or mxc_ms is None:
+            return "—", "—"
+        mark = " (extrap.)" if th[k].get("extrapolated") else ""
+        sp = t / mxc_ms
+        targets.append((f"{name} {k}: faster than PyTorch", sp > 1, f"{sp:.2f}×"))
+        return fmt_ms(t) + mark, f"{sp:.2f}×"
+
+    def llama(k, n=1):
+        v = ll.get(k, {}).get("median_ms") if isinstance(ll, dict) else None
+        return "—" if v is None else f"{fmt_ms(v)} ({fmt_tps(tps(n, v))} tok/s)"
+
+    # decode
+    d1, d8 = med(mx, "decode1"), med(mx, "decode8")
+    roof1, roof8 = models.decode_bytes(cfg, 1) / bw * 1e3, models.decode_bytes(cfg, 8) / bw * 1e3
+    if d1:
+        r = d1 / roof1
+        targets.append((f"{name} decode b1 ≤ 1.25× roofline", r <= 1.25, f"{r:.2f}×"))
+    t1, s1 = vs_torch("decode1", d1)
+    rows.append(("decode, batch 1: ms/token", fmt_ms(d1), f"{fmt_ms(mx.get('decode1', {}).get('min_ms'))}",
+                 fmt_ms(roof1), f"{d1 / roof1:.2f}× roofline (≤ 1.25)" if d1 else "—", t1, s1, llama("decode1")))
+    if d1 and d8:
+        r = (8 / d8) / (1 / d1)
+        targets.append((f"{name} decode b8 ≥ 4× b1 tokens/s", r >= 4, f"{r:.2f}×"))
+    t8, s8 = vs_torch("decode8", d8)
+    rows.append(("decode, batch 8: ms/step (tokens/s)",
+                 f"{fmt_ms(d8)} ({fmt_tps(tps(8, d8))})", fmt_ms(mx.get("decode8", {}).get("min_ms")),
+                 f"{fmt_ms(roof8)} ({fmt_tps(tps(8, roof8))})",
+                 f"{(8 / d8) / (1 / d1):.2f}× batch-1 tokens/s (≥ 4)" if d1 and d8 else "—", t8, s8, "—"))
+    # prefill
+    for T in PREFILLS:
+        k = f"prefill{T}"
+        p = med(mx, k)
+        roof = fpt * T / gf * 1e3
+        ratio = "—"
+        if p and T == 512:
+            eff = fpt * T / (p / 1e3) / gf
+            ratio = f"{eff * 100:.0f}% of OpenBLAS rate (≥ 60%)"
+            targets.append((f"{name} prefill 512 ≥ 60% of OpenBLAS sgemm rate", eff >= 0.6, f"{eff * 100:.0f}%"))
+        elif p and T == 4096 and med(mx, "prefill512"):
+            c = p / med(mx, "prefill512")
+            ratio = f"{c:.2f}× prefill 512 (≤ 8.5)"
+            targets.append((f"{name} prefill 4096 ≤ 8.5× prefill 512", c <= 8.5, f"{c:.2f}×"))
+        elif p:
+            ratio = f"{roof / p * 100:.0f}% of OpenBLAS rate"
+        tt, st_ = vs_torch(k, p)
+        rows.append((f"prefill {T}: ms (tokens/s)", f"{fmt_ms(p)} ({fmt_tps(tps(T, p))})",
+                     fmt_ms(mx.get(k, {}).get("min_ms")), f"{fmt_ms(roof)} ({fmt_tps(tps(T, roof))})",
+                     ratio, tt, st_, llama(k, T)))
+    # memory
+    wbytes = os.path.getsize(R["weights"][name])
+    worst = None
+    for k, r in mx.items():
+        if "maxrss_kb" not in r:
+            continue
+        budget = wbytes + r["batch"] * 4 * cfg.state_floats() + 64 * 2 ** 20
+        used = r["maxrss_kb"] * 1024 - r["logits_bytes"]
+        if worst is None or used / budget > worst[0]:
+            worst = (used / budget, used, budget, k)
+    if worst:
+        targets.append((f"{name} peak RSS ≤ weights + states + 64 MB", worst[0] <= 1, f"{worst[0]:.2f}"))
+        trss = max((r.get("maxrss_kb", 0) for r in th.values() if isinstance(r, dict)), default=0)
+        rows.append(("peak RSS − caller's logits buffer: MB", f"{worst[1] / MB:.0f} ({worst[3]})", "—",
+                     f"{worst[2] / MB:.0f}", f"{worst[0]:.2f} of weights + states + 64 MB (≤ 1)",
+                     f"{trss * 1024 / MB:.0f} (whole run)" if trss else "—", "—", "—"))
+    c = R["compile"].get(name, {})
+    if c.get("ok"):
+        targets.append((f"{name} compile < 5 s", c["seconds"] < 5, f"{c['seconds']:.1f} s"))
+        rows.append(("compile (`mxc build`): s", f"{c['seconds']:.1f}", "—", "—", "target < 5 s", "—", "—", "—"))
+    return rows, targets
+
+
+def render(R):
+    m = R["machine"]
+    lines = [f"Run of {m['date']} on {m.get('Model name', '?')}, {m['cores']} cores "
+             f"({m.get('Hypervisor vendor', 'bare metal')} guest, {m['simd']}); "
+             f"mxc {R['git']}; {R['threads']} threads everywhere.",
+             "",
+             f"- Load: at start `{m['uptime_start']}`; at end `{R['uptime_end']}`. "
+             "Other work on the machine inflates every time below (both sides alike only roughly).",
+             f"- Roofline: read bandwidth {R['roofline']['bandwidth_gbs']:.2f} GB/s "
+             f"({R['threads']} threads, 1 GB buffer, best of 10); OpenBLAS {R['openblas']['core_used']} "
+             f"(auto-detected core: {R['openblas']['detected']}; trials on 512×768·768×3072: "
+             + ", ".join(f"{k or 'auto'} {v:.0f}" for k, v in R['openblas']['trials'].items()) + " GFLOPS); "
+             + "; ".join(f"sgemm on {n}'s prefill-512 GEMMs {g['gflops']:.1f} GFLOPS"
+                         for n, g in R["roofline"]["gemm"].items()) + ".",
+             f"- PyTorch {R.get('torch_version', '?')} (`{R['python']}`), OMP_WAIT_POLICY=PASSIVE, "
+             f"OMP/OpenBLAS threads {R['threads']}, torch.inference_mode()"
+             + (f", OPENBLAS_CORETYPE={R['openblas']['core_used']}" if R['openblas']['core_used'] else "") + ".",
+             f"- Threads of the compiled models: " + ", ".join(
+                 f"{n}: {next((r['threads'] for r in mx.values() if 'threads' in r), '?')} "
+                 f"(API: {next((r['threads_api'] for r in mx.values() if 'threads_api' in r), '?')})"
+                 for n, mx in R["mxc"].items()) + ".",
+             ]
+    for name, chk in R["check"].items():
+        if "error" in chk:
+            lines.append(f"- Logit check {name}: **error** {chk['error'][:300]}")
+        else:
+            lines.append(f"- Logit check {name} (forward of {chk['L']} tokens, then {chk['S']} steps): "
+                         f"max |mxc − PyTorch| {chk['forward_max_abs_diff']:.1e} (forward), "
+                         f"{chk['step_max_abs_diff']:.1e} (step), max |logit| {chk['max_abs_logit']:.2f}, "
+                         f"argmax agreement {chk['argmax_agree'] * 100:.0f}% → "
+                         f"{'ok' if chk['ok'] else '**MISMATCH**'} (tolerance {chk['tol']:g}).")
+    ll = R["llamacpp"]
+    if ll.get("decode1") or ll.get("error"):
+        lines.append(f"- llama.cpp: `{ll.get('cmd', '')}` — "
+                     + (f"build {ll.get('build')}, {ll.get('type')}" if not ll.get("error") else f"**error** {ll['error'][:200]}"))
+    else:
+        lines.append("- llama.cpp: not run (no llama-bench / GGUF given; see below).")
+    all_targets = []
+    for name in R["models"]:
+        cfg = models.MODELS[name]
+        rows, targets = model_rows(name, R)
+        all_targets += targets
+        lines += ["", f"### {name.upper()} ({models.n_params(cfg) / 1e6:.1f} M parameters, "
+                      f"{os.path.getsize(R['weights'][name]) / MB:.0f} MB F32; decode reads "
+                      f"{models.decode_bytes(cfg) / MB:.0f} MB/token incl. state; "
+                      f"{cfg.flops_per_token() / 1e6:.0f} MFLOP/token)", "",
+                  "| measurement | mxc median | mxc min | roofline | mxc vs roofline / target | "
+                  "PyTorch median | mxc speed-up vs PyTorch | llama.cpp |",
+                  "|---|---:|---:|---:|---|---:|---:|---:|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", "### Targets (issue 5)", "", "| target | measured | |", "|---|---:|---|"]
+    lines += [f"| {t} | {v} | {verdict(ok)} |" for t, ok, v in all_targets]
+    misses = sum(1 for _, ok, _ in all_targets if not ok)
+    lines += ["", f"{len(all_targets) - misses} of {len(all_targets)} targets met."]
+    return "\n".join(lines) + "\n"
+
+
+def update_docs(path, block, cmdline):
+    text = open(path).read() if os.path.exists(path) else (
+        "# Performance\n\n" + BEGIN + "\n" + END + "\n")
+    if BEGIN not in text or END not in text:
+        text += "\n" + BEGIN + "\n" + END + "\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    body = (f"{BEGIN}\n<!-- written by bench/bench.py; do not edit by hand -->\n\n"
+            f"Produced by `{cmdline}`.\n\n{block}{END}")
+    with open(path, "w") as f:
+        f.write(head + body + tail)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = os.path.dirname(HERE)
+    ap.add_argument("--mxc", default=os.path.join(top, "mxc"))
+    ap.add_argument("--out", default=os.path.join(HERE, "out"))
+    ap.add_argument("--docs", default=os.path.join(top, "docs", "performance.md"),
+                    help="file whose results block is rewritten ('' = leave docs alone)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", default="m130,x125")
+    ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
+    ap.add_argument("--python", default=sys.executable, help="python with torch (for torch_ref.py)")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--torch-4096", choices=("measure", "extrapolate"), default="measure",
+                    help="PyTorch prefill 4096: one run, or 8 x prefill 512")
+    ap.add_argument("--llamacpp-bench", default=os.environ.get("LLAMACPP_BENCH", "/work/llamacpp/build/bin/llama-bench"))
+    ap.add_argument("--llamacpp-gguf", default=os.environ.get("LLAMACPP_GGUF", "/work/llamacpp/m130-f32.gguf"))
+    ap.add_argument("--quick", action="store_true", help="few repetitions (to try the script)")
+    ap.add_argument("--render", metavar="RESULTS_JSON", help="only print the table of an earlier run")
+    a = ap.parse_args()
+    if a.render:
+        with open(a.render) as f:
+            print(render(json.load(f)))
+        return
+
+    t_start = time.time()
+    names = [n for n in a.models.split(",") if n]
+    os.makedirs(a.out, exist_ok=True)
+    cmdline = os.environ.get("MXC_BENCH_COMMAND") or " ".join([a.python, "bench/bench.py"] + sys.argv[1:])
+    R = {"models": names, "threads": a.threads, "python": a.python, "mxc": {}, "torch": {},
+         "check": {}, "llamacpp": {}, "weights": {}}
+
+    log("== machine")
+    R["machine"], flags = machine()
+    log(f"  {R['machine'].get('Model name')}, {R['machine']['cores']} cores; {R['machine']['uptime_start']}")
+    o, _, _, _ = run(["git", "-C", os.path.dirname(HERE), "describe", "--always", "--dirty"])
+    R["git"] = o.strip() or "?"
+
+    log("== helpers")
+    exe = build_helpers(a.out, a.cc)
+
+    log("== weights")
+    o, e, rc, _ = run([sys.executable, os.path.join(HERE, "gen_weights.py"), a.out] + names)
+    if rc:
+        sys.exit(f"bench: gen_weights.py failed:\n{e}")
+    log("  " + o.strip().replace("\n", "\n  "))
+    for n in names:
+        R["weights"][n] = os.path.join(a.out, n + ".safetensors")
+
+    log("== compile")
+    if not os.access(a.mxc, os.X_OK):
+        sys.exit(f"bench: {a.mxc} not found: build mxc first (make)")
+    R["compile"] = compile_models(a.mxc, a.out, names)
+
+    log("== roofline")
+    core, detected, trials = pick_openblas_core(exe["roofline"], flags, a.threads)
+    R["openblas"] = {"core_used": core, "detected": detected, "trials": trials}
+    log(f"  OpenBLAS core: detected {detected}; trials {trials}; using {core or 'auto'}")
+    R["roofline"] = measure_roofline(exe["roofline"], names, a.threads, core)
+
+    log("== mxc")
+    for n in names:
+        if R["compile"][n]["ok"]:
+            R["mxc"][n] = run_mxc(exe["bench_model"], n, R["compile"][n]["lib"], R["weights"][n],
+                                  a.threads, a.quick)
+
+    if not a.no_torch:
+        o, e, rc, _ = run([a.python, "-c", "import torch; print(torch.__version__)"])
+        if rc:
+            log(f"  no torch in {a.python}: PyTorch columns skipped (apt-get install python3-torch)")
+            a.no_torch = True
+        else:
+            R["torch_version"] = o.strip()
+    if not a.no_torch:
+        log("== logit check (mxc vs PyTorch)")
+        for n in names:
+            if R["compile"][n]["ok"]:
+                R["check"][n] = check_logits(exe["bench_model"], n, R["compile"][n]["lib"],
+                                             R["weights"][n], a.out, a.threads, a.python, core)
+        log("== PyTorch")
+        for n in names:
+            R["torch"][n] = run_torch(a.python, n, R["weights"][n], a.threads, core, a.quick, a.torch_4096)
+
+    if "m130" in names and os.access(a.llamacpp_bench, os.X_OK) and os.path.exists(a.llamacpp_gguf):
+        log("== llama.cpp")
+        R["llamacpp"] = run_llamacpp(a.llamacpp_bench, a.llamacpp_gguf, a.threads)
+
+    R["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    R["seconds"] = time.time() - t_start
+    block = render(R)
+    block += f"\nWhole run: {R['seconds'] / 60:.1f} min.\n"
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(R, f, indent=1)
+    with open(os.path.join(a.out, "results.md"), "w") as f:
+        f.write(block)
+    print(block)
+    if a.docs:
+        update_docs(a.docs, block, cmdline)
+        log(f"== wrote {a.docs} (results block), {a.out}/results.md, {a.out}/results.json")
+
+
+if __name__ == "__main__":
+    main()

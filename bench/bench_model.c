@@ -1,0 +1,259 @@
+/* bench_model.c - time one compiled mxc model (a shared object loaded with dlopen).
+ *
+ *   bench_model LIB PREFIX WEIGHTS decode  BATCH REPS [SECONDS]
+ *   bench_model LIB PREFIX WEIGHTS prefill LEN   REPS [SECONDS]
+ *   bench_model LIB PREFIX WEIGHTS dump    TOKENS_FILE LEN STEPS OUT_FILE
+ *
+ * decode:  BATCH sequences, primed with an 8-token forward, 3 warm-up steps, then REPS timed
+ *          P_step calls (one token per sequence each): time per step.
+ * prefill: one sequence of LEN tokens: a warm-up forward of min(LEN, 64) tokens (maps the
+ *          weights, starts the threads) and a touch of the logits buffer, then REPS x
+ *          (P_state_reset + P_forward).
+ * dump:    P_forward on the first LEN int32 tokens of TOKENS_FILE, then STEPS P_step calls on
+ *          the next ones; writes the (LEN + STEPS) x VOCAB_PADDED float32 logits to OUT_FILE
+ *          (the benchmark compares them with its PyTorch model).
+ * Timed loops stop early once SECONDS (default 60) have passed (at least one rep runs).
+ *
+ * Prints one JSON line: median and min in ms, reps, the thread count, and the process's peak
+ * RSS (getrusage ru_maxrss; one process per measurement, so it is that measurement's peak)
+ * together with the size of the caller's logits buffer, which is part of that RSS.
+ *
+ * Threads: $MXC_THREADS (default 2) is passed to PREFIX_state_set_threads(state, n) on every
+ * state (or to PREFIX_set_threads(n), an earlier form of the API); if the model exports
+ * neither, it is taken to run single-threaded and the output says so.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+typedef int (*OpenFn)(const char *, void **);
+typedef int (*StateNewFn)(void *, int, void **);
+typedef void (*StateResetFn)(void *);
+typedef int (*ForwardFn)(void *, void *, const int32_t *, int, float *);
+typedef int (*StepFn)(void *, void *, const int32_t *, float *);
+typedef const char *(*ErrorFn)(void);
+typedef int32_t (*SizeFn)(void);
+typedef int (*SetThreadsFn)(int);
+typedef int (*StateSetThreadsFn)(void *, int);
+
+static struct {
+    OpenFn open;
+    StateNewFn state_new;
+    StateResetFn state_reset;
+    ForwardFn forward;
+    StepFn step;
+    ErrorFn last_error;
+    SizeFn vocab_size, vocab_padded;
+    SetThreadsFn set_threads;
+    StateSetThreadsFn state_set_threads;
+} api;
+
+static int threads = 1;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_model: %s: %s\n", what, api.last_error ? api.last_error() : "");
+    exit(1);
+}
+
+static void *sym(void *lib, const char *prefix, const char *name, int required)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s_%s", prefix, name);
+    void *p = dlsym(lib, buf);
+    if (!p && required) {
+        fprintf(stderr, "bench_model: symbol %s not found\n", buf);
+        exit(1);
+    }
+    return p;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A fixed pseudo-random token stream (LCG), the same for every run. */
+static uint32_t lcg = 12345;
+static int32_t next_token(int32_t vocab)
+{
+    lcg = lcg * 1664525u + 1013904223u;
+    return (int32_t)((lcg >> 8) % (uint32_t)vocab);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "bench_model: out of memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+/* A zeroed state for `batch` sequences running on `threads` threads. */
+static void *new_state(void *m, int batch)
+{
+    void *s = NULL;
+    if (api.state_new(m, batch, &s))
+        die("state_new");
+    if (api.state_set_threads && api.state_set_threads(s, threads))
+        die("state_set_threads");
+    return s;
+}
+
+static void report(const char *mode, int batch, int len, double *t, int reps,
+                   size_t logits_bytes)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    qsort(t, reps, sizeof *t, cmp_double);
+    double median = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    printf("{\"mode\": \"%s\", \"batch\": %d, \"len\": %d, \"median_ms\": %.4f, "
+           "\"min_ms\": %.4f, \"reps\": %d, \"threads\": %d, \"threads_api\": \"%s\", "
+           "\"maxrss_kb\": %ld, \"logits_bytes\": %zu}\n",
+           mode, batch, len, median, t[0], reps, threads,
+           api.state_set_threads ? "state_set_threads" : api.set_threads ? "set_threads" : "none",
+           ru.ru_maxrss, logits_bytes);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 6) {
+        fprintf(stderr, "usage: bench_model LIB PREFIX WEIGHTS decode|prefill N REPS [SECONDS]\n"
+                        "       bench_model LIB PREFIX WEIGHTS dump TOKENS_FILE LEN STEPS OUT\n");
+        return 2;
+    }
+    const char *lib_path = argv[1], *prefix = argv[2], *weights = argv[3], *mode = argv[4];
+    void *lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        fprintf(stderr, "bench_model: %s\n", dlerror());
+        return 1;
+    }
+    api.open = (OpenFn)sym(lib, prefix, "open", 1);
+    api.state_new = (StateNewFn)sym(lib, prefix, "state_new", 1);
+    api.state_reset = (StateResetFn)sym(lib, prefix, "state_reset", 1);
+    api.forward = (ForwardFn)sym(lib, prefix, "forward", 1);
+    api.step = (StepFn)sym(lib, prefix, "step", 1);
+    api.last_error = (ErrorFn)sym(lib, prefix, "last_error", 1);
+    api.vocab_size = (SizeFn)sym(lib, prefix, "vocab_size", 1);
+    api.vocab_padded = (SizeFn)sym(lib, prefix, "vocab_padded", 1);
+    api.set_threads = (SetThreadsFn)sym(lib, prefix, "set_threads", 0);
+    api.state_set_threads = (StateSetThreadsFn)sym(lib, prefix, "state_set_threads", 0);
+
+    const char *env = getenv("MXC_THREADS");
+    if (api.state_set_threads || api.set_threads) {
+        threads = env && atoi(env) > 0 ? atoi(env) : 2;
+        if (api.set_threads && api.set_threads(threads))
+            die("set_threads");
+    } else {
+        fprintf(stderr, "bench_model: neither %s_state_set_threads nor %s_set_threads is "
+                        "exported: single-threaded\n", prefix, prefix);
+    }
+
+    void *m = NULL, *s = NULL;
+    if (api.open(weights, &m))
+        die("open");
+    int32_t vocab = api.vocab_size();
+    size_t vp = (size_t)api.vocab_padded();
+
+    if (!strcmp(mode, "dump")) {
+        if (argc < 9)
+            return 2;
+        int len = atoi(argv[6]), steps = atoi(argv[7]);
+        int32_t *tok = xmalloc((size_t)(len + steps) * sizeof *tok);
+        FILE *f = fopen(argv[5], "rb");
+        if (!f || fread(tok, sizeof *tok, len + steps, f) != (size_t)(len + steps)) {
+            fprintf(stderr, "bench_model: cannot read %d tokens from %s\n", len + steps, argv[5]);
+            return 1;
+        }
+        fclose(f);
+        float *logits = xmalloc((size_t)(len + steps) * vp * sizeof *logits);
+        s = new_state(m, 1);
+        if (api.forward(m, s, tok, len, logits))
+            die("forward");
+        for (int i = 0; i < steps; i++)
+            if (api.step(m, s, tok + len + i, logits + (size_t)(len + i) * vp))
+                die("step");
+        f = fopen(argv[8], "wb");
+        if (!f || fwrite(logits, sizeof *logits * vp, len + steps, f) != (size_t)(len + steps)) {
+            fprintf(stderr, "bench_model: cannot write %s\n", argv[8]);
+            return 1;
+        }
+        fclose(f);
+        double t = 0;
+        report("dump", 1, len, &t, 1, (size_t)(len + steps) * vp * sizeof *logits);
+        return 0;
+    }
+
+    int n = atoi(argv[5]), reps = atoi(argv[6]);
+    double budget = argc > 7 ? atof(argv[7]) * 1e3 : 60e3;
+    if (n < 1 || reps < 1)
+        return 2;
+    double *t = xmalloc((size_t)reps * sizeof *t);
+    int done = 0;
+    double start;
+
+    if (!strcmp(mode, "decode")) {
+        int batch = n, prime = 8;
+        int32_t *tok = xmalloc((size_t)batch * prime * sizeof *tok);
+        float *logits = xmalloc((size_t)batch * prime * vp * sizeof *logits);
+        s = new_state(m, batch);
+        for (int i = 0; i < batch * prime; i++)
+            tok[i] = next_token(vocab);
+        if (api.forward(m, s, tok, prime, logits))
+            die("forward (prime)");
+        for (int w = 0; w < 3; w++) {
+            for (int b = 0; b < batch; b++)
+                tok[b] = next_token(vocab);
+            if (api.step(m, s, tok, logits))
+                die("step");
+        }
+        start = now_ms();
+        while (done < reps && (done < 1 || now_ms() - start < budget)) {
+            for (int b = 0; b < batch; b++)
+                tok[b] = next_token(vocab);
+            double t0 = now_ms();
+            if (api.step(m, s, tok, logits))
+                die("step");
+            t[done++] = now_ms() - t0;
+        }
+        report("decode", batch, 1, t, done, (size_t)batch * prime * vp * sizeof *logits);
+    } else if (!strcmp(mode, "prefill")) {
+        int len = n;
+        int32_t *tok = xmalloc((size_t)len * sizeof *tok);
+        float *logits = xmalloc((size_t)len * vp * sizeof *logits);
+        for (int i = 0; i < len; i++)
+            tok[i] = next_token(vocab);
+        s = new_state(m, 1);
+        if (api.forward(m, s, tok, len < 64 ? len : 64, logits))
+            die("forward (warm-up)");
+        memset(logits, 0, (size_t)len * vp * sizeof *logits);
+        start = now_ms();
+        while (done < reps && (done < 1 || now_ms() - start < budget)) {
+            api.state_reset(s);
+            double t0 = now_ms();
+            if (api.forward(m, s, tok, len, logits))
+                die("forward");
+            t[done++] = now_ms() - t0;
+        }
+        report("prefill", 1, len, t, done, (size_t)len * vp * sizeof *logits);
+    } else {
+        fprintf(stderr, "bench_model: unknown mode %s\n", mode);
+        return 2;
+    }
+    return 0;
+}

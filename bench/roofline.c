@@ -1,0 +1,167 @@
+/* roofline.c - the machine's limits that the benchmark compares mxc with.
+ *
+ *   roofline bandwidth THREADS MBYTES PASSES
+ *       read bandwidth: THREADS threads sum disjoint parts of one MBYTES buffer (touched
+ *       first), PASSES times; prints the best pass in GB/s (1 GB = 1e9 bytes).
+ *   roofline sgemm M,N,K,COUNT ...
+ *       OpenBLAS cblas_sgemm on each shape, y[M,N] = x[M,K] * W[N,K]^T (the layout of a
+ *       model projection: weights stored [out, in]); best time of several reps per shape;
+ *       prints each shape's GFLOPS and the FLOP-weighted total (COUNT = times the shape occurs
+ *       in the model), i.e. the rate OpenBLAS would sustain on the model's GEMMs.
+ *       Threads: OPENBLAS_NUM_THREADS.
+ * Output: one JSON line per result.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* From cblas.h (OpenBLAS), declared here so that no include path is needed. */
+enum { CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 };
+void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- read bandwidth ----------------------------------------------------------------- */
+
+typedef float Vec __attribute__((vector_size(64))); /* 16 floats; the compiler splits it
+                                                       to the target's vector width */
+typedef struct {
+    const Vec *p;
+    size_t n; /* vectors */
+    int passes;
+    pthread_barrier_t *start, *stop;
+    float sink;
+} Part;
+
+static void *reader(void *arg)
+{
+    Part *w = arg;
+    for (int pass = 0; pass < w->passes; pass++) {
+        pthread_barrier_wait(w->start);
+        Vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (size_t i = 0; i + 4 <= w->n; i += 4) {
+            a0 += w->p[i];
+            a1 += w->p[i + 1];
+            a2 += w->p[i + 2];
+            a3 += w->p[i + 3];
+        }
+        Vec s = a0 + a1 + a2 + a3;
+        for (int j = 0; j < 16; j++)
+            w->sink += s[j];
+        pthread_barrier_wait(w->stop);
+    }
+    return NULL;
+}
+
+static int bandwidth(int threads, size_t mbytes, int passes)
+{
+    size_t nvec = mbytes * 1000000 / sizeof(Vec);
+    nvec -= nvec % (size_t)(4 * threads);
+    Vec *buf;
+    if (posix_memalign((void **)&buf, 4096, nvec * sizeof(Vec)))
+        return 1;
+    float *f = (float *)buf;
+    for (size_t i = 0; i < nvec * 16; i++)
+        f[i] = (float)(i & 1023) * 1e-3f;
+
+    pthread_barrier_t start, stop;
+    pthread_barrier_init(&start, NULL, threads + 1);
+    pthread_barrier_init(&stop, NULL, threads + 1);
+    Part *parts = calloc(threads, sizeof *parts);
+    pthread_t *tid = calloc(threads, sizeof *tid);
+    size_t per = nvec / threads;
+    for (int t = 0; t < threads; t++) {
+        parts[t] = (Part){buf + t * per, per, passes, &start, &stop, 0};
+        pthread_create(&tid[t], NULL, reader, &parts[t]);
+    }
+    double best = 1e30;
+    for (int pass = 0; pass < passes; pass++) {
+        pthread_barrier_wait(&start);
+        double t0 = now_s();
+        pthread_barrier_wait(&stop);
+        double dt = now_s() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    float sink = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(tid[t], NULL);
+        sink += parts[t].sink;
+    }
+    double bytes = (double)per * threads * sizeof(Vec);
+    printf("{\"bandwidth_gbs\": %.3f, \"threads\": %d, \"mbytes\": %.0f, \"passes\": %d, "
+           "\"best_ms\": %.3f, \"checksum\": %g}\n",
+           bytes / best / 1e9, threads, bytes / 1e6, passes, best * 1e3, sink);
+    free(buf);
+    return 0;
+}
+
+/* ---- sgemm ---------------------------------------------------------------------------- */
+
+static double gemm_time(int m, int n, int k)
+{
+    float *x = malloc((size_t)m * k * sizeof *x), *w = malloc((size_t)n * k * sizeof *w);
+    float *y = malloc((size_t)m * n * sizeof *y);
+    if (!x || !w || !y) {
+        fprintf(stderr, "roofline: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < (size_t)m * k; i++)
+        x[i] = (float)((i * 7) % 13) * 0.01f - 0.06f;
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        w[i] = (float)((i * 5) % 11) * 0.01f - 0.05f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, x, k, w, k, 0, y, n);
+    double best = 1e30, spent = 0;
+    for (int rep = 0; rep < 20 && (rep < 3 || spent < 0.5); rep++) {
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, x, k, w, k, 0, y, n);
+        double dt = now_s() - t0;
+        spent += dt;
+        if (dt < best)
+            best = dt;
+    }
+    free(x);
+    free(w);
+    free(y);
+    return best;
+}
+
+static int sgemm(int nshapes, char **shapes)
+{
+    double flops = 0, secs = 0;
+    for (int i = 0; i < nshapes; i++) {
+        int m, n, k, count;
+        if (sscanf(shapes[i], "%d,%d,%d,%d", &m, &n, &k, &count) != 4) {
+            fprintf(stderr, "roofline: bad shape '%s' (want M,N,K,COUNT)\n", shapes[i]);
+            return 2;
+        }
+        double t = gemm_time(m, n, k), f = 2.0 * m * n * k;
+        printf("{\"gemm\": [%d, %d, %d], \"count\": %d, \"gflops\": %.2f, \"best_ms\": %.3f}\n",
+               m, n, k, count, f / t / 1e9, t * 1e3);
+        flops += f * count;
+        secs += t * count;
+    }
+    printf("{\"sgemm_gflops\": %.2f, \"gemm_flops\": %.0f, \"gemm_ms\": %.3f}\n",
+           flops / secs / 1e9, flops, secs * 1e3);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 5 && !strcmp(argv[1], "bandwidth"))
+        return bandwidth(atoi(argv[2]), (size_t)atol(argv[3]), atoi(argv[4]));
+    if (argc >= 3 && !strcmp(argv[1], "sgemm"))
+        return sgemm(argc - 2, argv + 2);
+    fprintf(stderr, "usage: roofline bandwidth THREADS MBYTES PASSES\n"
+                    "       roofline sgemm M,N,K,COUNT ...\n");
+    return 2;
+}
