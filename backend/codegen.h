@@ -67,6 +67,9 @@ LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, LLVMValueRef index);   /* f32 ptr
 void cg_store(Cg *cg, LLVMValueRef value, LLVMValueRef ptr, LLVMValueRef index);
 /* This thread's share [lo, hi) of `total` work items (contiguous, balanced). */
 void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi);
+/* i1: is this the last thread? (Work that is not split, such as a tail, goes to exactly one
+ * thread; a share's bounds cannot tell, since several shares may be empty.) */
+LLVMValueRef cg_is_last_thread(Cg *cg);
 /* Flat chunk row r = b·T + t back to (b, t). */
 void cg_row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t);
 /* Pointer to column 0 of row (b, t) of a per-token value. */

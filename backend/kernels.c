@@ -111,11 +111,16 @@ static void emit_norm(Cg *cg, const Node *n)
     rows_end(cg, &r);
 }
 
-/* y = x Wᵀ (+ bias): see matmul.c. */
+/* y = [residual +] act(x [W_1; W_2; ...]ᵀ (+ bias)): see matmul.c. */
 static void emit_linear(Cg *cg, const Node *n)
 {
-    Matmul mm = {.x = n->src[0], .out = n, .n_parts = 1, .act = OP_COUNT_};
-    mm.parts[0] = (MatmulPart){n->src[1], n->n_src > 2 ? n->src[2] : NULL};
+    const int parts = n->attr.proj.parts;
+    if (parts > MATMUL_MAX_PARTS) mxc_die("linear with %d parts", parts);
+    Matmul mm = {.x = n->src[0], .out = n, .n_parts = parts, .act = n->attr.proj.act,
+                 .residual = n->attr.proj.residual ? n->src[ir_proj_residual(n)] : NULL};
+    for (int p = 0; p < parts; p++)
+        mm.parts[p] = (MatmulPart){n->src[ir_proj_weight(n, p)],
+                                   n->attr.proj.bias ? n->src[ir_proj_bias(n, p)] : NULL};
     cg_emit_matmul(cg, &mm);
 }
 
@@ -123,24 +128,29 @@ static void emit_linear(Cg *cg, const Node *n)
  * [h*in, (h+1)*in) to [h*out, (h+1)*out) with its own W[h] [out, in] (+ bias). */
 static void emit_headwise(Cg *cg, const Node *n)
 {
-    const Node *w = n->src[1];
-    int64_t heads = w->type.dim[0], out = w->type.dim[1], in = w->type.dim[2];
-    LLVMValueRef wp = cg_weight(cg, w);
-    LLVMValueRef bias = n->n_src > 2 ? cg_weight(cg, n->src[2]) : NULL;
     Rows r;
     rows_begin(cg, &r);
     LLVMValueRef x = cg_row(cg, n->src[0], r.b, r.t), y = cg_row(cg, n, r.b, r.t);
-    CgLoop lh, lo;
-    LLVMValueRef h = cg_loop_begin(cg, &lh, cg_i64(cg, 0), cg_i64(cg, heads), "h");
-    LLVMValueRef xh = cg_gep(cg, cg->f32, x, LLVMBuildMul(cg->b, h, cg_i64(cg, in), ""));
-    LLVMValueRef o = cg_loop_begin(cg, &lo, cg_i64(cg, 0), cg_i64(cg, out), "o");
-    LLVMValueRef col = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, h, cg_i64(cg, out), ""), o, "col");
-    LLVMValueRef wrow = cg_gep(cg, cg->f32, wp, LLVMBuildMul(cg->b, col, cg_i64(cg, in), ""));
-    LLVMValueRef acc = emit_dot(cg, xh, wrow, in);
-    if (bias) acc = LLVMBuildFAdd(cg->b, acc, cg_load(cg, bias, col), "");
-    cg_store(cg, acc, y, col);
-    cg_loop_end(cg, &lo);
-    cg_loop_end(cg, &lh);
+    int64_t col0 = 0;
+    for (int p = 0; p < n->attr.proj.parts; p++) { /* fused parts sit side by side */
+        const Node *w = n->src[ir_proj_weight(n, p)];
+        int64_t heads = w->type.dim[0], out = w->type.dim[1], in = w->type.dim[2];
+        LLVMValueRef wp = cg_weight(cg, w);
+        LLVMValueRef bias = n->attr.proj.bias ? cg_weight(cg, n->src[ir_proj_bias(n, p)]) : NULL;
+        LLVMValueRef yp = cg_gep(cg, cg->f32, y, cg_i64(cg, col0));
+        CgLoop lh, lo;
+        LLVMValueRef h = cg_loop_begin(cg, &lh, cg_i64(cg, 0), cg_i64(cg, heads), "h");
+        LLVMValueRef xh = cg_gep(cg, cg->f32, x, LLVMBuildMul(cg->b, h, cg_i64(cg, in), ""));
+        LLVMValueRef o = cg_loop_begin(cg, &lo, cg_i64(cg, 0), cg_i64(cg, out), "o");
+        LLVMValueRef col = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, h, cg_i64(cg, out), ""), o, "col");
+        LLVMValueRef wrow = cg_gep(cg, cg->f32, wp, LLVMBuildMul(cg->b, col, cg_i64(cg, in), ""));
+        LLVMValueRef acc = emit_dot(cg, xh, wrow, in);
+        if (bias) acc = LLVMBuildFAdd(cg->b, acc, cg_load(cg, bias, col), "");
+        cg_store(cg, acc, yp, col);
+        cg_loop_end(cg, &lo);
+        cg_loop_end(cg, &lh);
+        col0 += heads * out;
+    }
     rows_end(cg, &r);
 }
 
@@ -239,6 +249,7 @@ static void emit_conv1d(Cg *cg, const Node *n)
         acc = LLVMBuildFAdd(B, acc, LLVMBuildFMul(B, wk, cg_load(cg, tap[k], c), ""), "");
     }
     if (bias) acc = LLVMBuildFAdd(B, acc, cg_load(cg, bias, c), "");
+    if (n->attr.rec.act != OP_COUNT_) acc = cg_unary(cg, n->attr.rec.act, acc); /* fused */
     cg_store(cg, acc, y, c);
     cg_loop_end(cg, &lc);
     cg_loop_end(cg, &lt);
@@ -273,6 +284,7 @@ static void emit_conv1d(Cg *cg, const Node *n)
  * channels left over (C not a multiple of the vector width) take the scalar path. */
 typedef struct ScanArgs {
     const Node *n, *x, *delta, *bm, *cm;
+    const Node *z;                /* fused SiLU gate (y · SiLU(z)), or NULL */
     LLVMValueRef alog, dskip, h;  /* weights and this sequence's state */
     int64_t ch, ns;
     LLVMValueRef b;
@@ -354,6 +366,7 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
     }
     if (!in_registers) cg_loop_end(cg, &ln2);
     LLVMValueRef y = LLVMBuildFAdd(B, LLVMBuildLoad2(B, vt, yacc, ""), LLVMBuildFMul(B, dv, xv, ""), "");
+    if (a->z) y = LLVMBuildFMul(B, y, cg_silu(cg, vload(cg, vt, cg_row(cg, a->z, a->b, t), c0)), "");
     vstore(cg, y, cg_row(cg, a->n, a->b, t), c0);
     cg_loop_end(cg, &lt);
 
@@ -389,6 +402,7 @@ static void scan_scalar_channel(Cg *cg, const ScanArgs *a, LLVMValueRef c)
     cg_loop_end(cg, &ln);
     LLVMValueRef out = LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->f32, y, ""),
                                      LLVMBuildFMul(B, cg_load(cg, a->dskip, c), xv, ""), "");
+    if (a->z) out = LLVMBuildFMul(B, out, cg_silu(cg, cg_load(cg, cg_row(cg, a->z, a->b, t), c)), "");
     cg_store(cg, out, cg_row(cg, a->n, a->b, t), c);
     cg_loop_end(cg, &lt);
 }
@@ -398,6 +412,7 @@ static void emit_selective_scan(Cg *cg, const Node *n)
     LLVMBuilderRef B = cg->b;
     const Node *a_log = n->src[2];
     ScanArgs a = {.n = n, .x = n->src[0], .delta = n->src[1], .bm = n->src[3], .cm = n->src[4],
+                  .z = n->attr.rec.act == OP_SILU ? n->src[6] : NULL,
                   .alog = cg_weight(cg, a_log), .dskip = cg_weight(cg, n->src[5]),
                   .ch = a_log->type.dim[0], .ns = a_log->type.dim[1]};
     int vw = cg->vector_width;
@@ -412,8 +427,8 @@ static void emit_selective_scan(Cg *cg, const Node *n)
         scan_vector_group(cg, &a, LLVMBuildMul(B, g, cg_i64(cg, vw), "c0"));
         cg_loop_end(cg, &lg);
     }
-    if (groups * vw < a.ch) { /* the thread whose share ends last takes the tail */
-        LLVMValueRef mine = LLVMBuildICmp(B, LLVMIntEQ, hi, cg_i64(cg, groups), "");
+    if (groups * vw < a.ch) { /* the last thread takes the channels left over */
+        LLVMValueRef mine = cg_is_last_thread(cg);
         LLVMValueRef start = LLVMBuildSelect(B, mine, cg_i64(cg, groups * vw), cg_i64(cg, a.ch), "");
         LLVMValueRef c = cg_loop_begin(cg, &lc, start, cg_i64(cg, a.ch), "c");
         scan_scalar_channel(cg, &a, c);

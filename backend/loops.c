@@ -87,6 +87,12 @@ void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi)
                         cg->nth, "hi");
 }
 
+LLVMValueRef cg_is_last_thread(Cg *cg)
+{
+    return LLVMBuildICmp(cg->b, LLVMIntEQ, cg->ith,
+                         LLVMBuildSub(cg->b, cg->nth, cg_i64(cg, 1), ""), "last");
+}
+
 void cg_row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t)
 {
     *b = LLVMBuildUDiv(cg->b, r, cg->len, "b");

@@ -134,7 +134,7 @@ static void emit_rows(Cg *cg, const Matmul *mm, Tile t, int rt, int64_t k)
 
 /* Threads split each part's output tiles: a thread reads only its own weight rows, which
  * is what decode (bound by memory bandwidth) needs. The partial last tile, if any, goes to
- * the thread whose share reaches the end. */
+ * the last thread, whose share always reaches the end. */
 void cg_emit_matmul(Cg *cg, const Matmul *mm)
 {
     LLVMBuilderRef B = cg->b;
@@ -160,7 +160,7 @@ void cg_emit_matmul(Cg *cg, const Matmul *mm)
         }
         if (full_tiles < tiles) {
             CgLoop ln1;
-            LLVMValueRef mine = LLVMBuildICmp(B, LLVMIntEQ, hi, cg_i64(cg, tiles), "");
+            LLVMValueRef mine = cg_is_last_thread(cg);
             LLVMValueRef start = LLVMBuildSelect(B, mine, cg_i64(cg, full_tiles * nt), cg_i64(cg, n), "");
             t.nt = 1;
             t.n0 = cg_loop_begin(cg, &ln1, start, cg_i64(cg, n), "n1");

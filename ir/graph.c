@@ -220,24 +220,42 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
         *out = seq_type(cols);
         return true;
     case OP_LINEAR: {
-        const Node *w = n->src[1];
         if (!is_seq_f32(x)) FAIL("linear input must be f32[B,T,K]");
-        if (w->type.seq || w->type.rank != 2 || w->type.dim[1] != cols)
-            FAIL("linear weight must be [N, %lld]", (long long)cols);
-        if (n->n_src > 2 && !is_vector(n->src[2], w->type.dim[0]))
-            FAIL("linear bias must be f32[%lld]", (long long)w->type.dim[0]);
-        *out = seq_type(w->type.dim[0]);
+        int parts = n->attr.proj.parts;
+        if (parts < 1 || n->n_src != ir_proj_residual(n) + (n->attr.proj.residual ? 1 : 0))
+            FAIL("linear with %d parts has %d sources", parts, n->n_src);
+        int64_t total = 0;
+        for (int p = 0; p < parts; p++) {
+            const Node *w = n->src[ir_proj_weight(n, p)];
+            if (w->type.seq || w->type.rank != 2 || w->type.dim[1] != cols)
+                FAIL("linear weight must be [N, %lld]", (long long)cols);
+            if (n->attr.proj.bias && !is_vector(n->src[ir_proj_bias(n, p)], w->type.dim[0]))
+                FAIL("linear bias must be f32[%lld]", (long long)w->type.dim[0]);
+            total += w->type.dim[0];
+        }
+        *out = seq_type(total);
+        if (n->attr.proj.residual && !ir_type_equal(&n->src[ir_proj_residual(n)]->type, out))
+            FAIL("linear residual must be f32[B,T,%lld]", (long long)total);
         return true;
     }
     case OP_HEADWISE: {
-        const Node *w = n->src[1];
         if (!is_seq_f32(x)) FAIL("headwise input must be f32[B,T,K]");
-        if (w->type.seq || w->type.rank != 3 || w->type.dim[0] * w->type.dim[2] != cols)
-            FAIL("headwise weight must be [heads, out, in] with heads * in = %lld", (long long)cols);
-        int64_t out_cols = w->type.dim[0] * w->type.dim[1];
-        if (n->n_src > 2 && !is_vector(n->src[2], out_cols))
-            FAIL("headwise bias must be f32[%lld]", (long long)out_cols);
-        *out = seq_type(out_cols);
+        int parts = n->attr.proj.parts;
+        if (parts < 1 || n->attr.proj.residual || n->attr.proj.act != OP_COUNT_ ||
+            n->n_src != ir_proj_residual(n))
+            FAIL("headwise with %d parts has %d sources", parts, n->n_src);
+        int64_t total = 0;
+        for (int p = 0; p < parts; p++) {
+            const Node *w = n->src[ir_proj_weight(n, p)];
+            if (w->type.seq || w->type.rank != 3 || w->type.dim[0] * w->type.dim[2] != cols)
+                FAIL("headwise weight must be [heads, out, in] with heads * in = %lld",
+                     (long long)cols);
+            int64_t part_cols = w->type.dim[0] * w->type.dim[1];
+            if (n->attr.proj.bias && !is_vector(n->src[ir_proj_bias(n, p)], part_cols))
+                FAIL("headwise bias must be f32[%lld]", (long long)part_cols);
+            total += part_cols;
+        }
+        *out = seq_type(total);
         return true;
     }
     case OP_CONCAT: {
@@ -301,6 +319,11 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
             ir_type_cols(&cm->type) != ns)
             FAIL("scan B and C must be f32[B,T,%lld]", (long long)ns);
         if (!is_vector(n->src[5], cols)) FAIL("scan D must be f32[%lld]", (long long)cols);
+        bool gated = n->attr.rec.act == OP_SILU;
+        if (n->n_src != (gated ? 7 : 6) || (!gated && n->attr.rec.act != OP_COUNT_))
+            FAIL("scan gate and sources disagree");
+        if (gated && !ir_type_equal(&n->src[6]->type, &x->type))
+            FAIL("scan gate z must be f32[B,T,%lld]", (long long)cols);
         *out = seq_type(cols);
         return true;
     }
@@ -426,9 +449,18 @@ Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double ep
     return typed(n);
 }
 
+static Node *projection(Graph *g, Op op, Loc loc, Node *x, Node *w, Node *bias)
+{
+    Node *n = node_new(g, op, loc, 3, (Node *[]){x, w, bias});
+    n->attr.proj.parts = 1;
+    n->attr.proj.bias = bias != NULL;
+    n->attr.proj.act = OP_COUNT_;
+    return typed(n);
+}
+
 Node *ir_headwise(Graph *g, Loc loc, Node *x, Node *w, Node *bias)
 {
-    return typed(node_new(g, OP_HEADWISE, loc, 3, (Node *[]){x, w, bias}));
+    return projection(g, OP_HEADWISE, loc, x, w, bias);
 }
 
 Node *ir_concat(Graph *g, Loc loc, Node *a, Node *b, Node *c)
@@ -438,7 +470,7 @@ Node *ir_concat(Graph *g, Loc loc, Node *a, Node *b, Node *c)
 
 Node *ir_linear(Graph *g, Loc loc, Node *x, Node *w, Node *bias)
 {
-    return typed(node_new(g, OP_LINEAR, loc, 3, (Node *[]){x, w, bias}));
+    return projection(g, OP_LINEAR, loc, x, w, bias);
 }
 
 Node *ir_slice(Graph *g, Loc loc, Node *x, int64_t start, int64_t len)
@@ -461,7 +493,9 @@ Node *ir_binary(Graph *g, Loc loc, Op op, Node *a, Node *b)
 
 Node *ir_conv1d(Graph *g, Loc loc, Node *x, Node *w, Node *bias, const char *what)
 {
-    Node *n = typed(node_new(g, OP_CONV1D, loc, 3, (Node *[]){x, w, bias}));
+    Node *n = node_new(g, OP_CONV1D, loc, 3, (Node *[]){x, w, bias});
+    n->attr.rec.act = OP_COUNT_;
+    typed(n);
     /* The window holds the last K-1 inputs, time-major: [K-1][C]. */
     int64_t k = w->type.dim[2];
     n->attr.rec.state = ir_add_state(g, what, (k - 1) * ir_type_cols(&x->type));
@@ -471,7 +505,9 @@ Node *ir_conv1d(Graph *g, Loc loc, Node *x, Node *w, Node *bias, const char *wha
 Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, Node *b,
                         Node *c, Node *d, const char *what)
 {
-    Node *n = typed(node_new(g, OP_SELECTIVE_SCAN, loc, 6, (Node *[]){x, delta, a_log, b, c, d}));
+    Node *n = node_new(g, OP_SELECTIVE_SCAN, loc, 6, (Node *[]){x, delta, a_log, b, c, d});
+    n->attr.rec.act = OP_COUNT_;
+    typed(n);
     /* h [C][N] */
     n->attr.rec.state = ir_add_state(g, what, ir_type_elems(&a_log->type));
     return n;
@@ -515,5 +551,24 @@ void ir_count_uses(Graph *g)
         Node *n = g->nodes[i];
         if (n->dead) continue;
         for (int s = 0; s < n->n_src; s++) n->src[s]->n_uses++;
+    }
+}
+
+void ir_move_before(Graph *g, Node *n, Node *pos)
+{
+    int from = n->id, to = pos->id;
+    if (from < to) mxc_die("ir_move_before: %%%d would move later", from);
+    memmove(&g->nodes[to + 1], &g->nodes[to], (size_t)(from - to) * sizeof *g->nodes);
+    g->nodes[to] = n;
+    for (int i = to; i <= from; i++) g->nodes[i]->id = i;
+}
+
+void ir_replace_uses(Graph *g, Node *old, Node *new)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        Node *u = g->nodes[i];
+        if (u->dead || u == new) continue;
+        for (int s = 0; s < u->n_src; s++)
+            if (u->src[s] == old) u->src[s] = new;
     }
 }

@@ -21,7 +21,7 @@
 #include "frontend/spec.h"
 #include "ir/ops.h"
 
-#define IR_MAX_SRC 6
+#define IR_MAX_SRC 12
 #define IR_MAX_RANK 4
 
 typedef enum { DT_F32, DT_I32 } DType;
@@ -75,6 +75,13 @@ struct Node {
             int groups;           /* LAYERNORM: each row is normalised in this many equal
                                      groups (multi-head norm); 1 = the whole row */
         } norm;
+        struct {       /* OP_LINEAR, OP_HEADWISE: sources are x, W_1..W_parts, then
+                          b_1..b_parts if bias, then the residual if residual */
+            int parts;            /* weights side by side in the output (projection fusion) */
+            bool bias;
+            bool residual;        /* LINEAR: result = residual + (x Wᵀ + b) */
+            Op act;               /* LINEAR: applied before the residual add; OP_COUNT_ = none */
+        } proj;
         struct {       /* OP_SLICE */
             int64_t start;
             int64_t len;
@@ -83,6 +90,8 @@ struct Node {
             int state;            /* index into Graph.states */
             int heads;            /* MLSTM_CELL, SLSTM_CELL */
             bool cuda_layout;     /* SLSTM_CELL: R [NH, DH, 4DH] and head-major bias */
+            Op act;               /* CONV1D: activation of the output; SELECTIVE_SCAN: OP_SILU
+                                     = output gated by SiLU of a 7th source z; OP_COUNT_ = none */
         } rec;
     } attr;
 };
@@ -163,6 +172,19 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen);
 
 /* Recount Node.n_uses over live nodes (output included). */
 void ir_count_uses(Graph *g);
+
+/* Rewriting (for passes). A pass builds a node with the builders (it lands at the end of the
+ * node list), then moves it to its place; every node's id is renumbered to its index. */
+void ir_move_before(Graph *g, Node *n, Node *pos);
+/* Every live use of `old` (a source or the output) becomes a use of `new`. */
+void ir_replace_uses(Graph *g, Node *old, Node *new);
+/* Index of the projection sources (OP_LINEAR, OP_HEADWISE). */
+static inline int ir_proj_weight(const Node *n, int part) { return 1 + part; }
+static inline int ir_proj_bias(const Node *n, int part) { return 1 + n->attr.proj.parts + part; }
+static inline int ir_proj_residual(const Node *n)
+{
+    return 1 + n->attr.proj.parts * (n->attr.proj.bias ? 2 : 1);
+}
 
 /* --- checking and printing ------------------------------------------------------------ */
 /* Structural and type invariants; returns the number of problems, each printed to `out`. */

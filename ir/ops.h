@@ -15,8 +15,8 @@
     X(EMBED, "embed", 2, 2, "row lookup: table[tokens]")                                    \
     X(RMSNORM, "rmsnorm", 2, 2, "x * rsqrt(mean(x^2) + eps) * gain")                        \
     X(LAYERNORM, "layernorm", 2, 3, "per group: (x - mean) * rsqrt(var + eps) * gain (+ bias)") \
-    X(LINEAR, "linear", 2, 3, "x W^T (+ bias), W [N, K]")                                   \
-    X(HEADWISE, "headwise", 2, 3, "block-diagonal linear: W [heads, out, in] (+ bias)")     \
+    X(LINEAR, "linear", 2, 10, "x W^T (+ bias), W [N, K]; fused: parts, act, residual")     \
+    X(HEADWISE, "headwise", 2, 9, "block-diagonal linear: W [heads, out, in] (+ bias)")     \
     X(SLICE, "slice", 1, 1, "columns [start, start + len) of the last dim (a view)")        \
     X(CONCAT, "concat", 2, 3, "sources side by side along the last dim")                   \
     X(SILU, "silu", 1, 1, "x * sigmoid(x)")                                                 \
@@ -30,8 +30,8 @@
     X(MUL, "mul", 2, 2, "elementwise product")                                              \
     X(ADD, "add", 2, 2, "elementwise sum")                                                  \
     /* recurrent ops (carry state across positions and calls) */                            \
-    X(CONV1D, "causal_conv1d", 2, 3, "depthwise causal conv over time (+ bias)")            \
-    X(SELECTIVE_SCAN, "selective_scan", 6, 6, "Mamba scan: x, delta, A_log, B, C, D")       \
+    X(CONV1D, "causal_conv1d", 2, 3, "depthwise causal conv over time (+ bias, activation)") \
+    X(SELECTIVE_SCAN, "selective_scan", 6, 7, "Mamba scan: x, delta, A_log, B, C, D (, z)")  \
     X(MLSTM_CELL, "mlstm_cell", 5, 5, "mLSTM matrix memory: q, k, v, igate, fgate")         \
     X(SLSTM_CELL, "slstm_cell", 6, 6, "sLSTM scalar memory: i, f, z, o, R, bias")           \
     /* graph output */                                                                      \

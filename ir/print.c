@@ -26,7 +26,10 @@ static void print_attrs(const Node *n, FILE *out)
         break;
     case OP_CONV1D:
     case OP_SELECTIVE_SCAN:
-        fprintf(out, " {state=%d}", n->attr.rec.state);
+        fprintf(out, " {state=%d", n->attr.rec.state);
+        if (n->attr.rec.act != OP_COUNT_)
+            fprintf(out, n->op == OP_CONV1D ? ", act=%s" : ", gate=%s", ir_op_name(n->attr.rec.act));
+        fprintf(out, "}");
         break;
     case OP_MLSTM_CELL:
         fprintf(out, " {heads=%d, state=%d}", n->attr.rec.heads, n->attr.rec.state);
@@ -35,7 +38,16 @@ static void print_attrs(const Node *n, FILE *out)
         fprintf(out, " {heads=%d, layout=%s, state=%d}", n->attr.rec.heads,
                 n->attr.rec.cuda_layout ? "cuda" : "vanilla", n->attr.rec.state);
         break;
-    case OP_TOKENS: case OP_EMBED: case OP_LINEAR: case OP_HEADWISE: case OP_CONCAT:
+    case OP_LINEAR:
+    case OP_HEADWISE: {
+        const char *sep = " {";
+        if (n->attr.proj.parts > 1) { fprintf(out, "%sparts=%d", sep, n->attr.proj.parts); sep = ", "; }
+        if (n->attr.proj.act != OP_COUNT_) { fprintf(out, "%sact=%s", sep, ir_op_name(n->attr.proj.act)); sep = ", "; }
+        if (n->attr.proj.residual) { fprintf(out, "%sresidual", sep); sep = ", "; }
+        if (*sep == ',') fprintf(out, "}");
+        break;
+    }
+    case OP_TOKENS: case OP_EMBED: case OP_CONCAT:
     case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
     case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_OUTPUT: case OP_COUNT_:
         break;

@@ -37,6 +37,9 @@ bool passes_run(Graph *g, const PassOptions *opts);
 
 /* The passes, one file each. */
 void pass_infer_shapes(Graph *g);  /* infer_shapes.c */
+void pass_fuse_projections(Graph *g); /* fuse_projections.c */
+void pass_fuse_conv(Graph *g);     /* fuse_conv.c */
+void pass_fuse_elementwise(Graph *g); /* fuse_elementwise.c */
 void pass_dce(Graph *g);           /* dce.c */
 void pass_plan_memory(Graph *g);   /* plan_memory.c */
 

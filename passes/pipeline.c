@@ -6,6 +6,11 @@
 
 static const Pass pipeline[] = {
     {"infer-shapes", "recompute every type from the sources and check it", pass_infer_shapes, true},
+    {"fuse-projections", "merge projections of the same input into one multi-part matmul",
+     pass_fuse_projections, false},
+    {"fuse-conv", "fold the activation after a causal conv into the conv loop", pass_fuse_conv, false},
+    {"fuse-elementwise", "fold activations, residual adds and the scan's SiLU gate into their producer",
+     pass_fuse_elementwise, false},
     {"dce", "remove nodes the output does not depend on", pass_dce, false},
     {"plan-memory", "weight slots, scratch offsets with reuse, views and output buffer",
      pass_plan_memory, true},

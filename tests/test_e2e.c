@@ -300,6 +300,54 @@ static void check_golden_case(const char *name, const char *variant, const char 
     dlclose(a.so);
 }
 
+/* Logits of the golden inputs from a build of `name` with extra mxc flags. */
+static float *golden_forward(const char *name, const char *prefix, const char *flags, Golden *g)
+{
+    char dir[512], spec[600], so[600], weights[600];
+    snprintf(dir, sizeof dir, "%s/golden/%s", test_srcdir(), name);
+    snprintf(spec, sizeof spec, "%s/model.mx", dir);
+    snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
+    if (build(spec, prefix, flags, so, sizeof so) != 0 || !golden_load(g, dir)) return NULL;
+    Api a;
+    void *m = NULL, *s = NULL;
+    float *out = NULL;
+    if (api_load(&a, so, prefix) && a.open(weights, &m) == 0 && a.state_new(m, g->batch, &s) == 0) {
+        out = malloc(sizeof *out * (size_t)g->batch * g->len * g->vocab);
+        if (a.forward(m, s, g->ids, g->len, out) != 0) {
+            free(out);
+            out = NULL;
+        }
+    }
+    a.state_free(s);
+    a.close(m);
+    dlclose(a.so);
+    return out;
+}
+
+/* The fusion passes change where values live, not the arithmetic: fused and unfused builds
+ * must agree (to 1e-5; in practice bit for bit). */
+static void check_fused_vs_unfused(const char *name)
+{
+    char prefix[128];
+    Golden g1, g2;
+    snprintf(prefix, sizeof prefix, "%s_unfused", name);
+    float *fused = golden_forward(name, name, NULL, &g1);
+    float *unfused = golden_forward(name, prefix,
+                                    "--disable-pass fuse-projections --disable-pass fuse-conv "
+                                    "--disable-pass fuse-elementwise", &g2);
+    CU_ASSERT_FATAL(fused && unfused);
+    double d = max_abs_diff(fused, unfused, (size_t)g1.batch * g1.len * g1.vocab);
+    printf("\n    %s: |fused - unfused| %.2e ", name, d);
+    CU_ASSERT(d <= SELF_TOL);
+    free(fused);
+    free(unfused);
+    st_close(g1.io);
+    st_close(g2.io);
+}
+
+static void test_fusion_mamba(void) { check_fused_vs_unfused("mamba_ln_mlp"); check_fused_vs_unfused("mamba_odd"); }
+static void test_fusion_xlstm(void) { check_fused_vs_unfused("xlstm_smmsm"); check_fused_vs_unfused("slstm_all"); }
+
 static void test_mamba_tiny(void) { check_golden_case("mamba_tiny", NULL, NULL); }
 static void test_mamba_tiny_small_chunks(void) { check_golden_case("mamba_tiny", NULL, "--chunk 5 -O1"); }
 static void test_mamba_odd(void) { check_golden_case("mamba_odd", NULL, NULL); }
@@ -519,6 +567,8 @@ int main(void)
     TEST_ADD(golden, test_xlstm_mixed_cuda);
     TEST_ADD(golden, test_xlstm_smmsm);
     TEST_ADD(golden, test_xlstm_smmsm_cuda);
+    TEST_ADD(golden, test_fusion_mamba);
+    TEST_ADD(golden, test_fusion_xlstm);
     CU_pSuite errors = CU_add_suite("api-errors", err_suite_init, err_suite_clean);
     TEST_ADD(errors, test_open_errors_name_the_problem);
     TEST_ADD(errors, test_missing_and_misshapen_tensors_are_named);
