@@ -66,6 +66,7 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--resume", default=None, help="start from these weights instead of the init")
     ap.add_argument("--out", default=None, help="weights file (default examples/kjv_KIND.safetensors)")
     args = ap.parse_args()
 
@@ -79,6 +80,12 @@ def main():
     print(f"text: {len(text)} bytes, {len(set(text))} distinct; train {len(train)}, val {len(val)}")
 
     model = build(args.kind, args.width)
+    if args.resume:
+        sd = models.load_safetensors(args.resume)
+        if args.kind == "mamba":
+            sd["lm_head.weight"] = sd["backbone.embedding.weight"]
+        model.load_state_dict(sd)
+        print(f"resuming from {args.resume}")
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.kind}: {n_params} parameters")
     decay = [p for p in model.parameters() if p.dim() >= 2]
