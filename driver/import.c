@@ -302,7 +302,9 @@ static bool yaml_scalar(Yaml *y, int line, const char *s, CfgValue *out)
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (*end == 0 && (isdigit((unsigned char)s[0]) || ((s[0] == '-' || s[0] == '+') && isdigit((unsigned char)s[1])))) {
+    bool digits = isdigit((unsigned char)s[0]) ||
+                  ((s[0] == '-' || s[0] == '+') && isdigit((unsigned char)s[1]));
+    if (*end == 0 && digits) {
         if (errno == ERANGE) {
             import_error(y->im, line, "integer out of range: %s", s);
             return false;
@@ -722,7 +724,8 @@ static bool import_mamba(Importer *im, const CfgValue *c, const char *name, FILE
     put(out, NULL, "    pad_vocab_size_multiple = %lld;", (long long)pad);
     put(out, NULL, "    d_model = %lld;", (long long)d_model);
     put(out, "# n_layer", "    blocks = [mamba * %lld];", (long long)n_layer);
-    put(out, rms ? "# rms_norm = true" : "# rms_norm = false", "    norm = %s;", rms ? "rmsnorm" : "layernorm");
+    put(out, rms ? "# rms_norm = true" : "# rms_norm = false", "    norm = %s;",
+        rms ? "rmsnorm" : "layernorm");
     put(out, "# MixerModel's norm_epsilon (not in the config)", "    norm_eps = 1e-5;");
     put(out, "# tie_embeddings", "    tie_weights = %s;", tie ? "true" : "false");
     fprintf(out, "    mamba {\n");
@@ -788,7 +791,8 @@ static bool import_xlstm(Importer *im, const CfgValue *c, const char *name, FILE
     bool ok = get_int(im, c, "vocab_size", -1, &vocab) & get_int(im, c, "context_length", -1, &ctx) &
               get_int(im, c, "num_blocks", 1, &num_blocks) & get_int(im, c, "embedding_dim", 128, &emb) &
               get_bool(im, c, "tie_weights", false, &tie) &
-              get_bool(im, c, "add_post_blocks_norm", true, &post_norm) & get_bool(im, c, "bias", false, &bias) &
+              get_bool(im, c, "add_post_blocks_norm", true, &post_norm) &
+              get_bool(im, c, "bias", false, &bias) &
               get_map(im, c, "mlstm_block", &mb) & get_map(im, c, "slstm_block", &sb);
     if (!ok) return false;
     if (vocab < 1) {
@@ -797,7 +801,8 @@ static bool import_xlstm(Importer *im, const CfgValue *c, const char *name, FILE
         return false;
     }
     if (num_blocks < 1 || num_blocks > SPEC_BLOCKS_MAX) {
-        import_error(im, line_of(c, "num_blocks"), "'num_blocks' must be between 1 and %d", SPEC_BLOCKS_MAX);
+        import_error(im, line_of(c, "num_blocks"), "'num_blocks' must be between 1 and %d",
+                     SPEC_BLOCKS_MAX);
         return false;
     }
     if (!mb && !sb) {
@@ -853,8 +858,10 @@ static bool import_xlstm(Importer *im, const CfgValue *c, const char *name, FILE
             return false;
         if (ml) {
             if (!check_keys(im, ml, "mlstm_block.mlstm", mlstm_keys)) return false;
-            ok = get_int(im, ml, "num_heads", 4, &m_heads) & get_int(im, ml, "conv1d_kernel_size", 4, &m_conv) &
-                 get_int(im, ml, "qkv_proj_blocksize", 4, &m_qkv) & get_number(im, ml, "proj_factor", 2.0, &m_pf) &
+            ok = get_int(im, ml, "num_heads", 4, &m_heads) &
+                 get_int(im, ml, "conv1d_kernel_size", 4, &m_conv) &
+                 get_int(im, ml, "qkv_proj_blocksize", 4, &m_qkv) &
+                 get_number(im, ml, "proj_factor", 2.0, &m_pf) &
                  get_bool(im, ml, "round_proj_up_dim_up", true, &m_round_up) &
                  get_int(im, ml, "round_proj_up_to_multiple_of", 64, &m_round_to);
             if (!ok) return false;
@@ -875,14 +882,16 @@ static bool import_xlstm(Importer *im, const CfgValue *c, const char *name, FILE
         has_ffn = !(ffv && ffv->kind == CV_NULL);  /* absent: the default FeedForwardConfig() */
         if (sl) {
             if (!check_keys(im, sl, "slstm_block.slstm", slstm_keys)) return false;
-            ok = get_int(im, sl, "num_heads", 4, &s_heads) & get_int(im, sl, "conv1d_kernel_size", 4, &s_conv) &
-                 get_string(im, sl, "backend", "cuda", &backend) & get_string(im, sl, "function", "slstm", &function) &
+            ok = get_int(im, sl, "num_heads", 4, &s_heads) &
+                 get_int(im, sl, "conv1d_kernel_size", 4, &s_conv) &
+                 get_string(im, sl, "backend", "cuda", &backend) &
+                 get_string(im, sl, "function", "slstm", &function) &
                  get_bool(im, sl, "group_norm_weight", true, &gn_weight) &
                  get_number(im, sl, "initial_val", 0.0, &init_val);
             if (!ok) return false;
             if (strcmp(backend, "cuda") != 0 && strcmp(backend, "vanilla") != 0) {
-                import_error(im, line_of(sl, "backend"), "unknown sLSTM backend '%s' (expected cuda or vanilla)",
-                             backend);
+                import_error(im, line_of(sl, "backend"),
+                             "unknown sLSTM backend '%s' (expected cuda or vanilla)", backend);
                 return false;
             }
             if (strcmp(function, "slstm") != 0) {
@@ -908,8 +917,10 @@ static bool import_xlstm(Importer *im, const CfgValue *c, const char *name, FILE
         }
         if (ff) {
             if (!check_keys(im, ff, "slstm_block.feedforward", ffn_keys)) return false;
-            ok = get_number(im, ff, "proj_factor", 1.3, &f_pf) & get_string(im, ff, "act_fn", "gelu", &act) &
-                 get_bool(im, ff, "bias", false, &f_bias) & get_string(im, ff, "ff_type", "ffn_gated", &ff_type) &
+            ok = get_number(im, ff, "proj_factor", 1.3, &f_pf) &
+                 get_string(im, ff, "act_fn", "gelu", &act) &
+                 get_bool(im, ff, "bias", false, &f_bias) &
+                 get_string(im, ff, "ff_type", "ffn_gated", &ff_type) &
                  get_bool(im, ff, "round_proj_up_dim_up", true, &f_round_up) &
                  get_int(im, ff, "round_proj_up_to_multiple_of", 64, &f_round_to);
             if (!ok) return false;

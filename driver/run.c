@@ -328,16 +328,20 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             else if (strcmp(a, "--model") == 0) o->model = v;
             else if (strcmp(a, "--runtime") == 0) o->runtime = v;
             else if (strcmp(a, "-n") == 0) {
-                if (!parse_long(v, 0, 100000000, &o->n)) return usage("-n takes a count of tokens, not '%s'", v);
+                if (!parse_long(v, 0, 100000000, &o->n))
+                    return usage("-n takes a count of tokens, not '%s'", v);
             } else if (strcmp(a, "--top-k") == 0) {
-                if (!parse_long(v, 0, INT32_MAX, &o->top_k)) return usage("--top-k takes a number >= 0, not '%s'", v);
+                if (!parse_long(v, 0, INT32_MAX, &o->top_k))
+                    return usage("--top-k takes a number >= 0, not '%s'", v);
             } else if (strcmp(a, "--threads") == 0) {
-                if (!parse_long(v, 1, 4096, &o->threads)) return usage("--threads takes a number from 1 to 4096, not '%s'", v);
+                if (!parse_long(v, 1, 4096, &o->threads))
+                    return usage("--threads takes a number from 1 to 4096, not '%s'", v);
             } else if (strcmp(a, "--seed") == 0) {
                 char *end;
                 errno = 0;
                 o->seed = strtoull(v, &end, 10);
-                if (!*v || *end || errno || v[0] == '-') return usage("--seed takes a number >= 0, not '%s'", v);
+                if (!*v || *end || errno || v[0] == '-')
+                    return usage("--seed takes a number >= 0, not '%s'", v);
                 o->seed_given = true;
             } else if (strcmp(a, "--temperature") == 0 || strcmp(a, "-t") == 0) {
                 char *end;
@@ -373,7 +377,8 @@ static int32_t *prompt_tokens(const RunOptions *o, int32_t vocab, int *len)
             errno = 0;
             long v = strtol(p, &end, 10);
             if (end == p || errno || v < 0 || v >= vocab) {
-                fprintf(stderr, "mxc run: error: --prompt-ids: '%.20s' is not a token id in [0, %d)\n", p, vocab);
+                fprintf(stderr, "mxc run: error: --prompt-ids: '%.20s' is not a token id in [0, %d)\n",
+                        p, vocab);
                 free(t);
                 return NULL;
             }
@@ -435,12 +440,13 @@ int cmd_run(int argc, char **argv)
     if (shared) {
         if (o.prefix) snprintf(prefix, sizeof prefix, "%s", o.prefix);
         else if (!prefix_from_name(o.input, prefix, sizeof prefix))
-            return run_error("cannot tell the C prefix of %s from its name (not libNAME.so): give --prefix%s",
-                             o.input, "");
+            return run_error("cannot tell the C prefix of %s from its name (not libNAME.so): "
+                             "give --prefix%s", o.input, "");
     } else {
         const char *tmp = getenv("TMPDIR");
         snprintf(dir, sizeof dir, "%s/mxc-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(dir)) return run_error("cannot create a temporary directory %s: %s", dir, strerror(errno));
+        if (!mkdtemp(dir))
+            return run_error("cannot create a temporary directory %s: %s", dir, strerror(errno));
         double t0 = now_seconds();
         if (build_spec(&o, dir, so, sizeof so) != MXC_EXIT_OK) goto out;
         fprintf(stderr, "mxc run: compiled %s in %.1f s\n", o.input, now_seconds() - t0);
