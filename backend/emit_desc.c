@@ -109,6 +109,32 @@ static void emit_constant_fn(Cg *cg, const char *what, int64_t value)
     LLVMDisposeBuilder(b);
 }
 
+/* The weights file, assembled into read-only data with .incbin (the bytes never pass through
+ * LLVM's memory), under a hidden symbol the descriptor points at. */
+static LLVMValueRef emit_embedded_weights(Cg *cg)
+{
+    const char *path = cg->opts->embed_weights;
+    if (!path) return LLVMConstNull(cg->ptr);
+    char sym[128];
+    snprintf(sym, sizeof sym, "mxc_embedded_weights_%s", cg->opts->prefix);
+    size_t cap = strlen(path) * 2 + 512, at = 0;
+    char *asm_text = malloc(cap);
+    if (!asm_text) mxc_die("out of memory");
+    at += (size_t)snprintf(asm_text + at, cap - at,
+                           "\t.section .rodata.mxc_weights,\"a\",@progbits\n\t.balign 64\n"
+                           "\t.globl %s\n\t.hidden %s\n%s:\n\t.incbin \"", sym, sym, sym);
+    for (const char *p = path; *p; p++) { /* quote for the assembler's string syntax */
+        if (*p == '"' || *p == '\\') asm_text[at++] = '\\';
+        asm_text[at++] = *p;
+    }
+    at += (size_t)snprintf(asm_text + at, cap - at, "\"\n\t.text\n");
+    LLVMAppendModuleInlineAsm(cg->mod, asm_text, at);
+    free(asm_text);
+    LLVMValueRef gv = LLVMAddGlobal(cg->mod, LLVMArrayType2(LLVMInt8TypeInContext(cg->ctx), 0), sym);
+    LLVMSetVisibility(gv, LLVMHiddenVisibility);
+    return gv;
+}
+
 void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn)
 {
     const Graph *g = cg->g;
@@ -118,18 +144,20 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn)
 
     /* MxrtModelDesc: i32 abi, i32 n_weights, ptr name, ptr weights, i32 vocab_size,
      * i32 vocab_padded, i32 d_model, i32 chunk_len, i64 state_floats,
-     * i64 scratch_floats_per_row, ptr forward_chunk, ptr step */
-    LLVMTypeRef fields[] = {cg->i32, cg->i32, cg->ptr, cg->ptr, cg->i32, cg->i32,
-                            cg->i32, cg->i32, cg->i64, cg->i64, cg->ptr, cg->ptr};
-    LLVMTypeRef desc_t = LLVMStructTypeInContext(cg->ctx, fields, 12, 0);
+     * i64 scratch_floats_per_row, ptr forward_chunk, ptr step, ptr embedded_weights,
+     * i64 embedded_size */
+    LLVMTypeRef fields[] = {cg->i32, cg->i32, cg->ptr, cg->ptr, cg->i32, cg->i32, cg->i32,
+                            cg->i32, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->i64};
+    LLVMTypeRef desc_t = LLVMStructTypeInContext(cg->ctx, fields, 14, 0);
     LLVMValueRef vals[] = {const_i32(cg, MXRT_ABI_VERSION), const_i32(cg, g->n_weight_slots),
                            const_string(cg, cg->opts->prefix), table,
                            const_i32(cg, m->vocab_size), const_i32(cg, m->vocab_padded),
                            const_i32(cg, m->d_model), const_i32(cg, g->chunk_len),
                            cg_i64(cg, g->state_floats), cg_i64(cg, g->scratch_per_row),
-                           forward_fn, step_fn};
+                           forward_fn, step_fn, emit_embedded_weights(cg),
+                           cg_i64(cg, cg->opts->embed_weights ? cg->opts->embed_size : 0)};
     LLVMValueRef desc = LLVMAddGlobal(cg->mod, desc_t, "mxc_model_desc");
-    LLVMSetInitializer(desc, LLVMConstNamedStruct(desc_t, vals, 12));
+    LLVMSetInitializer(desc, LLVMConstNamedStruct(desc_t, vals, 14));
     LLVMSetLinkage(desc, LLVMPrivateLinkage);
     LLVMSetGlobalConstant(desc, 1);
 

@@ -76,7 +76,9 @@ bool cg_optimize_and_emit(Cg *cg, const char *obj_path)
 {
     static bool initialised;
     if (!initialised) {
-        if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter()) {
+        /* The asm parser assembles module inline asm (the embedded weights). */
+        if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter() ||
+            LLVMInitializeNativeAsmParser()) {
             fprintf(stderr, "mxc: error: LLVM has no native target for this machine\n");
             return false;
         }

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -26,6 +27,7 @@ typedef struct Options {
     const char *prefix;      /* --prefix: C prefix (default: model name) */
     const char *runtime;     /* --runtime: libmxcrt.a to link */
     const char *keep_obj;    /* --emit-obj: keep the object file here */
+    const char *embed;       /* --embed-weights: safetensors file to build into the object */
     int chunk;
     PassOptions passes;
     BackendOptions backend;
@@ -54,6 +56,8 @@ static const char usage_text[] =
     "  --dump-after NAME    print the IR after pass NAME ('lower' = before any, 'all')\n"
     "  --emit-llvm FILE     write the optimised LLVM IR\n"
     "  --emit-obj FILE      keep the object file\n"
+    "  --embed-weights FILE build the weights into the shared object; P_open(NULL, &m)\n"
+    "                       then uses them (one file to deploy)\n"
     "  --runtime FILE       runtime archive to link (default: libmxcrt.a beside mxc, then\n"
     "                       the installed one; or $MXC_RUNTIME)\n"
     "  --resolved           (check) print the model with every default made explicit\n"
@@ -144,6 +148,17 @@ static int cmd_build(Options *o)
         snprintf(tmp, sizeof tmp, "%s", o->out);
         snprintf(header, sizeof header, "%s/%s.h", dirname(tmp), prefix);
     }
+    char embed_path[PATH_MAX];
+    if (o->embed) { /* the assembler reads it later: resolve it now, and fail early */
+        struct stat st;
+        if (!realpath(o->embed, embed_path) || stat(embed_path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            fprintf(stderr, "mxc: error: cannot read weights to embed '%s': %s\n", o->embed,
+                    strerror(errno ? errno : EINVAL));
+            goto out;
+        }
+        o->backend.embed_weights = embed_path;
+        o->backend.embed_size = (int64_t)st.st_size;
+    }
     g = compile_graph(o, m);
     if (!g) goto out;
     o->backend.prefix = prefix;
@@ -213,7 +228,7 @@ static int cmd_passes(void)
 int mxc_main(int argc, char **argv)
 {
     enum { OPT_HEADER = 256, OPT_MODEL, OPT_PREFIX, OPT_CPU, OPT_CHUNK, OPT_DISABLE, OPT_DUMP,
-           OPT_LLVM, OPT_OBJ, OPT_RUNTIME, OPT_RESOLVED, OPT_VERSION };
+           OPT_LLVM, OPT_OBJ, OPT_RUNTIME, OPT_RESOLVED, OPT_VERSION, OPT_EMBED };
     static const struct option longopts[] = {
         {"header", required_argument, 0, OPT_HEADER},
         {"model", required_argument, 0, OPT_MODEL},
@@ -224,6 +239,7 @@ int mxc_main(int argc, char **argv)
         {"dump-after", required_argument, 0, OPT_DUMP},
         {"emit-llvm", required_argument, 0, OPT_LLVM},
         {"emit-obj", required_argument, 0, OPT_OBJ},
+        {"embed-weights", required_argument, 0, OPT_EMBED},
         {"runtime", required_argument, 0, OPT_RUNTIME},
         {"resolved", no_argument, 0, OPT_RESOLVED},
         {"help", no_argument, 0, 'h'},
@@ -274,6 +290,7 @@ int mxc_main(int argc, char **argv)
         case OPT_DUMP: o.passes.dump_after = optarg; break;
         case OPT_LLVM: o.backend.emit_llvm = optarg; break;
         case OPT_OBJ: o.keep_obj = optarg; break;
+        case OPT_EMBED: o.embed = optarg; break;
         case OPT_RUNTIME: o.runtime = optarg; break;
         case OPT_RESOLVED: resolved = true; break;
         case '?':

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 2
+#define MXRT_ABI_VERSION 3
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
@@ -69,12 +69,16 @@ typedef struct MxrtModelDesc {
     int64_t scratch_floats_per_row; /* per (sequence, position) row of a chunk */
     MxrtChunkFn forward_chunk;      /* any len in [1, chunk_len] */
     MxrtChunkFn step;               /* specialised for len == 1 */
+    const unsigned char *embedded_weights; /* a safetensors file built into the shared object
+                                              (mxc build --embed-weights), or NULL */
+    int64_t embedded_size;                 /* its size in bytes */
 } MxrtModelDesc;
 
 typedef struct MxrtModel MxrtModel;
 typedef struct MxrtState MxrtState;
 
-/* The entry points behind a compiled model's P_* API. All return 0 on success and non-zero
+/* The entry points behind a compiled model's P_* API. mxrt_open with a NULL path uses the
+ * weights embedded in the shared object, when there are some. All return 0 on success and non-zero
  * with a message for mxrt_last_error() on failure; none crashes on NULL arguments. */
 int mxrt_open(const MxrtModelDesc *desc, const char *weights_path, MxrtModel **out);
 void mxrt_close(MxrtModel *m);

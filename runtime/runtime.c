@@ -112,14 +112,20 @@ int mxrt_open(const MxrtModelDesc *desc, const char *weights_path, MxrtModel **o
         return mxrt_set_error("open: model descriptor is NULL");
     if (rt_check_desc(desc))
         return -1;
-    if (!weights_path)
-        return mxrt_set_error("%.60s_open: weights path is NULL", desc->name);
+    if (!weights_path && !desc->embedded_weights)
+        return mxrt_set_error("%.60s_open: weights path is NULL and the model has no embedded "
+                              "weights (build it with --embed-weights)", desc->name);
 
     MxrtModel *m = calloc(1, sizeof *m);
     if (!m)
         return mxrt_set_error("%.60s_open: out of memory", desc->name);
     m->desc = desc;
-    if (st_open(weights_path, &m->file) || bind_weights(desc, m->file, &m->weights)) {
+    /* Embedded weights are validated and bound exactly like a file's, in place. */
+    int opened = weights_path
+                     ? st_open(weights_path, &m->file)
+                     : st_open_memory(desc->embedded_weights, (size_t)desc->embedded_size,
+                                      "<embedded weights>", &m->file);
+    if (opened || bind_weights(desc, m->file, &m->weights)) {
         st_close(m->file);
         free(m);
         return -1;

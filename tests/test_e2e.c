@@ -532,6 +532,46 @@ static void test_two_models_in_one_process(void)
     dlclose(b.so);
 }
 
+/* --embed-weights: one file to deploy, P_open(NULL) binds the built-in copy. */
+static void test_embedded_weights(void)
+{
+    char spec[600], so[600], w[600], flags[700];
+    snprintf(spec, sizeof spec, "%s/golden/mamba_tiny/model.mx", test_srcdir());
+    golden_weights(w, sizeof w, "mamba_tiny");
+    snprintf(flags, sizeof flags, "--embed-weights '%s'", w);
+    CU_ASSERT_EQUAL_FATAL(build(spec, "embedded", flags, so, sizeof so), 0);
+    Api a;
+    CU_ASSERT_FATAL(api_load(&a, so, "embedded"));
+    Golden g;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/golden/mamba_tiny", test_srcdir());
+    CU_ASSERT_FATAL(golden_load(&g, dir));
+    void *m = NULL, *s = NULL;
+    CU_ASSERT_EQUAL_FATAL(a.open(NULL, &m), 0);
+    CU_ASSERT_EQUAL_FATAL(a.state_new(m, g.batch, &s), 0);
+    size_t n = (size_t)g.batch * g.len * g.vocab;
+    float *out = malloc(n * sizeof *out);
+    CU_ASSERT_EQUAL(a.forward(m, s, g.ids, g.len, out), 0);
+    CU_ASSERT(max_abs_diff(out, g.logits, n) <= GOLDEN_TOL);
+    /* a path still wins over the built-in copy */
+    void *m2 = NULL;
+    CU_ASSERT_EQUAL(a.open(w, &m2), 0);
+    a.close(m2);
+    free(out);
+    a.state_free(s);
+    a.close(m);
+    st_close(g.io);
+    dlclose(a.so);
+
+    /* without embedded weights, a NULL path is an error that says what to do */
+    m = NULL;
+    CU_ASSERT_NOT_EQUAL(err_api.open(NULL, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err_api.last_error(), "--embed-weights"));
+    snprintf(flags, sizeof flags, "'%s' build '%s' --embed-weights /nonexistent.safetensors -o /dev/null 2>/dev/null",
+             mxc_path(), spec);
+    CU_ASSERT_EQUAL(run(flags), 1);
+}
+
 static void test_build_refuses_bad_usage(void)
 {
     char spec[600], cmd[1400];
@@ -575,5 +615,6 @@ int main(void)
     TEST_ADD(errors, test_call_errors_return_messages);
     TEST_ADD(errors, test_two_models_in_one_process);
     TEST_ADD(errors, test_build_refuses_bad_usage);
+    TEST_ADD(errors, test_embedded_weights);
     return test_run_all();
 }
