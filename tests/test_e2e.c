@@ -408,11 +408,12 @@ static void test_open_errors_name_the_problem(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(a->last_error(), "backbone."));
 }
 
-/* Rewrite the golden weights with one tensor dropped or reshaped. */
-static void write_variant(const char *out, const char *victim, bool drop)
+/* Rewrite a golden case's weights with one tensor dropped or reshaped (first two dims
+ * swapped: same bytes, wrong shape). */
+static void write_variant_of(const char *golden, const char *out, const char *victim, bool drop)
 {
     char w[600];
-    golden_weights(w, sizeof w, "mamba_tiny");
+    golden_weights(w, sizeof w, golden);
     StFile *f;
     CU_ASSERT_EQUAL_FATAL(st_open(w, &f), 0);
     int n = st_count(f);
@@ -436,6 +437,35 @@ static void write_variant(const char *out, const char *victim, bool drop)
     free(t);
     free(shapes);
     st_close(f);
+}
+
+static void write_variant(const char *out, const char *victim, bool drop)
+{
+    write_variant_of("mamba_tiny", out, victim, drop);
+}
+
+/* The same for an mLSTM model (issue 3): a missing gate bias, a misshapen headwise weight. */
+static void test_mlstm_tensor_errors_are_named(void)
+{
+    char spec[600], so[600], path[600];
+    snprintf(spec, sizeof spec, "%s/golden/mlstm_tiny/model.mx", test_srcdir());
+    snprintf(path, sizeof path, "%s/out/mlstm_variant.safetensors", test_builddir());
+    CU_ASSERT_EQUAL_FATAL(build(spec, "mlstm_errs", NULL, so, sizeof so), 0);
+    Api a;
+    CU_ASSERT_FATAL(api_load(&a, so, "mlstm_errs"));
+    void *m = NULL;
+    const char *bias = "xlstm_block_stack.blocks.1.xlstm.mlstm_cell.fgate.bias";
+    write_variant_of("mlstm_tiny", path, bias, true);
+    CU_ASSERT_NOT_EQUAL(a.open(path, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.last_error(), bias));
+    const char *q = "xlstm_block_stack.blocks.0.xlstm.q_proj.weight";
+    write_variant_of("mlstm_tiny", path, q, false);
+    CU_ASSERT_NOT_EQUAL(a.open(path, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.last_error(), q));
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.last_error(), "[4, 32, 4]"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.last_error(), "[32, 4, 4]"));
+    unlink(path);
+    dlclose(a.so);
 }
 
 static void test_missing_and_misshapen_tensors_are_named(void)
@@ -612,6 +642,7 @@ int main(void)
     CU_pSuite errors = CU_add_suite("api-errors", err_suite_init, err_suite_clean);
     TEST_ADD(errors, test_open_errors_name_the_problem);
     TEST_ADD(errors, test_missing_and_misshapen_tensors_are_named);
+    TEST_ADD(errors, test_mlstm_tensor_errors_are_named);
     TEST_ADD(errors, test_call_errors_return_messages);
     TEST_ADD(errors, test_two_models_in_one_process);
     TEST_ADD(errors, test_build_refuses_bad_usage);
