@@ -162,7 +162,7 @@ void pool_run(MxrtPool *p, const PoolJob *job)
     }
 }
 
-int pool_default_threads(void)
+int pool_default_threads(int64_t weight_floats)
 {
     const char *env = getenv("MXC_THREADS");
     if (env && *env) {
@@ -172,5 +172,8 @@ int pool_default_threads(void)
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (cpus < 1) cpus = 1;
-    return cpus > MXRT_MAX_THREADS ? MXRT_MAX_THREADS : (int)cpus;
+    if (cpus > MXRT_MAX_THREADS) cpus = MXRT_MAX_THREADS;
+    int64_t useful = weight_floats / POOL_FLOATS_PER_THREAD;
+    if (useful < 1) useful = 1;
+    return useful < cpus ? (int)useful : (int)cpus;
 }

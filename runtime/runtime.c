@@ -164,6 +164,18 @@ static float *rt_alloc_floats(size_t n)
     return p;
 }
 
+/* Floats of weights a step reads: the size of the work, for the default thread count. */
+static int64_t rt_weight_floats(const MxrtModelDesc *d)
+{
+    int64_t total = 0;
+    for (int i = 0; i < d->n_weights; i++) {
+        int64_t n = 1;
+        for (int r = 0; r < d->weights[i].rank; r++) n *= d->weights[i].dims[r];
+        total += n;
+    }
+    return total;
+}
+
 int mxrt_state_new(MxrtModel *m, int batch, MxrtState **out)
 {
     char where[96];
@@ -201,7 +213,7 @@ int mxrt_state_new(MxrtModel *m, int batch, MxrtState **out)
     s->magic = RT_STATE_MAGIC;
     s->model = m;
     s->batch = batch;
-    s->threads = pool_default_threads();
+    s->threads = pool_default_threads(rt_weight_floats(d));
     s->state_floats = state_n;
     *out = s;
     return 0;
