@@ -74,6 +74,8 @@ LLVMValueRef cg_is_last_thread(Cg *cg);
 void cg_row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t);
 /* Pointer to column 0 of row (b, t) of a per-token value. */
 LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t);
+/* The same for flat row r = b·T + t; avoids the division where the storage allows. */
+LLVMValueRef cg_row_flat(Cg *cg, const Node *n, LLVMValueRef r);
 /* Pointer to a weight's data. */
 LLVMValueRef cg_weight(Cg *cg, const Node *w);
 /* Pointer to the current kernel's state slot, for sequence b. */
@@ -99,6 +101,8 @@ LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x);
 /* An elementwise unary op of the IR (silu, softplus, gelu, relu, relu2, sigmoid, selu). */
 LLVMValueRef cg_unary(Cg *cg, Op op, LLVMValueRef x);
 bool cg_op_is_unary(Op op);
+/* Can cg_unary take a vector of floats (no libm call inside)? */
+bool cg_unary_vectorizes(Op op);
 
 /* --- matmul.c: register-tiled projections ---------------------------------------------- */
 typedef struct MatmulPart {

@@ -128,6 +128,18 @@ LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t)
     mxc_die("%%%d (%s) has no storage", n->id, ir_op_name(n->op));
 }
 
+LLVMValueRef cg_row_flat(Cg *cg, const Node *n, LLVMValueRef r)
+{
+    if (n->store.kind == STORE_SCRATCH) { /* rows are consecutive: no (b, t) needed */
+        LLVMValueRef start = cg->bound[n->id];
+        if (!start) mxc_die("%%%d (%s) is not an operand of this kernel", n->id, ir_op_name(n->op));
+        return cg_gep(cg, cg->f32, start, LLVMBuildMul(cg->b, r, cg_i64(cg, n->store.row_stride), ""));
+    }
+    LLVMValueRef b, t;
+    cg_row_bt(cg, r, &b, &t);
+    return cg_row(cg, n, b, t);
+}
+
 LLVMValueRef cg_weight(Cg *cg, const Node *w)
 {
     if (w->op != OP_WEIGHT || !cg->bound[w->id]) mxc_die("%%%d is not a weight operand", w->id);
@@ -355,6 +367,11 @@ bool cg_op_is_unary(Op op)
     return false;
 }
 
+bool cg_unary_vectorizes(Op op)
+{
+    return cg_op_is_unary(op) && op != OP_GELU; /* gelu calls libm's erff */
+}
+
 LLVMValueRef cg_unary(Cg *cg, Op op, LLVMValueRef x)
 {
     LLVMBuilderRef B = cg->b;
@@ -362,21 +379,21 @@ LLVMValueRef cg_unary(Cg *cg, Op op, LLVMValueRef x)
     case OP_SILU: return cg_silu(cg, x);
     case OP_SOFTPLUS: return cg_softplus(cg, x);
     case OP_GELU: /* exact (erf) form, as F.gelu's default */
-        return LLVMBuildFMul(B, LLVMBuildFMul(B, cg_f32(cg, 0.5), x, ""),
-                             LLVMBuildFAdd(B, cg_f32(cg, 1.0),
-                                           cg_erf(cg, LLVMBuildFMul(B, x, cg_f32(cg, 0.70710678118654752440), "")),
+        return LLVMBuildFMul(B, LLVMBuildFMul(B, splat_like(cg, x, 0.5), x, ""),
+                             LLVMBuildFAdd(B, splat_like(cg, x, 1.0),
+                                           cg_erf(cg, LLVMBuildFMul(B, x, splat_like(cg, x, 0.70710678118654752440), "")),
                                            ""), "");
-    case OP_RELU: return cg_max(cg, x, cg_f32(cg, 0.0));
+    case OP_RELU: return cg_max(cg, x, splat_like(cg, x, 0.0));
     case OP_RELU2: {
-        LLVMValueRef p = cg_max(cg, x, cg_f32(cg, 0.0));
+        LLVMValueRef p = cg_max(cg, x, splat_like(cg, x, 0.0));
         return LLVMBuildFMul(B, p, p, "");
     }
     case OP_SIGMOID: return cg_sigmoid(cg, x);
     case OP_SELU: { /* torch's constants */
-        LLVMValueRef neg = LLVMBuildFMul(B, cg_f32(cg, 1.6732632423543772848170429916717),
-                                         LLVMBuildFSub(B, cg_exp(cg, x), cg_f32(cg, 1.0), ""), "");
-        LLVMValueRef pos = LLVMBuildFCmp(B, LLVMRealOGT, x, cg_f32(cg, 0.0), "");
-        return LLVMBuildFMul(B, cg_f32(cg, 1.0507009873554804934193349852946),
+        LLVMValueRef neg = LLVMBuildFMul(B, splat_like(cg, x, 1.6732632423543772848170429916717),
+                                         LLVMBuildFSub(B, cg_exp(cg, x), splat_like(cg, x, 1.0), ""), "");
+        LLVMValueRef pos = LLVMBuildFCmp(B, LLVMRealOGT, x, splat_like(cg, x, 0.0), "");
+        return LLVMBuildFMul(B, splat_like(cg, x, 1.0507009873554804934193349852946),
                              LLVMBuildSelect(B, pos, x, neg, ""), "");
     }
     case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:

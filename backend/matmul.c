@@ -39,9 +39,61 @@ static LLVMValueRef call_overloaded(Cg *cg, const char *name, LLVMTypeRef overlo
     return LLVMBuildCall2(cg->b, fty, fn, args, n, "");
 }
 
-/* The tile's dot products: RT·NT scalars in `sums` (row-major). */
-static void emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LLVMValueRef *wrow,
-                           int64_t k, LLVMValueRef *sums)
+/* Horizontal sums of n vectors of width W (n <= W) into n scalars, with a shuffle tree that
+ * reduces all of them together: each level pairs vectors a, b and adds [a.lo, b.lo] to
+ * [a.hi, b.hi], halving the partial sums per vector and the number of vectors. After
+ * log2(W) levels one vector holds every sum (lane_of[i]: the lane of input i). About
+ * 3 instructions per vector instead of ~2·log2(W) for separate reductions: it matters when
+ * K is small (Mamba's dt_proj has K = dt_rank = 48, three vector steps per dot product). */
+static LLVMValueRef reduce_all(Cg *cg, LLVMValueRef *v, int n, int *lane_of)
+{
+    LLVMBuilderRef B = cg->b;
+    int w = cg->vector_width;
+    int count = w;                     /* vectors at this level (padded with zeros) */
+    int owner[MAX_RT * MAX_NT * 2][64]; /* owner[vec][lane]: which input the partial sum is of */
+    LLVMValueRef cur[64];
+    for (int i = 0; i < count; i++) {
+        cur[i] = i < n ? v[i] : LLVMConstNull(vec_type(cg));
+        for (int l = 0; l < w; l++) owner[i][l] = i;
+    }
+    for (int width = w; width > 1; width /= 2) {
+        int half = width / 2;
+        LLVMValueRef lo_mask[64], hi_mask[64];
+        /* lanes [0, half) of each of a's `w/width` groups, then b's; likewise the upper halves */
+        int groups = w / width;
+        for (int g = 0; g < groups; g++)
+            for (int l = 0; l < half; l++) {
+                lo_mask[g * half + l] = LLVMConstInt(cg->i32, (unsigned)(g * width + l), 0);
+                hi_mask[g * half + l] = LLVMConstInt(cg->i32, (unsigned)(g * width + half + l), 0);
+                lo_mask[w / 2 + g * half + l] = LLVMConstInt(cg->i32, (unsigned)(w + g * width + l), 0);
+                hi_mask[w / 2 + g * half + l] = LLVMConstInt(cg->i32, (unsigned)(w + g * width + half + l), 0);
+            }
+        int next_owner[64][64];
+        for (int i = 0; i < count / 2; i++) {
+            LLVMValueRef a = cur[2 * i], b = cur[2 * i + 1];
+            LLVMValueRef lo = LLVMBuildShuffleVector(B, a, b, LLVMConstVector(lo_mask, (unsigned)w), "");
+            LLVMValueRef hi = LLVMBuildShuffleVector(B, a, b, LLVMConstVector(hi_mask, (unsigned)w), "");
+            cur[i] = LLVMBuildFAdd(B, lo, hi, "");
+            for (int g = 0; g < groups; g++)
+                for (int l = 0; l < half; l++) {
+                    next_owner[i][g * half + l] = owner[2 * i][g * width + l];
+                    next_owner[i][w / 2 + g * half + l] = owner[2 * i + 1][g * width + l];
+                }
+        }
+        count /= 2;
+        for (int i = 0; i < count; i++)
+            for (int l = 0; l < w; l++) owner[i][l] = next_owner[i][l];
+    }
+    for (int l = 0; l < w; l++)
+        if (owner[0][l] < n) lane_of[owner[0][l]] = l;
+    return cur[0];
+}
+
+/* The tile's dot products, RT·NT of them (row-major index i·NT + j): as one vector with
+ * lane_of[index] (returned) when k is a multiple of the vector width, else NULL and the
+ * scalars in `sums`. */
+static LLVMValueRef emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LLVMValueRef *wrow,
+                                   int64_t k, LLVMValueRef *sums, int *lane_of)
 {
     LLVMBuilderRef B = cg->b;
     int vw = cg->vector_width;
@@ -65,20 +117,24 @@ static void emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LLVMValueR
             }
         cg_loop_end(cg, &lk);
     }
+    /* All RT·NT horizontal sums at once (see reduce_all), then the k tail. */
+    LLVMValueRef vecs[MAX_RT * MAX_NT];
+    for (int i = 0; i < t->rt * t->nt; i++) vecs[i] = LLVMBuildLoad2(B, vec_type(cg), acc[i], "");
+    LLVMValueRef all = reduce_all(cg, vecs, t->rt * t->nt, lane_of);
+    if (kv * vw == k) return all;
+    for (int i = 0; i < t->rt * t->nt; i++)
+        sums[i] = LLVMBuildExtractElement(B, all, LLVMConstInt(cg->i32, (unsigned)lane_of[i], 0), "");
     for (int i = 0; i < t->rt; i++)
         for (int j = 0; j < t->nt; j++) {
-            LLVMValueRef args[2] = {LLVMConstReal(cg->f32, -0.0),
-                                    LLVMBuildLoad2(B, vec_type(cg), acc[i * t->nt + j], "")};
-            LLVMValueRef s = call_overloaded(cg, "llvm.vector.reduce.fadd", vec_type(cg), args, 2);
-            LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
-            /* the k tail, unrolled (fewer than vw steps) */
-            for (int64_t kk = kv * vw; kk < k; kk++) {
+            LLVMValueRef s = sums[i * t->nt + j];
+            for (int64_t kk = kv * vw; kk < k; kk++) { /* fewer than vw steps, unrolled */
                 LLVMValueRef p = LLVMBuildFMul(B, cg_load(cg, xrow[i], cg_i64(cg, kk)),
                                                cg_load(cg, wrow[j], cg_i64(cg, kk)), "");
                 s = LLVMBuildFAdd(B, s, p, "");
             }
             sums[i * t->nt + j] = s;
         }
+    return NULL;
 }
 
 static void emit_tile(Cg *cg, const Matmul *mm, const Tile *t, int64_t k)
@@ -86,11 +142,10 @@ static void emit_tile(Cg *cg, const Matmul *mm, const Tile *t, int64_t k)
     LLVMBuilderRef B = cg->b;
     LLVMValueRef xrow[MAX_RT], orow[MAX_RT], rrow[MAX_RT], wrow[MAX_NT];
     for (int i = 0; i < t->rt; i++) {
-        LLVMValueRef b, tt;
-        cg_row_bt(cg, LLVMBuildAdd(B, t->row0, cg_i64(cg, i), ""), &b, &tt);
-        xrow[i] = cg_row(cg, mm->x, b, tt);
-        orow[i] = cg_row(cg, mm->out, b, tt);
-        rrow[i] = mm->residual ? cg_row(cg, mm->residual, b, tt) : NULL;
+        LLVMValueRef r = LLVMBuildAdd(B, t->row0, cg_i64(cg, i), "");
+        xrow[i] = cg_row_flat(cg, mm->x, r);
+        orow[i] = cg_row_flat(cg, mm->out, r);
+        rrow[i] = mm->residual ? cg_row_flat(cg, mm->residual, r) : NULL;
     }
     LLVMValueRef wp = cg_weight(cg, t->part->w);
     for (int j = 0; j < t->nt; j++) {
@@ -98,7 +153,33 @@ static void emit_tile(Cg *cg, const Matmul *mm, const Tile *t, int64_t k)
         wrow[j] = cg_gep(cg, cg->f32, wp, LLVMBuildMul(B, n, cg_i64(cg, k), ""));
     }
     LLVMValueRef sums[MAX_RT * MAX_NT];
-    emit_tile_dots(cg, t, xrow, wrow, k, sums);
+    int lane_of[MAX_RT * MAX_NT];
+    LLVMValueRef all = emit_tile_dots(cg, t, xrow, wrow, k, sums, lane_of);
+    if (all && (mm->act == OP_COUNT_ || cg_unary_vectorizes(mm->act))) {
+        /* bias and activation on every sum of the tile at once */
+        if (t->part->bias) {
+            LLVMValueRef bias = LLVMGetUndef(vec_type(cg));
+            for (int l = 0; l < cg->vector_width; l++) bias = LLVMBuildInsertElement(B, bias, cg_f32(cg, 0.0), LLVMConstInt(cg->i32, (unsigned)l, 0), "");
+            for (int i = 0; i < t->rt * t->nt; i++) {
+                LLVMValueRef n = LLVMBuildAdd(B, t->n0, cg_i64(cg, i % t->nt), "");
+                bias = LLVMBuildInsertElement(B, bias, cg_load(cg, cg_weight(cg, t->part->bias), n),
+                                              LLVMConstInt(cg->i32, (unsigned)lane_of[i], 0), "");
+            }
+            all = LLVMBuildFAdd(B, all, bias, "");
+        }
+        if (mm->act != OP_COUNT_) all = cg_unary(cg, mm->act, all);
+        for (int i = 0; i < t->rt; i++)
+            for (int j = 0; j < t->nt; j++) {
+                LLVMValueRef col = LLVMBuildAdd(B, LLVMBuildAdd(B, t->n0, cg_i64(cg, j), ""), cg_i64(cg, t->col0), "col");
+                LLVMValueRef v = LLVMBuildExtractElement(B, all, LLVMConstInt(cg->i32, (unsigned)lane_of[i * t->nt + j], 0), "");
+                if (rrow[i]) v = LLVMBuildFAdd(B, cg_load(cg, rrow[i], col), v, "");
+                cg_store(cg, v, orow[i], col);
+            }
+        return;
+    }
+    if (all)
+        for (int i = 0; i < t->rt * t->nt; i++)
+            sums[i] = LLVMBuildExtractElement(B, all, LLVMConstInt(cg->i32, (unsigned)lane_of[i], 0), "");
     for (int j = 0; j < t->nt; j++) {
         LLVMValueRef n = LLVMBuildAdd(B, t->n0, cg_i64(cg, j), "");
         LLVMValueRef col = LLVMBuildAdd(B, n, cg_i64(cg, t->col0), "col");
@@ -140,7 +221,7 @@ void cg_emit_matmul(Cg *cg, const Matmul *mm)
     LLVMBuilderRef B = cg->b;
     int64_t k = ir_type_cols(&mm->x->type);
     int nt = cg->vector_width >= 16 ? 4 : 2; /* accumulators must fit the register file */
-    int rt = 4;
+    int rt = cg->vector_width / nt < MAX_RT ? cg->vector_width / nt : MAX_RT; /* rt·nt <= vw */
     int64_t col0 = 0;
     for (int p = 0; p < mm->n_parts; p++) {
         const MatmulPart *part = &mm->parts[p];

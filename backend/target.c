@@ -58,6 +58,9 @@ void cg_set_target_attributes(Cg *cg, LLVMValueRef fn)
     target_cpu(cg, &cpu, &features);
     LLVMAddTargetDependentFunctionAttr(fn, "target-cpu", cpu);
     if (*features) LLVMAddTargetDependentFunctionAttr(fn, "target-features", features);
+    /* LLVM tunes some AVX-512 CPUs to prefer 256-bit vectors in loops it vectorises itself;
+     * our loops are long and regular, so use the full width we generate for by hand. */
+    if (cg->vector_width >= 16) LLVMAddTargetDependentFunctionAttr(fn, "prefer-vector-width", "512");
     free_cpu(cpu, features, !(cg->opts && cg->opts->target_cpu));
 }
 
