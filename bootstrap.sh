@@ -6,6 +6,8 @@ set -eu
 cd "$(dirname "$0")"
 
 PACKAGES="gcc make libc6-dev autoconf automake libtool pkg-config flex bison llvm-19-dev libcunit1-dev"
+# check.sh only: libFuzzer (clang-14, libclang-rt-14-dev) and valgrind
+PACKAGES="$PACKAGES clang-14 libclang-rt-14-dev valgrind"
 
 missing=""
 for p in $PACKAGES; do

@@ -3,8 +3,9 @@
 #
 #   sh tests/fuzz/run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [TARGET...]
 #
-# TARGET is spec (the spec frontend: tests/fuzz/fuzz_spec.c) or st (the safetensors reader
-# and weight binding: tests/fuzz/fuzz_st.c); default both. Each target runs SECONDS (default
+# TARGET is spec (the spec frontend: tests/fuzz/fuzz_spec.c), ir (spec text lowered to the
+# IR: tests/fuzz/fuzz_ir.c) or st (the safetensors reader and weight binding:
+# tests/fuzz/fuzz_st.c); default all three. Each target runs SECONDS (default
 # 60; 0 = replay only) under `nice -n 19`, with JOBS libFuzzer processes (default 1). The
 # targets run side by side. The corpus grows in WORKDIR/TARGET/corpus (default
 # tests/fuzz/work in the build directory) and is kept between runs, so repeated runs go
@@ -13,11 +14,12 @@
 # that says what it was, fix the bug, and it is replayed on every run from then on.
 #
 # Environment: FUZZ_CC (default clang-14, else clang) must support -fsanitize=fuzzer (Debian:
-# clang-14 and libclang-rt-14-dev). Without it the script says so and exits 77, the automake
-# code for "skipped". MXC_SRCDIR / MXC_BUILDDIR: source and build trees (default: this
-# script's tree, built in place); the generated scanner and parser are taken from the build
-# tree. Longer runs, e.g. an hour per target on both cores:
-#   sh tests/fuzz/run.sh -t 3600 -j 2
+# clang-14 and libclang-rt-14-dev); without it the script says so and exits 0 (skipped).
+# MXC_SRCDIR / MXC_BUILDDIR: source and build trees (default: this script's tree, built in
+# place); the generated scanner and parser are taken from the build tree.
+#
+# Longer runs, e.g. an hour per target with two processes each:
+#   make fuzz FUZZ_TIME=3600 FUZZ_JOBS=2        (or: sh tests/fuzz/run.sh -t 3600 -j 2)
 set -eu
 
 time_s=60
@@ -28,11 +30,11 @@ while getopts t:j:w: opt; do
     t) time_s=$OPTARG ;;
     j) jobs=$OPTARG ;;
     w) work=$OPTARG ;;
-    *) echo "usage: run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [spec] [st]" >&2; exit 2 ;;
+    *) echo "usage: run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [spec] [ir] [st]" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-targets=${*:-spec st}
+targets=${*:-spec ir st}
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=${MXC_SRCDIR:-$(cd "$here/../.." && pwd)}
@@ -50,8 +52,8 @@ fi
 probe=$out/probe.c
 echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' > "$probe"
 if [ -z "$cc" ] || ! "$cc" -fsanitize=fuzzer,address,undefined "$probe" -o "$out/probe" 2>/dev/null; then
-    echo "fuzz: skipped: no clang with libFuzzer (install clang-14 and libclang-rt-14-dev)"
-    exit 77
+    echo "fuzz: SKIPPED: no clang with libFuzzer (install clang-14 and libclang-rt-14-dev)"
+    exit 0
 fi
 
 for f in frontend/parser.c frontend/lexer.c frontend/parser.h; do
@@ -86,11 +88,12 @@ build_if_stale() {
 for t in $targets; do
     case $t in
     spec) build_if_stale "$out/fuzz_spec" $flags "$src/tests/fuzz/fuzz_spec.c" $front ;;
+    ir) build_if_stale "$out/fuzz_ir" $flags "$src/tests/fuzz/fuzz_ir.c" $front "$src"/ir/*.c ;;
     st)
         build_if_stale "$out/fuzz_st" $flags "$src/tests/fuzz/fuzz_st.c" $st
         build_if_stale "$out/st_seeds" -std=gnu11 -O1 -I"$src" "$src/tests/fuzz/st_seeds.c" \
             "$src/runtime/error.c" "$src/runtime/json.c" "$src/runtime/safetensors.c" ;;
-    *) echo "fuzz: unknown target '$t' (spec or st)" >&2; exit 2 ;;
+    *) echo "fuzz: unknown target '$t' (spec, ir or st)" >&2; exit 2 ;;
     esac
 done
 
@@ -100,7 +103,7 @@ seeds() {
     rm -rf "$dir"
     mkdir -p "$dir"
     case $1 in
-    spec)
+    spec | ir)
         for f in "$src"/examples/*.mx "$src"/tests/specs/*/*.mx "$src"/tests/golden/*/*.mx; do
             [ -f "$f" ] && cp "$f" "$dir/$(echo "${f#"$src"/}" | tr / _)"
         done ;;
@@ -136,7 +139,9 @@ for t in $targets; do
     echo "fuzz: $t: $time_s s x $jobs job(s), corpus $wdir/corpus, log $wdir/fuzz.log"
     # with -jobs, each worker writes fuzz-N.log into the current directory
     # shellcheck disable=SC2086
-    (cd "$wdir" && exec nice -n 19 "$bin" -dict="$src/tests/fuzz/$t.dict" -max_len=16384 \
+    dict=$src/tests/fuzz/$t.dict
+    [ "$t" = ir ] && dict=$src/tests/fuzz/spec.dict
+    (cd "$wdir" && exec nice -n 19 "$bin" -dict="$dict" -max_len=16384 \
         -timeout=10 -rss_limit_mb=2048 -max_total_time="$time_s" -print_final_stats=1 \
         -artifact_prefix="$wdir/crash-" $parallel corpus "$seed_dir" > "$wdir/fuzz.log" 2>&1) &
     pids="$pids $!:$t"
