@@ -41,15 +41,16 @@ SpecFile *spec_load_file(const char *path, DiagSink *diag)
         diag_report(diag, DIAG_ERROR, at, "cannot open: %s", strerror(errno));
         return NULL;
     }
-    /* Read to EOF in growing chunks: works for pipes too, and stops past the size limit
-     * (ast_parse reports files that are too large). */
-    size_t cap = 1 << 16, len = 0, limit = (size_t)1 << 27;
+    /* Read to EOF in growing chunks: works for pipes too. A spec may have 64 MiB (the
+     * parser's limit, PARSE_MAX_BYTES in lexer.l); one byte more is enough to refuse it, so
+     * an endless or huge input (/dev/zero, a checkpoint given by mistake) costs no more. */
+    size_t cap = 1 << 16, len = 0, limit = (size_t)64 << 20;
     char *text = malloc(cap);
     if (!text)
         mxc_die("out of memory");
     for (;;) {
         if (len == cap) {
-            cap *= 2;
+            cap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
             text = realloc(text, cap);
             if (!text)
                 mxc_die("out of memory");
@@ -62,8 +63,11 @@ SpecFile *spec_load_file(const char *path, DiagSink *diag)
     bool failed = ferror(fp);
     int err = errno;
     fclose(fp);
-    if (failed) {
-        diag_report(diag, DIAG_ERROR, at, "cannot read: %s", strerror(err));
+    if (failed || len > limit) {
+        if (failed)
+            diag_report(diag, DIAG_ERROR, at, "cannot read: %s", strerror(err));
+        else
+            diag_report(diag, DIAG_ERROR, at, "file is too large (more than %zu bytes)", limit);
         free(text);
         return NULL;
     }

@@ -25,7 +25,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/safetensors.h"
@@ -888,6 +891,67 @@ static void test_threads_narrow_mamba_scan(void)
     tiny_close(&t);
 }
 
+/* A compiled model runs on the caller's thread (it is thread 0 of the state's pool), and
+ * host applications run it on threads with small stacks: the generated code must not need
+ * stack in proportion to the model's sizes. One forward and a few steps on a 128 KiB stack
+ * must give the main thread's results. */
+enum { SMALL_STACK = 128 * 1024, SS_LEN = 64 };
+
+typedef struct StackJob {
+    const Api *a;
+    void *m;
+    float *out; /* [SS_LEN + 4] rows of vocab_padded */
+    int rc;
+} StackJob;
+
+static void *small_stack_work(void *arg)
+{
+    StackJob *j = arg;
+    const Api *a = j->a;
+    size_t V = (size_t)a->vocab_padded();
+    int32_t tok[SS_LEN];
+    for (int t = 0; t < SS_LEN; t++)
+        tok[t] = (int32_t)((t * 37 + 11) % a->vocab_size());
+    void *s = NULL;
+    j->rc = a->state_new(j->m, 1, &s);
+    for (int k = 1; k <= 2 && j->rc == 0; k++) { /* on 1 thread, then on 2 */
+        a->state_reset(s);
+        j->rc = a->set_threads(s, k) || a->forward(j->m, s, tok, SS_LEN, j->out);
+        for (int t = 0; t < 4 && j->rc == 0; t++)
+            j->rc = a->step(j->m, s, &tok[t], j->out + (SS_LEN + t) * V);
+    }
+    a->state_free(s);
+    return NULL;
+}
+
+static void check_small_stack(const Api *a, const char *weights)
+{
+    void *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(a->open(weights, &m), 0);
+    size_t n = (size_t)(SS_LEN + 4) * (size_t)a->vocab_padded();
+    StackJob ref = {a, m, calloc(n, sizeof(float)), -1}, small = {a, m, calloc(n, sizeof(float)), -1};
+    small_stack_work(&ref);
+    CU_ASSERT_EQUAL(ref.rc, 0);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    CU_ASSERT_EQUAL(pthread_attr_setstacksize(&attr, SMALL_STACK), 0);
+    pthread_t th;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, &attr, small_stack_work, &small), 0);
+    pthread_join(th, NULL);
+    pthread_attr_destroy(&attr);
+    CU_ASSERT_EQUAL(small.rc, 0);
+    CU_ASSERT_EQUAL(memcmp(small.out, ref.out, n * sizeof(float)), 0);
+    free(ref.out);
+    free(small.out);
+    a->close(m);
+}
+
+static void test_threads_with_small_stacks(void)
+{
+    check_small_stack(&mm, mm_weights);
+    check_small_stack(&xm, xm_weights);
+}
+
 /* Threads that open and close their own models of one shared object at the same time. */
 static void *open_close_work(void *arg)
 {
@@ -1242,6 +1306,25 @@ static bool edge_run(const char *spec, const char *prefix, const char *so, int l
     return ok;
 }
 
+/* edge_run in a child process, so that a model that crashes fails its spec (with the
+ * signal) instead of killing the whole test program. */
+static bool edge_run_isolated(const char *spec, const char *prefix, const char *so, int len)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0)
+        _exit(edge_run(spec, prefix, so, len) ? 0 : 1);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        ;
+    if (WIFSIGNALED(status))
+        fprintf(stderr, "\n    %s: the model CRASHED (signal %d)\n", prefix, WTERMSIG(status));
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 static int by_name(const struct dirent **a, const struct dirent **b)
 {
     return strcmp((*a)->d_name, (*b)->d_name);
@@ -1339,7 +1422,7 @@ static void test_edge_specs(void)
             printf("\n    %s: builds ", prefix);
             break;
         case EXPECT_RUN:
-            ok = rc == 0 && edge_run(spec, prefix, so, e.len);
+            ok = rc == 0 && edge_run_isolated(spec, prefix, so, e.len);
             break;
         }
         if (!ok) {
@@ -1353,6 +1436,35 @@ static void test_edge_specs(void)
         free(list[i]);
     free(list);
     CU_ASSERT_EQUAL(failed, 0);
+}
+
+/* A spec "file" that never ends (/dev/zero) or is far too large is refused after reading
+ * one byte past the 64 MiB limit. mxc used to read on to 128 MiB, in a buffer grown to
+ * 256 MiB, before saying so (frontend/spec.c). */
+static void test_endless_spec_input(void)
+{
+    char err[1024];
+    snprintf(err, sizeof err, "%s/endless.err", out_dir());
+    fflush(stdout);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        if (fd >= 0)
+            dup2(fd, 2);
+        execl(mxc_path(), "mxc", "check", "/dev/zero", (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    struct rusage ru;
+    CU_ASSERT_EQUAL_FATAL(wait4(pid, &status, 0, &ru), pid);
+    char *msg = read_text(err);
+    printf("\n    mxc check /dev/zero: exit %d, peak RSS %ld MiB ",
+           WIFEXITED(status) ? WEXITSTATUS(status) : -1, ru.ru_maxrss / 1024);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    CU_ASSERT(msg && strstr(msg, "/dev/zero: error: file is too large (more than 67108864 bytes)"));
+    CU_ASSERT(ru.ru_maxrss < 256 * 1024); /* KiB; it was 560 MiB (850 under ASan) */
+    free(msg);
 }
 
 int main(void)
@@ -1372,6 +1484,7 @@ int main(void)
     TEST_ADD(threads, test_threads_share_an_xlstm_model);
     TEST_ADD(threads, test_threads_open_and_close);
     TEST_ADD(threads, test_threads_narrow_mamba_scan);
+    TEST_ADD(threads, test_threads_with_small_stacks);
     CU_pSuite numerics = CU_add_suite("numerics", NULL, NULL);
     TEST_ADD(numerics, test_long_run_mamba);
     TEST_ADD(numerics, test_long_run_mlstm);
@@ -1382,5 +1495,6 @@ int main(void)
     TEST_ADD(numerics, test_inf_in_weights);
     CU_pSuite edges = CU_add_suite("edges", NULL, NULL);
     TEST_ADD(edges, test_edge_specs);
+    TEST_ADD(edges, test_endless_spec_input);
     return test_run_all();
 }
