@@ -125,11 +125,10 @@ void cg_emit_slstm_cell(Cg *cg, const Node *n)
     bool cuda = n->attr.rec.cuda_layout;
     LLVMValueRef rw = cg_weight(cg, n->src[4]), bw = cg_weight(cg, n->src[5]);
     LLVMBuilderRef B = cg->b;
-    LLVMValueRef raw = cg_array(cg, 4 * dh, "raw");
 
     /* Heads are independent (R is block-diagonal), so threads split the (sequence, head)
      * pairs and each pair runs through the chunk's positions alone. */
-    CgLoop li, lt, lj, ld, lj2;
+    CgLoop li, lt, lj, ld, lc;
     LLVMValueRef b, h;
     cell_items_begin(cg, &li, heads, &b, &h);
     LLVMValueRef st = cg_state(cg, n->attr.rec.state, b);
@@ -141,46 +140,25 @@ void cg_emit_slstm_cell(Cg *cg, const Node *n)
     LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
     LLVMValueRef out = cg_row(cg, n, b, t);
 
-    /* raw = input side + bias */
+    /* Unit j of the head: its four gate pre-activations from the input side, the bias and
+     * the head's block of R applied to y_{t-1}; then the pointwise update. The new y goes to
+     * the output row first, since the other units still read the old one. */
     LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), cg_i64(cg, dh), "j");
+    LLVMValueRef idx = LLVMBuildAdd(B, hd, j, "");
+    LLVMValueRef raw[4];
     for (int g = 0; g < 4; g++) {
-        LLVMValueRef wx = cg_load(cg, cg_row(cg, n->src[g], b, t), LLVMBuildAdd(B, hd, j, ""));
+        LLVMValueRef wx = cg_load(cg, cg_row(cg, n->src[g], b, t), idx);
         LLVMValueRef bv = cg_load(cg, bw, bias_index(cg, cuda, e, dh, h, g, j));
-        cg_store(cg, LLVMBuildFAdd(B, wx, bv, ""), raw, LLVMBuildAdd(B, cg_i64(cg, g * dh), j, ""));
-    }
-    cg_loop_end(cg, &lj);
-
-    /* raw += the head's block of R applied to y_{t-1}; the stored layout decides which loop
-     * is contiguous. */
-    if (cuda) {
-        LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, dh), "d");
-        LLVMValueRef yd = cg_load(cg, yh, d);
-        LLVMValueRef gj = cg_loop_begin(cg, &lj2, cg_i64(cg, 0), cg_i64(cg, 4 * dh), "gj");
-        LLVMValueRef rv = cg_load(cg, rw, r_index(cg, true, dh, h, d, gj));
-        cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, raw, gj), LLVMBuildFMul(B, yd, rv, ""), ""), raw, gj);
-        cg_loop_end(cg, &lj2);
-        cg_loop_end(cg, &ld);
-    } else {
-        LLVMValueRef gj = cg_loop_begin(cg, &lj2, cg_i64(cg, 0), cg_i64(cg, 4 * dh), "gj");
+        LLVMValueRef gj = LLVMBuildAdd(B, cg_i64(cg, g * dh), j, "");
         LLVMValueRef acc = cg_var(cg, "ry");
         LLVMBuildStore(B, cg_f32(cg, 0.0), acc);
         LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, dh), "d");
-        LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, yh, d),
-                                           cg_load(cg, rw, r_index(cg, false, dh, h, d, gj)));
+        LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, yh, d), cg_load(cg, rw, r_index(cg, cuda, dh, h, d, gj)));
         LLVMBuildStore(B, cg_fadd_reduce(cg, LLVMBuildLoad2(B, cg->f32, acc, ""), prod), acc);
         cg_loop_end(cg, &ld);
-        cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, raw, gj), LLVMBuildLoad2(B, cg->f32, acc, ""), ""),
-                 raw, gj);
-        cg_loop_end(cg, &lj2);
+        raw[g] = LLVMBuildFAdd(B, LLVMBuildFAdd(B, wx, bv, ""), LLVMBuildLoad2(B, cg->f32, acc, ""), "raw");
     }
-
-    /* pointwise gates and state update */
-    j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), cg_i64(cg, dh), "j");
-    LLVMValueRef idx = LLVMBuildAdd(B, hd, j, "");
-    LLVMValueRef ri = cg_load(cg, raw, j);
-    LLVMValueRef rf = cg_load(cg, raw, LLVMBuildAdd(B, j, cg_i64(cg, dh), ""));
-    LLVMValueRef rz = cg_load(cg, raw, LLVMBuildAdd(B, j, cg_i64(cg, 2 * dh), ""));
-    LLVMValueRef ro = cg_load(cg, raw, LLVMBuildAdd(B, j, cg_i64(cg, 3 * dh), ""));
+    LLVMValueRef ri = raw[0], rf = raw[1], rz = raw[2], ro = raw[3];
     LLVMValueRef m_prev = cg_load(cg, ms, idx), n_prev = cg_load(cg, ns, idx);
     LLVMValueRef c_prev = cg_load(cg, cs, idx);
     LLVMValueRef logfm = LLVMBuildFAdd(B, m_prev, cg_logsigmoid(cg, rf), "logfm");
@@ -197,9 +175,14 @@ void cg_emit_slstm_cell(Cg *cg, const Node *n)
     cg_store(cg, c_new, cs, idx);
     cg_store(cg, n_new, ns, idx);
     cg_store(cg, m_new, ms, idx);
-    cg_store(cg, y, ys, idx);
     cg_store(cg, y, out, idx);
     cg_loop_end(cg, &lj);
+
+    /* the head's new y becomes the state */
+    LLVMValueRef jc = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, dh), "j");
+    LLVMValueRef at = LLVMBuildAdd(B, hd, jc, "");
+    cg_store(cg, cg_load(cg, out, at), ys, at);
+    cg_loop_end(cg, &lc);
 
     cg_loop_end(cg, &lt);
     cg_loop_end(cg, &li);

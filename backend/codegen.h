@@ -59,8 +59,6 @@ LLVMValueRef cg_loop_begin_step(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValue
 LLVMValueRef cg_entry_alloca(Cg *cg, LLVMTypeRef type, const char *name);
 /* An f32 stack variable in the entry block (becomes a register after SROA). */
 LLVMValueRef cg_var(Cg *cg, const char *name);
-/* A fixed-size f32 stack array in the entry block. */
-LLVMValueRef cg_array(Cg *cg, int64_t n, const char *name);
 
 LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index);
 LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, LLVMValueRef index);   /* f32 ptr[index] */

@@ -312,32 +312,46 @@ static LLVMValueRef vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar)
     return LLVMBuildShuffleVector(cg->b, one, LLVMGetUndef(vt), LLVMConstVector(zeros, n), "");
 }
 
+/* A[n] of a vector of channels: -exp(A_log[c0 .. c0+vw, n]), gathered from the [C][N] weight. */
+static LLVMValueRef scan_a_vector(Cg *cg, const ScanArgs *a, LLVMTypeRef vt, LLVMValueRef c0,
+                                  LLVMValueRef n)
+{
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef lanes = LLVMGetUndef(vt);
+    for (unsigned l = 0; l < LLVMGetVectorSize(vt); l++) {
+        LLVMValueRef c = LLVMBuildAdd(B, c0, cg_i64(cg, l), "");
+        LLVMValueRef v = cg_load(cg, a->alog, LLVMBuildAdd(B, LLVMBuildMul(B, c, cg_i64(cg, a->ns), ""), n, ""));
+        lanes = LLVMBuildInsertElement(B, lanes, v, LLVMConstInt(cg->i32, l, 0), "");
+    }
+    return LLVMBuildFNeg(B, cg_exp(cg, lanes), "A");
+}
+
+/* Up to SCAN_REGISTER_STATES states (Mamba uses 16) the group's A and h vectors live in
+ * registers (entry-block arrays that SROA promotes) across the chunk. Beyond, h is read and
+ * written in the state slot and A recomputed per step: slower, but with no stack in
+ * proportion to d_state (the calling thread's stack is the host application's). */
+enum { SCAN_REGISTER_STATES = 64 };
+
 static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
 {
     LLVMBuilderRef B = cg->b;
     int vw = cg->vector_width;
     int64_t ns = a->ns;
     LLVMTypeRef vt = LLVMVectorType(cg->f32, (unsigned)vw);
-    bool in_registers = ns <= 64; /* unroll over n; larger states loop through memory */
-    LLVMValueRef abuf = cg_entry_alloca(cg, LLVMArrayType2(vt, (uint64_t)ns), "A");
-    LLVMValueRef hbuf = cg_entry_alloca(cg, LLVMArrayType2(vt, (uint64_t)ns), "h");
-    LLVMValueRef zero32 = LLVMConstInt(cg->i32, 0, 0);
+    bool in_registers = ns <= SCAN_REGISTER_STATES;
+    LLVMTypeRef arr_t = LLVMArrayType2(vt, (uint64_t)(in_registers ? ns : 1));
+    LLVMValueRef abuf = in_registers ? cg_entry_alloca(cg, arr_t, "A") : NULL;
+    LLVMValueRef hbuf = in_registers ? cg_entry_alloca(cg, arr_t, "h") : NULL;
 
-    /* A[n] = -exp(A_log[c0 .. c0+vw, n]) and h[n] for this group of channels */
-    CgLoop ln;
-    LLVMValueRef n = cg_loop_begin(cg, &ln, cg_i64(cg, 0), cg_i64(cg, ns), "n");
-    LLVMValueRef lanes = LLVMGetUndef(vt);
-    for (int l = 0; l < vw; l++) {
-        LLVMValueRef c = LLVMBuildAdd(B, c0, cg_i64(cg, l), "");
-        LLVMValueRef v = cg_load(cg, a->alog, LLVMBuildAdd(B, LLVMBuildMul(B, c, cg_i64(cg, ns), ""), n, ""));
-        lanes = LLVMBuildInsertElement(B, lanes, v, LLVMConstInt(cg->i32, (unsigned)l, 0), "");
+    if (in_registers) { /* A[n] and h[n] for this group of channels */
+        CgLoop ln;
+        LLVMValueRef n = cg_loop_begin(cg, &ln, cg_i64(cg, 0), cg_i64(cg, ns), "n");
+        LLVMValueRef idx[2] = {LLVMConstInt(cg->i64, 0, 0), n};
+        LLVMBuildStore(B, scan_a_vector(cg, a, vt, c0, n), LLVMBuildInBoundsGEP2(B, arr_t, abuf, idx, 2, ""));
+        LLVMValueRef hsrc = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, "");
+        LLVMBuildStore(B, vload(cg, vt, a->h, hsrc), LLVMBuildInBoundsGEP2(B, arr_t, hbuf, idx, 2, ""));
+        cg_loop_end(cg, &ln);
     }
-    LLVMValueRef idx[2] = {LLVMConstInt(cg->i64, 0, 0), n};
-    LLVMBuildStore(B, LLVMBuildFNeg(B, cg_exp(cg, lanes), ""), LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), abuf, idx, 2, ""));
-    LLVMValueRef hsrc = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, "");
-    LLVMBuildStore(B, vload(cg, vt, a->h, hsrc), LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), hbuf, idx, 2, ""));
-    cg_loop_end(cg, &ln);
-    (void)zero32;
 
     LLVMValueRef dv = vload(cg, vt, a->dskip, c0);
     CgLoop lt;
@@ -354,12 +368,20 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
     for (int64_t k = 0; k < unrolled; k++) {
         LLVMValueRef nn = in_registers ? cg_i64(cg, k) : nloop;
         LLVMValueRef at[2] = {LLVMConstInt(cg->i64, 0, 0), nn};
-        LLVMValueRef aptr = LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), abuf, at, 2, "");
-        LLVMValueRef hptr = LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), hbuf, at, 2, "");
-        LLVMValueRef decay = cg_exp(cg, LLVMBuildFMul(B, dt, LLVMBuildLoad2(B, vt, aptr, ""), ""));
+        LLVMValueRef hidx = LLVMBuildAdd(B, LLVMBuildMul(B, nn, cg_i64(cg, a->ch), ""), c0, "");
+        LLVMValueRef av = in_registers
+                              ? LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, arr_t, abuf, at, 2, ""), "")
+                              : scan_a_vector(cg, a, vt, c0, nn);
+        LLVMValueRef hprev = in_registers
+                                 ? LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, arr_t, hbuf, at, 2, ""), "")
+                                 : vload(cg, vt, a->h, hidx);
+        LLVMValueRef decay = cg_exp(cg, LLVMBuildFMul(B, dt, av, ""));
         LLVMValueRef input = LLVMBuildFMul(B, dtx, vsplat(cg, vt, cg_load(cg, brow, nn)), "");
-        LLVMValueRef h = LLVMBuildFAdd(B, LLVMBuildFMul(B, decay, LLVMBuildLoad2(B, vt, hptr, ""), ""), input, "h");
-        LLVMBuildStore(B, h, hptr);
+        LLVMValueRef h = LLVMBuildFAdd(B, LLVMBuildFMul(B, decay, hprev, ""), input, "h");
+        if (in_registers)
+            LLVMBuildStore(B, h, LLVMBuildInBoundsGEP2(B, arr_t, hbuf, at, 2, ""));
+        else
+            vstore(cg, h, a->h, hidx);
         LLVMValueRef y = LLVMBuildFAdd(B, LLVMBuildLoad2(B, vt, yacc, ""),
                                        LLVMBuildFMul(B, h, vsplat(cg, vt, cg_load(cg, crow, nn)), ""), "");
         LLVMBuildStore(B, y, yacc);
@@ -370,12 +392,14 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
     vstore(cg, y, cg_row(cg, a->n, a->b, t), c0);
     cg_loop_end(cg, &lt);
 
-    CgLoop ln3;
-    n = cg_loop_begin(cg, &ln3, cg_i64(cg, 0), cg_i64(cg, ns), "n");
-    LLVMValueRef at[2] = {LLVMConstInt(cg->i64, 0, 0), n};
-    LLVMValueRef hv = LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, LLVMArrayType2(vt, (uint64_t)ns), hbuf, at, 2, ""), "");
-    vstore(cg, hv, a->h, LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, ""));
-    cg_loop_end(cg, &ln3);
+    if (in_registers) { /* h back to the state slot */
+        CgLoop ln3;
+        LLVMValueRef n = cg_loop_begin(cg, &ln3, cg_i64(cg, 0), cg_i64(cg, ns), "n");
+        LLVMValueRef at[2] = {LLVMConstInt(cg->i64, 0, 0), n};
+        LLVMValueRef hv = LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, arr_t, hbuf, at, 2, ""), "");
+        vstore(cg, hv, a->h, LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, ""));
+        cg_loop_end(cg, &ln3);
+    }
 }
 
 /* One channel at a time, for the channels a vector does not fill. */

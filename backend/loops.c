@@ -57,13 +57,6 @@ LLVMValueRef cg_entry_alloca(Cg *cg, LLVMTypeRef type, const char *name)
 
 LLVMValueRef cg_var(Cg *cg, const char *name) { return cg_entry_alloca(cg, cg->f32, name); }
 
-LLVMValueRef cg_array(Cg *cg, int64_t n, const char *name)
-{
-    LLVMValueRef v = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)n), name);
-    LLVMSetAlignment(v, 64);
-    return v;
-}
-
 LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index)
 {
     return LLVMBuildInBoundsGEP2(cg->b, elem, base, &index, 1, "");

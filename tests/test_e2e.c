@@ -17,40 +17,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model_api.h"
 #include "runtime/safetensors.h"
 #include "testutil.h"
 
 #define GOLDEN_TOL 1e-4
 #define SELF_TOL 1e-5
-
-/* The C API of one compiled model, resolved by prefix. */
-typedef struct Api {
-    void *so;
-    int (*open)(const char *, void **);
-    void (*close)(void *);
-    int (*state_new)(void *, int, void **);
-    void (*state_free)(void *);
-    void (*state_reset)(void *);
-    int (*state_copy)(void *, const void *);
-    int (*forward)(void *, void *, const int32_t *, int, float *);
-    int (*step)(void *, void *, const int32_t *, float *);
-    const char *(*last_error)(void);
-    int (*set_threads)(void *, int);
-    int32_t (*vocab_padded)(void);
-    int32_t (*vocab_size)(void);
-} Api;
-
-static int run(const char *cmd)
-{
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static const char *mxc_path(void)
-{
-    const char *p = getenv("MXC");
-    return p && *p ? p : "./mxc";
-}
 
 /* Compile `spec` into OUTDIR/lib<prefix>.so; returns the mxc exit status. */
 static int build(const char *spec, const char *prefix, const char *extra, char *so, size_t len)
@@ -61,42 +33,7 @@ static int build(const char *spec, const char *prefix, const char *extra, char *
     snprintf(so, len, "%s/lib%s.so", dir, prefix);
     snprintf(cmd, sizeof cmd, "'%s' build '%s' -o '%s' --prefix %s %s", mxc_path(), spec, so, prefix,
              extra ? extra : "");
-    return run(cmd);
-}
-
-static void *sym(void *so, const char *prefix, const char *name)
-{
-    char full[256];
-    snprintf(full, sizeof full, "%s_%s", prefix, name);
-    void *p = dlsym(so, full);
-    if (!p) fprintf(stderr, "missing symbol %s\n", full);
-    return p;
-}
-
-static bool api_load(Api *a, const char *so_path, const char *prefix)
-{
-    memset(a, 0, sizeof *a);
-    a->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-    if (!a->so) {
-        fprintf(stderr, "dlopen %s: %s\n", so_path, dlerror());
-        return false;
-    }
-    *(void **)&a->open = sym(a->so, prefix, "open");
-    *(void **)&a->close = sym(a->so, prefix, "close");
-    *(void **)&a->state_new = sym(a->so, prefix, "state_new");
-    *(void **)&a->state_free = sym(a->so, prefix, "state_free");
-    *(void **)&a->state_reset = sym(a->so, prefix, "state_reset");
-    *(void **)&a->state_copy = sym(a->so, prefix, "state_copy");
-    *(void **)&a->forward = sym(a->so, prefix, "forward");
-    *(void **)&a->step = sym(a->so, prefix, "step");
-    *(void **)&a->last_error = sym(a->so, prefix, "last_error");
-    *(void **)&a->set_threads = sym(a->so, prefix, "state_set_threads");
-    *(void **)&a->vocab_padded = sym(a->so, prefix, "vocab_padded");
-    *(void **)&a->vocab_size = sym(a->so, prefix, "vocab_size");
-    return a->open && a->close && a->state_new && a->state_free && a->state_reset &&
-           a->state_copy && a->forward && a->step && a->last_error && a->set_threads &&
-           a->vocab_padded &&
-           a->vocab_size;
+    return run_command(cmd);
 }
 
 /* Golden inputs and outputs of one case. */
@@ -493,7 +430,7 @@ static void test_missing_and_misshapen_tensors_are_named(void)
     char w[600], cmd[1400];
     golden_weights(w, sizeof w, "mamba_tiny");
     snprintf(cmd, sizeof cmd, "head -c 200000 '%s' > '%s'", w, path);
-    CU_ASSERT_EQUAL_FATAL(run(cmd), 0);
+    CU_ASSERT_EQUAL_FATAL(run_command(cmd), 0);
     m = NULL;
     CU_ASSERT_NOT_EQUAL(a->open(path, &m), 0);
     CU_ASSERT_PTR_NULL(m);
@@ -599,7 +536,7 @@ static void test_embedded_weights(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err_api.last_error(), "--embed-weights"));
     snprintf(flags, sizeof flags, "'%s' build '%s' --embed-weights /nonexistent.safetensors -o /dev/null 2>/dev/null",
              mxc_path(), spec);
-    CU_ASSERT_EQUAL(run(flags), 1);
+    CU_ASSERT_EQUAL(run_command(flags), 1);
 }
 
 static void test_build_refuses_bad_usage(void)
@@ -607,13 +544,13 @@ static void test_build_refuses_bad_usage(void)
     char spec[600], cmd[1400];
     snprintf(spec, sizeof spec, "%s/golden/mamba_tiny/model.mx", test_srcdir());
     snprintf(cmd, sizeof cmd, "'%s' build '%s' --prefix 1bad -o /dev/null 2>/dev/null", mxc_path(), spec);
-    CU_ASSERT_EQUAL(run(cmd), 1);
+    CU_ASSERT_EQUAL(run_command(cmd), 1);
     snprintf(cmd, sizeof cmd, "'%s' build 2>/dev/null", mxc_path());
-    CU_ASSERT_EQUAL(run(cmd), 2);
+    CU_ASSERT_EQUAL(run_command(cmd), 2);
     snprintf(cmd, sizeof cmd, "'%s' frobnicate x 2>/dev/null", mxc_path());
-    CU_ASSERT_EQUAL(run(cmd), 2);
+    CU_ASSERT_EQUAL(run_command(cmd), 2);
     snprintf(cmd, sizeof cmd, "'%s' build /nonexistent.mx 2>/dev/null", mxc_path());
-    CU_ASSERT_EQUAL(run(cmd), 1);
+    CU_ASSERT_EQUAL(run_command(cmd), 1);
 }
 
 int main(void)

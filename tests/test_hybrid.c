@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "model_api.h"
 #include "runtime/safetensors.h"
 #include "testutil.h"
 
@@ -46,61 +47,6 @@ extern char **environ;
 
 #define BATCH 3
 #define LEN 40
-
-/* --- the C API of one compiled model, resolved by prefix ------------------------------------ */
-
-typedef struct Api {
-    void *so;
-    int (*open)(const char *, void **);
-    void (*close)(void *);
-    int (*state_new)(void *, int, void **);
-    void (*state_free)(void *);
-    void (*state_reset)(void *);
-    int (*forward)(void *, void *, const int32_t *, int, float *);
-    int (*step)(void *, void *, const int32_t *, float *);
-    const char *(*last_error)(void);
-    int (*set_threads)(void *, int);
-    int32_t (*vocab_padded)(void);
-    int32_t (*vocab_size)(void);
-} Api;
-
-static void *sym(void *so, const char *prefix, const char *name)
-{
-    char full[256];
-    snprintf(full, sizeof full, "%s_%s", prefix, name);
-    void *p = dlsym(so, full);
-    if (!p) fprintf(stderr, "missing symbol %s\n", full);
-    return p;
-}
-
-static bool api_load(Api *a, const char *so_path, const char *prefix)
-{
-    memset(a, 0, sizeof *a);
-    a->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-    if (!a->so) {
-        fprintf(stderr, "dlopen %s: %s\n", so_path, dlerror());
-        return false;
-    }
-    *(void **)&a->open = sym(a->so, prefix, "open");
-    *(void **)&a->close = sym(a->so, prefix, "close");
-    *(void **)&a->state_new = sym(a->so, prefix, "state_new");
-    *(void **)&a->state_free = sym(a->so, prefix, "state_free");
-    *(void **)&a->state_reset = sym(a->so, prefix, "state_reset");
-    *(void **)&a->forward = sym(a->so, prefix, "forward");
-    *(void **)&a->step = sym(a->so, prefix, "step");
-    *(void **)&a->last_error = sym(a->so, prefix, "last_error");
-    *(void **)&a->set_threads = sym(a->so, prefix, "state_set_threads");
-    *(void **)&a->vocab_padded = sym(a->so, prefix, "vocab_padded");
-    *(void **)&a->vocab_size = sym(a->so, prefix, "vocab_size");
-    return a->open && a->close && a->state_new && a->state_free && a->state_reset && a->forward &&
-           a->step && a->last_error && a->set_threads && a->vocab_padded && a->vocab_size;
-}
-
-static const char *mxc_path(void)
-{
-    const char *p = getenv("MXC");
-    return p && *p ? p : "./mxc";
-}
 
 /* --- builds: every model is compiled once, all of them at once, before the tests --------- */
 

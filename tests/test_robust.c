@@ -31,22 +31,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "model_api.h"
 #include "runtime/safetensors.h"
 #include "testutil.h"
 
 /* ---- running mxc ------------------------------------------------------------------------ */
-
-static int run(const char *cmd)
-{
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static const char *mxc_path(void)
-{
-    const char *p = getenv("MXC");
-    return p && *p ? p : "./mxc";
-}
 
 /* builddir/out/robust, created on first use. */
 static const char *out_dir(void)
@@ -70,7 +59,7 @@ static int build(const char *spec, const char *prefix, const char *extra, char *
     unlink(so);
     snprintf(cmd, sizeof cmd, "'%s' build '%s' -o '%s' --prefix %s %s 2>'%s/%s.err'",
              mxc_path(), spec, so, prefix, extra ? extra : "", out_dir(), prefix);
-    return run(cmd);
+    return run_command(cmd);
 }
 
 /* Write `text` to out/robust/<name>.mx; returns the path in `path`. */
@@ -100,72 +89,6 @@ static char *read_text(const char *path)
     buf[len] = '\0';
     fclose(f);
     return buf;
-}
-
-/* ---- the C API of one compiled model, resolved by prefix -------------------------------- */
-
-typedef struct Api {
-    void *so;
-    int (*open)(const char *, void **);
-    void (*close)(void *);
-    int (*state_new)(void *, int, void **);
-    void (*state_free)(void *);
-    void (*state_reset)(void *);
-    int (*state_copy)(void *, const void *);
-    int (*state_batch)(const void *);
-    int (*set_threads)(void *, int);
-    int (*forward)(void *, void *, const int32_t *, int, float *);
-    int (*step)(void *, void *, const int32_t *, float *);
-    const char *(*last_error)(void);
-    int32_t (*vocab_size)(void);
-    int32_t (*vocab_padded)(void);
-    int32_t (*d_model)(void);
-    int32_t (*n_blocks)(void);
-} Api;
-
-static void *sym(void *so, const char *prefix, const char *name)
-{
-    char full[256];
-    snprintf(full, sizeof full, "%s_%s", prefix, name);
-    void *p = dlsym(so, full);
-    if (!p)
-        fprintf(stderr, "missing symbol %s\n", full);
-    return p;
-}
-
-static bool api_load(Api *a, const char *so_path, const char *prefix)
-{
-    memset(a, 0, sizeof *a);
-    a->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-    if (!a->so) {
-        fprintf(stderr, "dlopen %s: %s\n", so_path, dlerror());
-        return false;
-    }
-    *(void **)&a->open = sym(a->so, prefix, "open");
-    *(void **)&a->close = sym(a->so, prefix, "close");
-    *(void **)&a->state_new = sym(a->so, prefix, "state_new");
-    *(void **)&a->state_free = sym(a->so, prefix, "state_free");
-    *(void **)&a->state_reset = sym(a->so, prefix, "state_reset");
-    *(void **)&a->state_copy = sym(a->so, prefix, "state_copy");
-    *(void **)&a->state_batch = sym(a->so, prefix, "state_batch");
-    *(void **)&a->set_threads = sym(a->so, prefix, "state_set_threads");
-    *(void **)&a->forward = sym(a->so, prefix, "forward");
-    *(void **)&a->step = sym(a->so, prefix, "step");
-    *(void **)&a->last_error = sym(a->so, prefix, "last_error");
-    *(void **)&a->vocab_size = sym(a->so, prefix, "vocab_size");
-    *(void **)&a->vocab_padded = sym(a->so, prefix, "vocab_padded");
-    *(void **)&a->d_model = sym(a->so, prefix, "d_model");
-    *(void **)&a->n_blocks = sym(a->so, prefix, "n_blocks");
-    return a->open && a->close && a->state_new && a->state_free && a->state_reset &&
-           a->state_copy && a->state_batch && a->set_threads && a->forward && a->step && a->last_error &&
-           a->vocab_size && a->vocab_padded && a->d_model && a->n_blocks;
-}
-
-static void api_unload(Api *a)
-{
-    if (a->so)
-        dlclose(a->so);
-    memset(a, 0, sizeof *a);
 }
 
 /* Does the last error contain `needle`? Prints the message when not, to ease debugging. */

@@ -1,0 +1,63 @@
+/* model_api.c - see model_api.h. */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "model_api.h"
+
+static void *sym(void *so, const char *prefix, const char *name)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s_%s", prefix, name);
+    void *p = dlsym(so, full);
+    if (!p) fprintf(stderr, "missing symbol %s\n", full);
+    return p;
+}
+
+bool api_load(Api *a, const char *so_path, const char *prefix)
+{
+    memset(a, 0, sizeof *a);
+    a->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+    if (!a->so) {
+        fprintf(stderr, "dlopen %s: %s\n", so_path, dlerror());
+        return false;
+    }
+    *(void **)&a->open = sym(a->so, prefix, "open");
+    *(void **)&a->close = sym(a->so, prefix, "close");
+    *(void **)&a->state_new = sym(a->so, prefix, "state_new");
+    *(void **)&a->state_free = sym(a->so, prefix, "state_free");
+    *(void **)&a->state_reset = sym(a->so, prefix, "state_reset");
+    *(void **)&a->state_copy = sym(a->so, prefix, "state_copy");
+    *(void **)&a->state_batch = sym(a->so, prefix, "state_batch");
+    *(void **)&a->set_threads = sym(a->so, prefix, "state_set_threads");
+    *(void **)&a->forward = sym(a->so, prefix, "forward");
+    *(void **)&a->step = sym(a->so, prefix, "step");
+    *(void **)&a->last_error = sym(a->so, prefix, "last_error");
+    *(void **)&a->vocab_size = sym(a->so, prefix, "vocab_size");
+    *(void **)&a->vocab_padded = sym(a->so, prefix, "vocab_padded");
+    *(void **)&a->d_model = sym(a->so, prefix, "d_model");
+    *(void **)&a->n_blocks = sym(a->so, prefix, "n_blocks");
+    return a->open && a->close && a->state_new && a->state_free && a->state_reset &&
+           a->state_copy && a->state_batch && a->set_threads && a->forward && a->step &&
+           a->last_error && a->vocab_size && a->vocab_padded && a->d_model && a->n_blocks;
+}
+
+void api_unload(Api *a)
+{
+    if (a->so) dlclose(a->so);
+    memset(a, 0, sizeof *a);
+}
+
+const char *mxc_path(void)
+{
+    const char *p = getenv("MXC");
+    return p && *p ? p : "./mxc";
+}
+
+int run_command(const char *cmd)
+{
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
