@@ -125,7 +125,7 @@ for t in $targets; do
     regress=$src/tests/fuzz/regress/$t
     if [ -d "$regress" ] && [ -n "$(ls "$regress")" ]; then
         echo "fuzz: $t: replaying $(ls "$regress" | wc -l) regression inputs"
-        if ! "$bin" -runs=1 "$regress"/* > "$wdir/replay.log" 2>&1; then
+        if ! "$bin" -timeout=30 -runs=1 "$regress"/* > "$wdir/replay.log" 2>&1; then
             tail -n 30 "$wdir/replay.log"
             echo "fuzz: $t: a regression input fails again" >&2
             status=1
