@@ -420,7 +420,7 @@ def render(R):
              f"- Load: at start `{m['uptime_start']}`; at end `{R['uptime_end']}`. "
              "Other work on the machine inflates every time below (both sides alike only roughly).",
              f"- Roofline: read bandwidth {R['roofline']['bandwidth_gbs']:.2f} GB/s "
-             f"({R['threads']} threads, 1 GB buffer, huge pages {R['roofline'].get('hugepages', '?')}, "
+             f"({R['threads']} threads, 1 GB buffer, huge pages {({True: 'yes', False: 'no'}).get(R['roofline'].get('hugepages'), '?')}, "
              f"best of {R['roofline'].get('passes', 10)}); OpenBLAS {R['openblas']['core_used']} "
              f"(auto-detected core: {R['openblas']['detected']}; trials on 512×768·768×3072: "
              + ", ".join(f"{k or 'auto'} {v:.0f}" for k, v in R['openblas']['trials'].items()) + " GFLOPS); "
@@ -504,18 +504,23 @@ def main():
     ap.add_argument("--llamacpp-bench", default=os.environ.get("LLAMACPP_BENCH", "/work/llamacpp/build/bin/llama-bench"))
     ap.add_argument("--llamacpp-gguf", default=os.environ.get("LLAMACPP_GGUF", "/work/llamacpp/m130-f32.gguf"))
     ap.add_argument("--quick", action="store_true", help="few repetitions (to try the script)")
-    ap.add_argument("--render", metavar="RESULTS_JSON", help="only print the table of an earlier run")
+    ap.add_argument("--render", metavar="RESULTS_JSON",
+                    help="only redo the table of an earlier run (printed, and into --docs)")
     a = ap.parse_args()
-    if a.render:
+    if a.render:  # the table of an earlier run, e.g. after a change of layout
         with open(a.render) as f:
-            print(render(json.load(f)))
+            R = json.load(f)
+        block = render(R) + f"\nWhole run: {R['seconds'] / 60:.1f} min.\n"
+        print(block)
+        if a.docs:
+            update_docs(a.docs, block, R.get("command", os.environ.get("MXC_BENCH_COMMAND", "?")))
         return
 
     t_start = time.time()
     names = [n for n in a.models.split(",") if n]
     os.makedirs(a.out, exist_ok=True)
     cmdline = os.environ.get("MXC_BENCH_COMMAND") or " ".join([a.python, "bench/bench.py"] + sys.argv[1:])
-    R = {"models": names, "threads": a.threads, "python": a.python, "mxc": {}, "torch": {},
+    R = {"command": cmdline, "models": names, "threads": a.threads, "python": a.python, "mxc": {}, "torch": {},
          "check": {}, "llamacpp": {}, "weights": {}}
 
     log("== machine")
