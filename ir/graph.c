@@ -408,14 +408,11 @@ Node *ir_tokens(Graph *g, Loc loc)
     return g->tokens;
 }
 
+/* Each parameter is created once by the lowering (a tied head reuses the embedding's
+ * node), so no lookup by name is needed here: that would make lowering quadratic in depth. */
 Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int rank,
                 const int64_t *dims)
 {
-    /* One node per parameter: asking twice (a tied head) returns the same node. */
-    for (int i = 0; i < g->n_nodes; i++) {
-        Node *w = g->nodes[i];
-        if (w->op == OP_WEIGHT && strcmp(w->attr.weight.name, name) == 0) return w;
-    }
     if (rank < 1 || rank > IR_MAX_RANK) mxc_die("weight %s: rank %d", name, rank);
     Node *n = node_new(g, OP_WEIGHT, loc, 0, NULL);
     n->attr.weight.name = ir_strdup(g, name);
@@ -565,10 +562,23 @@ void ir_move_before(Graph *g, Node *n, Node *pos)
 
 void ir_replace_uses(Graph *g, Node *old, Node *new)
 {
-    for (int i = 0; i < g->n_nodes; i++) {
-        Node *u = g->nodes[i];
-        if (u->dead || u == new) continue;
-        for (int s = 0; s < u->n_src; s++)
-            if (u->src[s] == old) u->src[s] = new;
-    }
+    old->forward = new;
+    if (g->output && g->output->src[0] == old) g->output->src[0] = new;
+}
+
+static Node *resolve(Node *n)
+{
+    while (n->forward) n = n->forward;
+    return n;
+}
+
+void ir_resolve_sources(Node *n)
+{
+    for (int s = 0; s < n->n_src; s++) n->src[s] = resolve(n->src[s]);
+}
+
+void ir_resolve_all(Graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!g->nodes[i]->dead) ir_resolve_sources(g->nodes[i]);
 }

@@ -60,6 +60,7 @@ struct Node {
     Node *src[IR_MAX_SRC];
     Type type;
     bool dead;         /* removed by a pass; kept in the arena */
+    Node *forward;     /* set by ir_replace_uses: users of this node now use that one */
     int n_uses;        /* live users; maintained by ir_count_uses() */
     Storage store;     /* assigned by plan-memory */
     /* Attributes; which member is valid depends on op (documented per member). */
@@ -176,8 +177,12 @@ void ir_count_uses(Graph *g);
 /* Rewriting (for passes). A pass builds a node with the builders (it lands at the end of the
  * node list), then moves it to its place; every node's id is renumbered to its index. */
 void ir_move_before(Graph *g, Node *n, Node *pos);
-/* Every live use of `old` (a source or the output) becomes a use of `new`. */
+/* Every live use of `old` (a source or the output) becomes a use of `new`. Constant time:
+ * `old` forwards to `new`, and sources are brought up to date by ir_resolve_sources (a pass
+ * calls it on each node it looks at; the pipeline runs ir_resolve_all after every pass). */
 void ir_replace_uses(Graph *g, Node *old, Node *new);
+void ir_resolve_sources(Node *n);
+void ir_resolve_all(Graph *g);
 /* Index of the projection sources (OP_LINEAR, OP_HEADWISE). */
 static inline int ir_proj_weight(const Node *n, int part) { return 1 + part; }
 static inline int ir_proj_bias(const Node *n, int part) { return 1 + n->attr.proj.parts + part; }

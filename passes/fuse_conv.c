@@ -11,13 +11,15 @@ void pass_fuse_conv(Graph *g)
     ir_count_uses(g);
     for (int i = 0; i < g->n_nodes; i++) {
         Node *act = g->nodes[i];
-        if (act->dead || !cg_op_is_unary(act->op)) continue;
+        if (act->dead) continue;
+        ir_resolve_sources(act);
+        if (!cg_op_is_unary(act->op)) continue;
         Node *conv = act->src[0];
         if (conv->op != OP_CONV1D || conv->n_uses != 1 || conv->attr.rec.act != OP_COUNT_)
             continue;
         conv->attr.rec.act = act->op;
+        conv->n_uses = act->n_uses; /* the activation's readers are now the conv's */
         ir_replace_uses(g, act, conv);
-        if (g->output->src[0] == act) g->output->src[0] = conv;
         act->dead = true;
     }
     ir_count_uses(g);

@@ -16,10 +16,11 @@ static bool single_plain_linear(const Node *n)
     return n->op == OP_LINEAR && n->n_uses == 1 && !n->attr.proj.residual && n->attr.proj.parts == 1;
 }
 
+/* `old`'s readers become `replacement`'s, which had `old` as its only reader. */
 static void retire(Graph *g, Node *old, Node *replacement)
 {
+    replacement->n_uses = old->n_uses;
     ir_replace_uses(g, old, replacement);
-    if (g->output->src[0] == old) g->output->src[0] = replacement;
     old->dead = true;
 }
 
@@ -68,9 +69,11 @@ void pass_fuse_elementwise(Graph *g)
     for (int i = 0; i < g->n_nodes; i++) {
         Node *n = g->nodes[i];
         if (n->dead) continue;
-        bool changed = (n->op == OP_ADD && fuse_residual(g, n)) ||
-                       (n->op == OP_MUL && fuse_scan_gate(g, n)) ||
-                       (cg_op_is_unary(n->op) && fuse_activation(g, n));
-        if (changed) ir_count_uses(g);
+        ir_resolve_sources(n);
+        /* Use counts are kept up to date by retire(), so each node is looked at once. */
+        (void)((n->op == OP_ADD && fuse_residual(g, n)) ||
+               (n->op == OP_MUL && fuse_scan_gate(g, n)) ||
+               (cg_op_is_unary(n->op) && fuse_activation(g, n)));
     }
+    ir_count_uses(g);
 }

@@ -12,6 +12,10 @@
 #include "passes/passes.h"
 #include "backend/codegen.h" /* MATMUL_MAX_PARTS: how many parts the backend takes */
 
+/* How far after a projection its partners are looked for: a block's worth of nodes. Keeps
+ * the pass linear in the depth of the stack. */
+enum { FUSE_WINDOW = 256 };
+
 static bool fusable(const Node *n)
 {
     return !n->dead && (n->op == OP_LINEAR || n->op == OP_HEADWISE) && n->attr.proj.parts == 1 &&
@@ -29,12 +33,14 @@ static bool same_kind(const Node *a, const Node *b)
     return true;
 }
 
-/* Is every live use of `n` placed after node index `after`? */
-static bool used_only_after(const Graph *g, const Node *n, int after)
+/* Is every live use of `n` placed after node index `after`? (Users come after n, so only
+ * the nodes between the two can be one: a local look, not a scan of the graph.) */
+static bool used_only_after(Graph *g, const Node *n, int after)
 {
-    for (int i = 0; i <= after; i++) {
-        const Node *u = g->nodes[i];
+    for (int i = n->id + 1; i <= after; i++) {
+        Node *u = g->nodes[i];
         if (u->dead) continue;
+        ir_resolve_sources(u);
         for (int s = 0; s < u->n_src; s++)
             if (u->src[s] == n) return false;
     }
@@ -71,7 +77,6 @@ static void fuse_group(Graph *g, Node **group, int n)
         Node *part = ir_slice(g, group[i]->loc, fused, start, cols);
         ir_move_before(g, part, last);
         ir_replace_uses(g, group[i], part);
-        if (g->output->src[0] == group[i]) g->output->src[0] = part;
         group[i]->dead = true;
         start += cols;
     }
@@ -81,11 +86,16 @@ void pass_fuse_projections(Graph *g)
 {
     for (int i = 0; i < g->n_nodes; i++) {
         Node *first = g->nodes[i];
+        ir_resolve_sources(first);
         if (!fusable(first)) continue;
         Node *group[MATMUL_MAX_PARTS] = {first};
         int n = 1;
-        for (int j = i + 1; j < g->n_nodes && n < MATMUL_MAX_PARTS; j++)
+        /* Partners read the same input, so they come after it and before its last reader;
+         * the input's readers are close by in practice, and the search stops at a window. */
+        for (int j = i + 1; j < g->n_nodes && j < i + FUSE_WINDOW && n < MATMUL_MAX_PARTS; j++) {
+            ir_resolve_sources(g->nodes[j]);
             if (fusable(g->nodes[j]) && same_kind(first, g->nodes[j])) group[n++] = g->nodes[j];
+        }
         if (n > 1) fuse_group(g, group, n);
     }
     ir_count_uses(g);

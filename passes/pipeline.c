@@ -81,6 +81,7 @@ bool passes_run(Graph *g, const PassOptions *o)
     for (int i = 0; i < n; i++) {
         if (is_disabled(o, p[i].name)) continue;
         p[i].run(g);
+        ir_resolve_all(g);
         verify_or_die(g, p[i].name);
         dump_if_asked(g, o, p[i].name);
     }
