@@ -34,6 +34,7 @@ struct MxrtModel {
 struct MxrtState {
     uint32_t magic;
     const MxrtModel *model;
+    const MxrtModelDesc *desc; /* the model's, kept: the model may be closed before the state */
     int batch;
     size_t state_floats;   /* batch * desc->state_floats */
     float *state;          /* [batch][state_floats], 64-byte aligned */
@@ -212,6 +213,7 @@ int mxrt_state_new(MxrtModel *m, int batch, MxrtState **out)
     }
     s->magic = RT_STATE_MAGIC;
     s->model = m;
+    s->desc = d;
     s->batch = batch;
     s->threads = pool_default_threads(rt_weight_floats(d));
     s->state_floats = state_n;
@@ -245,7 +247,7 @@ int mxrt_state_copy(MxrtState *dst, const MxrtState *src)
     if (rt_check_state(dst, "state_copy", "destination state") ||
         rt_check_state(src, "state_copy", "source state"))
         return -1;
-    if (dst->model != src->model)
+    if (dst->model != src->model || dst->desc != src->desc)
         return mxrt_set_error("state_copy: the two states belong to different models");
     if (dst->batch != src->batch)
         return mxrt_set_error("state_copy: batch sizes differ (destination %d, source %d)",
@@ -299,7 +301,9 @@ static int rt_check_run(const MxrtModel *m, const MxrtState *s, const int32_t *t
     rt_where(where, m, op);
     if (rt_check_state(s, where, "state"))
         return -1;
-    if (s->model != m)
+    /* The descriptor too: a model opened after the state's was closed may get its address,
+     * and a state sized for another compiled model must never reach these kernels. */
+    if (s->model != m || s->desc != m->desc)
         return mxrt_set_error("%s: state belongs to another model", where);
     if (len < 1)
         return mxrt_set_error("%s: len must be >= 1, got %d", where, len);
