@@ -4,8 +4,9 @@
 #   sh tests/fuzz/run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [TARGET...]
 #
 # TARGET is spec (the spec frontend: tests/fuzz/fuzz_spec.c), ir (spec text lowered to the
-# IR: tests/fuzz/fuzz_ir.c) or st (the safetensors reader and weight binding:
-# tests/fuzz/fuzz_st.c); default all three. Each target runs SECONDS (default
+# IR: tests/fuzz/fuzz_ir.c), st (the safetensors reader and weight binding:
+# tests/fuzz/fuzz_st.c) or import (`mxc import` on a JSON/YAML config:
+# tests/fuzz/fuzz_import.c); default all four. Each target runs SECONDS (default
 # 60; 0 = replay only) under `nice -n 19`, with JOBS libFuzzer processes (default 1). The
 # targets run side by side. The corpus grows in WORKDIR/TARGET/corpus (default
 # tests/fuzz/work in the build directory) and is kept between runs, so repeated runs go
@@ -30,11 +31,12 @@ while getopts t:j:w: opt; do
     t) time_s=$OPTARG ;;
     j) jobs=$OPTARG ;;
     w) work=$OPTARG ;;
-    *) echo "usage: run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [spec] [ir] [st]" >&2; exit 2 ;;
+    *) echo "usage: run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [spec] [ir] [st] [import]" >&2
+       exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-targets=${*:-spec ir st}
+targets=${*:-spec ir st import}
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=${MXC_SRCDIR:-$(cd "$here/../.." && pwd)}
@@ -89,11 +91,14 @@ for t in $targets; do
     case $t in
     spec) build_if_stale "$out/fuzz_spec" $flags "$src/tests/fuzz/fuzz_spec.c" $front ;;
     ir) build_if_stale "$out/fuzz_ir" $flags "$src/tests/fuzz/fuzz_ir.c" $front "$src"/ir/*.c ;;
+    import)
+        build_if_stale "$out/fuzz_import" $flags "$src/tests/fuzz/fuzz_import.c" \
+            "$src/driver/import.c" $front "$src/runtime/json.c" "$src/runtime/error.c" ;;
     st)
         build_if_stale "$out/fuzz_st" $flags "$src/tests/fuzz/fuzz_st.c" $st
         build_if_stale "$out/st_seeds" -std=gnu11 -O1 -I"$src" "$src/tests/fuzz/st_seeds.c" \
             "$src/runtime/error.c" "$src/runtime/json.c" "$src/runtime/safetensors.c" ;;
-    *) echo "fuzz: unknown target '$t' (spec, ir or st)" >&2; exit 2 ;;
+    *) echo "fuzz: unknown target '$t' (spec, ir, st or import)" >&2; exit 2 ;;
     esac
 done
 
@@ -112,6 +117,10 @@ seeds() {
         for f in "$src"/tests/golden/*/io.safetensors; do
             [ "$(wc -c < "$f")" -le 65536 ] && cp "$f" "$dir/$(basename "$(dirname "$f")").safetensors"
         done ;;
+    import)
+        for f in "$src"/tests/golden/*/config.json "$src"/tests/import/*.json "$src"/tests/import/*.yaml; do
+            [ -f "$f" ] && cp "$f" "$dir/$(echo "${f#"$src"/}" | tr / _)"
+        done ;;
     esac
     echo "$dir"
 }
@@ -125,7 +134,7 @@ for t in $targets; do
     regress=$src/tests/fuzz/regress/$t
     if [ -d "$regress" ] && [ -n "$(ls "$regress")" ]; then
         echo "fuzz: $t: replaying $(ls "$regress" | wc -l) regression inputs"
-        if ! "$bin" -timeout=30 -runs=1 "$regress"/* > "$wdir/replay.log" 2>&1; then
+        if ! "$bin" -timeout=30 -runs=1 -close_fd_mask=1 "$regress"/* > "$wdir/replay.log" 2>&1; then
             tail -n 30 "$wdir/replay.log"
             echo "fuzz: $t: a regression input fails again" >&2
             status=1
@@ -141,9 +150,11 @@ for t in $targets; do
     # shellcheck disable=SC2086
     dict=$src/tests/fuzz/$t.dict
     [ "$t" = ir ] && dict=$src/tests/fuzz/spec.dict
+    quiet=""
+    [ "$t" = import ] && quiet="-close_fd_mask=3" # import prints specs and messages
     (cd "$wdir" && exec nice -n 19 "$bin" -dict="$dict" -max_len=16384 \
         -timeout=10 -rss_limit_mb=2048 -max_total_time="$time_s" -print_final_stats=1 \
-        -artifact_prefix="$wdir/crash-" $parallel corpus "$seed_dir" > "$wdir/fuzz.log" 2>&1) &
+        -artifact_prefix="$wdir/crash-" $parallel $quiet corpus "$seed_dir" > "$wdir/fuzz.log" 2>&1) &
     pids="$pids $!:$t"
 done
 for p in $pids; do
