@@ -2,30 +2,31 @@
  *
  * Every model here is compiled from a spec with the real mxc binary and loaded with dlopen,
  * as a user would. Four suites:
- *   misuse   - the C API given NULL pointers, foreign or closed handles, bad sizes, token ids
- *              outside the vocabulary, weights of another spec: an error with a message,
- *              never a crash, and a failed call leaves the state as it was;
+ *   misuse   - the C API given NULL pointers, foreign, stale or closed handles, bad sizes,
+ *              token ids outside the vocabulary, weights of another spec: an error with a
+ *              message, never a crash, and a failed call leaves the state as it was;
  *   threads  - one model shared by several threads, one state each, gives bit-identical
- *              results to the same work done sequentially;
+ *              results to the same work done sequentially; any pool size; small stacks;
  *   numerics - 100,000 recurrent steps per block kind with adversarial but finite weights
  *              stay finite and match the chunked forward; the stabilisers of the exponential
  *              gates are what makes this hold (gate shifts far past exp's float range leave
  *              the output unchanged); NaN/inf in weights: what happens;
  *   edges    - every spec in tests/specs/edge/ either builds and runs correctly (finite,
  *              step == forward == chunked forward) or is refused with a message naming the
- *              offending key, as its `# expect:` line says.
+ *              offending key, as its `# expect:` line says; endless spec input; compile
+ *              time linear in the depth of the stack.
  *
  * Weights for specs without golden files are random (seeded, so runs are repeatable), with
  * the tensor names and shapes read from `mxc ir SPEC`. */
-#include <dlfcn.h>
 #include <dirent.h>
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
