@@ -265,7 +265,7 @@ static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
     cg->arg_logit_bstride = LLVMGetParam(fn, 6);
     cg->batch = LLVMBuildSExt(cg->b, LLVMGetParam(fn, 7), cg->i64, "B");
     cg->len = step ? cg_i64(cg, 1) : LLVMBuildSExt(cg->b, LLVMGetParam(fn, 8), cg->i64, "T");
-    cg->rowcap = LLVMBuildMul(cg->b, cg->batch, cg_i64(cg, cg->g->chunk_len), "rowcap");
+    cg->rowcap = LLVMBuildMul(cg->b, cg->batch, cg->len, "rowcap"); /* rows of this call */
     for (int i = 0; i < cg->g->n_weight_slots; i++) {
         LLVMValueRef slot = cg_gep(cg, cg->ptr, cg->arg_weights, cg_i64(cg, i));
         cg->weight_ptr[i] = LLVMBuildLoad2(cg->b, cg->ptr, slot, "w");

@@ -26,7 +26,7 @@ typedef struct Cg {
     LLVMValueRef arg_weights, arg_state, arg_scratch, arg_tokens, arg_tok_bstride;
     LLVMValueRef arg_logits, arg_logit_bstride;
     LLVMValueRef batch, len;  /* i64: B, and T (a constant 1 in the step kernel) */
-    LLVMValueRef rowcap;      /* i64: B * chunk_len, rows of every scratch block */
+    LLVMValueRef rowcap;      /* i64: B * T, rows of every scratch block in this call */
     LLVMValueRef exec;        /* MxrtExec * of this thread */
     LLVMValueRef ith, nth;    /* i64: this thread's index and the thread count */
     LLVMValueRef *weight_ptr; /* per weight slot, loaded once in the entry block */
@@ -63,6 +63,13 @@ LLVMValueRef cg_var(Cg *cg, const char *name);
 LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef index);
 LLVMValueRef cg_load(Cg *cg, LLVMValueRef ptr, LLVMValueRef index);   /* f32 ptr[index] */
 void cg_store(Cg *cg, LLVMValueRef value, LLVMValueRef ptr, LLVMValueRef index);
+/* Vectors of the target's width (cg_vec_type) or any other: unaligned loads and stores of
+ * consecutive floats at base[index], a broadcast scalar, a fused multiply-add a·b + c. */
+LLVMTypeRef cg_vec_type(Cg *cg);
+LLVMValueRef cg_vload(Cg *cg, LLVMTypeRef vt, LLVMValueRef base, LLVMValueRef index);
+void cg_vstore(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef index);
+LLVMValueRef cg_vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar);
+LLVMValueRef cg_fma(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
 /* This thread's share [lo, hi) of `total` work items (contiguous, balanced). */
 void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi);
 /* i1: is this the last thread? (Work that is not split, such as a tail, goes to exactly one
@@ -120,6 +127,13 @@ typedef struct Matmul {
     Op act;            /* OP_COUNT_ when none */
 } Matmul;
 void cg_emit_matmul(Cg *cg, const Matmul *mm);
+
+/* --- gemm.c: projections of many rows (packed panels, outer-product register tiles) ---- */
+enum { GEMM_MIN_ROWS = 32 }; /* below this, packing a panel costs more than it saves */
+bool cg_gemm_applies(const Cg *cg, const MatmulPart *part);
+/* Emits the packed kernel for the part's outputs [0, covered) and returns covered (a
+ * multiple of the vector width); the caller does the rest. */
+int64_t cg_emit_gemm_part(Cg *cg, const Matmul *mm, const MatmulPart *part, int64_t col0);
 
 /* --- kernels.c: one emitter per op ----------------------------------------------------- */
 /* Emits the node's loops; false when it needs no code (inputs, views). */

@@ -277,7 +277,7 @@ static void emit_conv1d(Cg *cg, const Node *n)
 
 /* Mamba selective scan (SEMANTICS A.5 step 6), per sequence b, channel c, state n:
  *   h ← exp(Δ_t A[c,n]) h + Δ_t x_t B_t[n],   A = -exp(A_log)
- *   y_t = Σ_n h C_t[n] + D[c] x_t            (sum in order n = 0, 1, ...)
+ *   y_t = Σ_n h C_t[n] + D[c] x_t            (fused multiply-adds; see SCAN_PARTIALS)
  * The state h lives in the state slot as [N][C], so that a vector of channels is contiguous.
  * Channels are independent: the main path takes one vector of channels at a time, keeps its
  * N state vectors in registers across the whole chunk and needs no horizontal sums; the
@@ -289,28 +289,6 @@ typedef struct ScanArgs {
     int64_t ch, ns;
     LLVMValueRef b;
 } ScanArgs;
-
-static LLVMValueRef vload(Cg *cg, LLVMTypeRef vt, LLVMValueRef base, LLVMValueRef index)
-{
-    LLVMValueRef v = LLVMBuildLoad2(cg->b, vt, cg_gep(cg, cg->f32, base, index), "");
-    LLVMSetAlignment(v, 4);
-    return v;
-}
-
-static void vstore(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef index)
-{
-    LLVMSetAlignment(LLVMBuildStore(cg->b, v, cg_gep(cg, cg->f32, base, index)), 4);
-}
-
-static LLVMValueRef vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar)
-{
-    unsigned n = LLVMGetVectorSize(vt);
-    LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), scalar,
-                                              LLVMConstInt(cg->i32, 0, 0), "");
-    LLVMValueRef zeros[64];
-    for (unsigned i = 0; i < n; i++) zeros[i] = LLVMConstInt(cg->i32, 0, 0);
-    return LLVMBuildShuffleVector(cg->b, one, LLVMGetUndef(vt), LLVMConstVector(zeros, n), "");
-}
 
 /* A[n] of a vector of channels: -exp(A_log[c0 .. c0+vw, n]), gathered from the [C][N] weight. */
 static LLVMValueRef scan_a_vector(Cg *cg, const ScanArgs *a, LLVMTypeRef vt, LLVMValueRef c0,
@@ -330,7 +308,7 @@ static LLVMValueRef scan_a_vector(Cg *cg, const ScanArgs *a, LLVMTypeRef vt, LLV
  * registers (entry-block arrays that SROA promotes) across the chunk. Beyond, h is read and
  * written in the state slot and A recomputed per step: slower, but with no stack in
  * proportion to d_state (the calling thread's stack is the host application's). */
-enum { SCAN_REGISTER_STATES = 64 };
+enum { SCAN_REGISTER_STATES = 64, SCAN_PARTIALS = 4 };
 
 static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
 {
@@ -349,19 +327,25 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
         LLVMValueRef idx[2] = {LLVMConstInt(cg->i64, 0, 0), n};
         LLVMBuildStore(B, scan_a_vector(cg, a, vt, c0, n), LLVMBuildInBoundsGEP2(B, arr_t, abuf, idx, 2, ""));
         LLVMValueRef hsrc = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, "");
-        LLVMBuildStore(B, vload(cg, vt, a->h, hsrc), LLVMBuildInBoundsGEP2(B, arr_t, hbuf, idx, 2, ""));
+        LLVMBuildStore(B, cg_vload(cg, vt, a->h, hsrc), LLVMBuildInBoundsGEP2(B, arr_t, hbuf, idx, 2, ""));
         cg_loop_end(cg, &ln);
     }
 
-    LLVMValueRef dv = vload(cg, vt, a->dskip, c0);
+    LLVMValueRef dv = cg_vload(cg, vt, a->dskip, c0);
     CgLoop lt;
     LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
-    LLVMValueRef dt = vload(cg, vt, cg_row(cg, a->delta, a->b, t), c0);
-    LLVMValueRef xv = vload(cg, vt, cg_row(cg, a->x, a->b, t), c0);
+    LLVMValueRef dt = cg_vload(cg, vt, cg_row(cg, a->delta, a->b, t), c0);
+    LLVMValueRef xv = cg_vload(cg, vt, cg_row(cg, a->x, a->b, t), c0);
     LLVMValueRef dtx = LLVMBuildFMul(B, dt, xv, "dtx");
     LLVMValueRef brow = cg_row(cg, a->bm, a->b, t), crow = cg_row(cg, a->cm, a->b, t);
-    LLVMValueRef yacc = cg_entry_alloca(cg, vt, "y");
-    LLVMBuildStore(B, LLVMConstNull(vt), yacc);
+    /* Σ_n h C[n] in SCAN_PARTIALS interleaved partial sums: one chain of fused
+     * multiply-adds would make each position wait 16 FMA latencies for the previous. */
+    LLVMValueRef yacc[SCAN_PARTIALS];
+    int partials = in_registers ? SCAN_PARTIALS : 1;
+    for (int i = 0; i < partials; i++) {
+        yacc[i] = cg_entry_alloca(cg, vt, "y");
+        LLVMBuildStore(B, LLVMConstNull(vt), yacc[i]);
+    }
     CgLoop ln2;
     int64_t unrolled = in_registers ? ns : 1;
     LLVMValueRef nloop = in_registers ? NULL : cg_loop_begin(cg, &ln2, cg_i64(cg, 0), cg_i64(cg, ns), "n");
@@ -374,22 +358,23 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
                               : scan_a_vector(cg, a, vt, c0, nn);
         LLVMValueRef hprev = in_registers
                                  ? LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, arr_t, hbuf, at, 2, ""), "")
-                                 : vload(cg, vt, a->h, hidx);
+                                 : cg_vload(cg, vt, a->h, hidx);
         LLVMValueRef decay = cg_exp(cg, LLVMBuildFMul(B, dt, av, ""));
-        LLVMValueRef input = LLVMBuildFMul(B, dtx, vsplat(cg, vt, cg_load(cg, brow, nn)), "");
-        LLVMValueRef h = LLVMBuildFAdd(B, LLVMBuildFMul(B, decay, hprev, ""), input, "h");
+        LLVMValueRef input = LLVMBuildFMul(B, dtx, cg_vsplat(cg, vt, cg_load(cg, brow, nn)), "");
+        LLVMValueRef h = cg_fma(cg, decay, hprev, input);
         if (in_registers)
             LLVMBuildStore(B, h, LLVMBuildInBoundsGEP2(B, arr_t, hbuf, at, 2, ""));
         else
-            vstore(cg, h, a->h, hidx);
-        LLVMValueRef y = LLVMBuildFAdd(B, LLVMBuildLoad2(B, vt, yacc, ""),
-                                       LLVMBuildFMul(B, h, vsplat(cg, vt, cg_load(cg, crow, nn)), ""), "");
-        LLVMBuildStore(B, y, yacc);
+            cg_vstore(cg, h, a->h, hidx);
+        LLVMValueRef ya = yacc[k % partials];
+        LLVMBuildStore(B, cg_fma(cg, h, cg_vsplat(cg, vt, cg_load(cg, crow, nn)), LLVMBuildLoad2(B, vt, ya, "")), ya);
     }
     if (!in_registers) cg_loop_end(cg, &ln2);
-    LLVMValueRef y = LLVMBuildFAdd(B, LLVMBuildLoad2(B, vt, yacc, ""), LLVMBuildFMul(B, dv, xv, ""), "");
-    if (a->z) y = LLVMBuildFMul(B, y, cg_silu(cg, vload(cg, vt, cg_row(cg, a->z, a->b, t), c0)), "");
-    vstore(cg, y, cg_row(cg, a->n, a->b, t), c0);
+    LLVMValueRef y = LLVMBuildLoad2(B, vt, yacc[0], "");
+    for (int i = 1; i < partials; i++) y = LLVMBuildFAdd(B, y, LLVMBuildLoad2(B, vt, yacc[i], ""), "");
+    y = cg_fma(cg, dv, xv, y);
+    if (a->z) y = LLVMBuildFMul(B, y, cg_silu(cg, cg_vload(cg, vt, cg_row(cg, a->z, a->b, t), c0)), "");
+    cg_vstore(cg, y, cg_row(cg, a->n, a->b, t), c0);
     cg_loop_end(cg, &lt);
 
     if (in_registers) { /* h back to the state slot */
@@ -397,7 +382,7 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
         LLVMValueRef n = cg_loop_begin(cg, &ln3, cg_i64(cg, 0), cg_i64(cg, ns), "n");
         LLVMValueRef at[2] = {LLVMConstInt(cg->i64, 0, 0), n};
         LLVMValueRef hv = LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, arr_t, hbuf, at, 2, ""), "");
-        vstore(cg, hv, a->h, LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, ""));
+        cg_vstore(cg, hv, a->h, LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, ""));
         cg_loop_end(cg, &ln3);
     }
 }
@@ -418,14 +403,11 @@ static void scan_scalar_channel(Cg *cg, const ScanArgs *a, LLVMValueRef c)
     LLVMValueRef aval = LLVMBuildFNeg(B, cg_exp(cg, cg_load(cg, a->alog, LLVMBuildAdd(B, LLVMBuildMul(B, c, cg_i64(cg, a->ns), ""), n, ""))), "A");
     LLVMValueRef hidx = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c, "");
     LLVMValueRef decay = cg_exp(cg, LLVMBuildFMul(B, dt, aval, ""));
-    LLVMValueRef h = LLVMBuildFAdd(B, LLVMBuildFMul(B, decay, cg_load(cg, a->h, hidx), ""),
-                                   LLVMBuildFMul(B, dtx, cg_load(cg, brow, n), ""), "h");
+    LLVMValueRef h = cg_fma(cg, decay, cg_load(cg, a->h, hidx), LLVMBuildFMul(B, dtx, cg_load(cg, brow, n), ""));
     cg_store(cg, h, a->h, hidx);
-    LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->f32, y, ""),
-                                    LLVMBuildFMul(B, h, cg_load(cg, crow, n), ""), ""), y);
+    LLVMBuildStore(B, cg_fma(cg, h, cg_load(cg, crow, n), LLVMBuildLoad2(B, cg->f32, y, "")), y);
     cg_loop_end(cg, &ln);
-    LLVMValueRef out = LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->f32, y, ""),
-                                     LLVMBuildFMul(B, cg_load(cg, a->dskip, c), xv, ""), "");
+    LLVMValueRef out = cg_fma(cg, cg_load(cg, a->dskip, c), xv, LLVMBuildLoad2(B, cg->f32, y, ""));
     if (a->z) out = LLVMBuildFMul(B, out, cg_silu(cg, cg_load(cg, cg_row(cg, a->z, a->b, t), c)), "");
     cg_store(cg, out, cg_row(cg, a->n, a->b, t), c);
     cg_loop_end(cg, &lt);

@@ -72,6 +72,40 @@ void cg_store(Cg *cg, LLVMValueRef value, LLVMValueRef ptr, LLVMValueRef index)
     LLVMBuildStore(cg->b, value, cg_gep(cg, cg->f32, ptr, index));
 }
 
+LLVMTypeRef cg_vec_type(Cg *cg) { return LLVMVectorType(cg->f32, (unsigned)cg->vector_width); }
+
+/* Vector loads and stores promise only float alignment: rows and weights start anywhere. */
+LLVMValueRef cg_vload(Cg *cg, LLVMTypeRef vt, LLVMValueRef base, LLVMValueRef index)
+{
+    LLVMValueRef v = LLVMBuildLoad2(cg->b, vt, cg_gep(cg, cg->f32, base, index), "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+void cg_vstore(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef index)
+{
+    LLVMSetAlignment(LLVMBuildStore(cg->b, v, cg_gep(cg, cg->f32, base, index)), 4);
+}
+
+LLVMValueRef cg_vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar)
+{
+    unsigned n = LLVMGetVectorSize(vt);
+    LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), scalar,
+                                              LLVMConstInt(cg->i32, 0, 0), "");
+    LLVMValueRef zeros[64];
+    for (unsigned i = 0; i < n; i++) zeros[i] = LLVMConstInt(cg->i32, 0, 0);
+    return LLVMBuildShuffleVector(cg->b, one, LLVMGetUndef(vt), LLVMConstVector(zeros, n), "");
+}
+
+LLVMValueRef cg_fma(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
+{
+    LLVMTypeRef t = LLVMTypeOf(a);
+    unsigned id = LLVMLookupIntrinsicID("llvm.fma", 8);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &t, 1);
+    LLVMValueRef args[3] = {a, b, c};
+    return LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, &t, 1), fn, args, 3, "");
+}
+
 void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi)
 {
     LLVMBuilderRef B = cg->b;
@@ -201,12 +235,11 @@ static LLVMValueRef int_splat_like(Cg *cg, LLVMValueRef x, int v)
     return LLVMConstVector(lanes, n);
 }
 
-/* Horner evaluation of c[0] x^(n-1) + ... + c[n-1]. */
+/* Horner evaluation of c[0] x^(n-1) + ... + c[n-1], one fused multiply-add per term. */
 static LLVMValueRef horner(Cg *cg, LLVMValueRef x, const double *c, int n)
 {
     LLVMValueRef p = splat_like(cg, x, c[0]);
-    for (int i = 1; i < n; i++)
-        p = LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, p, x, ""), splat_like(cg, x, c[i]), "");
+    for (int i = 1; i < n; i++) p = cg_fma(cg, p, x, splat_like(cg, x, c[i]));
     return p;
 }
 
@@ -229,10 +262,10 @@ LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x)
     x = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, hi, ""), hi, x, "");
     LLVMValueRef k = cg_call_intrinsic1(
         cg, "llvm.rint", LLVMBuildFMul(B, x, splat_like(cg, x, 1.44269504088896341), ""));
-    LLVMValueRef r = LLVMBuildFSub(B, x, LLVMBuildFMul(B, k, splat_like(cg, x, 0.693359375), ""), "");
-    r = LLVMBuildFSub(B, r, LLVMBuildFMul(B, k, splat_like(cg, x, -2.12194440e-4), ""), "");
+    LLVMValueRef r = cg_fma(cg, k, splat_like(cg, x, -0.693359375), x);
+    r = cg_fma(cg, k, splat_like(cg, x, 2.12194440e-4), r);
     LLVMValueRef r2 = LLVMBuildFMul(B, r, r, "");
-    LLVMValueRef e = LLVMBuildFAdd(B, LLVMBuildFMul(B, horner(cg, r, poly, 6), r2, ""), r, "");
+    LLVMValueRef e = cg_fma(cg, horner(cg, r, poly, 6), r2, r);
     e = LLVMBuildFAdd(B, e, splat_like(cg, x, 1.0), "");
     LLVMValueRef ki = LLVMBuildFPToSI(B, k, int_like(cg, x), "");
     LLVMValueRef bits = LLVMBuildShl(B, LLVMBuildAdd(B, ki, int_splat_like(cg, x, 127), ""),

@@ -21,24 +21,6 @@ typedef struct Tile {
     const MatmulPart *part;
 } Tile;
 
-static LLVMTypeRef vec_type(Cg *cg) { return LLVMVectorType(cg->f32, (unsigned)cg->vector_width); }
-
-static LLVMValueRef load_vec(Cg *cg, LLVMValueRef base, LLVMValueRef index)
-{
-    LLVMValueRef v = LLVMBuildLoad2(cg->b, vec_type(cg), cg_gep(cg, cg->f32, base, index), "");
-    LLVMSetAlignment(v, 4);
-    return v;
-}
-
-static LLVMValueRef call_overloaded(Cg *cg, const char *name, LLVMTypeRef overload,
-                                    LLVMValueRef *args, unsigned n)
-{
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &overload, 1);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, &overload, 1);
-    return LLVMBuildCall2(cg->b, fty, fn, args, n, "");
-}
-
 /* Horizontal sums of n vectors of width W (n <= W) into n scalars, with a shuffle tree that
  * reduces all of them together: each level pairs vectors a, b and adds [a.lo, b.lo] to
  * [a.hi, b.hi], halving the partial sums per vector and the number of vectors. After
@@ -53,7 +35,7 @@ static LLVMValueRef reduce_all(Cg *cg, LLVMValueRef *v, int n, int *lane_of)
     int owner[MAX_RT * MAX_NT * 2][64]; /* owner[vec][lane]: which input the partial sum is of */
     LLVMValueRef cur[64];
     for (int i = 0; i < count; i++) {
-        cur[i] = i < n ? v[i] : LLVMConstNull(vec_type(cg));
+        cur[i] = i < n ? v[i] : LLVMConstNull(cg_vec_type(cg));
         for (int l = 0; l < w; l++) owner[i][l] = i;
     }
     for (int width = w; width > 1; width /= 2) {
@@ -100,26 +82,25 @@ static LLVMValueRef emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LL
     int64_t kv = k / vw;
     LLVMValueRef acc[MAX_RT * MAX_NT];
     for (int i = 0; i < t->rt * t->nt; i++) {
-        acc[i] = cg_entry_alloca(cg, vec_type(cg), "acc");
-        LLVMBuildStore(B, LLVMConstNull(vec_type(cg)), acc[i]);
+        acc[i] = cg_entry_alloca(cg, cg_vec_type(cg), "acc");
+        LLVMBuildStore(B, LLVMConstNull(cg_vec_type(cg)), acc[i]);
     }
     if (kv > 0) {
         CgLoop lk;
         LLVMValueRef kk = cg_loop_begin_step(cg, &lk, cg_i64(cg, 0), cg_i64(cg, kv * vw), vw, "k");
         LLVMValueRef xv[MAX_RT], wv[MAX_NT];
-        for (int i = 0; i < t->rt; i++) xv[i] = load_vec(cg, xrow[i], kk);
-        for (int j = 0; j < t->nt; j++) wv[j] = load_vec(cg, wrow[j], kk);
+        for (int i = 0; i < t->rt; i++) xv[i] = cg_vload(cg, cg_vec_type(cg), xrow[i], kk);
+        for (int j = 0; j < t->nt; j++) wv[j] = cg_vload(cg, cg_vec_type(cg), wrow[j], kk);
         for (int i = 0; i < t->rt; i++)
             for (int j = 0; j < t->nt; j++) {
                 LLVMValueRef a = acc[i * t->nt + j];
-                LLVMValueRef args[3] = {xv[i], wv[j], LLVMBuildLoad2(B, vec_type(cg), a, "")};
-                LLVMBuildStore(B, call_overloaded(cg, "llvm.fma", vec_type(cg), args, 3), a);
+                LLVMBuildStore(B, cg_fma(cg, xv[i], wv[j], LLVMBuildLoad2(B, cg_vec_type(cg), a, "")), a);
             }
         cg_loop_end(cg, &lk);
     }
     /* All RT·NT horizontal sums at once (see reduce_all), then the k tail. */
     LLVMValueRef vecs[MAX_RT * MAX_NT];
-    for (int i = 0; i < t->rt * t->nt; i++) vecs[i] = LLVMBuildLoad2(B, vec_type(cg), acc[i], "");
+    for (int i = 0; i < t->rt * t->nt; i++) vecs[i] = LLVMBuildLoad2(B, cg_vec_type(cg), acc[i], "");
     LLVMValueRef all = reduce_all(cg, vecs, t->rt * t->nt, lane_of);
     if (kv * vw == k) return all;
     for (int i = 0; i < t->rt * t->nt; i++)
@@ -158,7 +139,7 @@ static void emit_tile(Cg *cg, const Matmul *mm, const Tile *t, int64_t k)
     if (all && (mm->act == OP_COUNT_ || cg_unary_vectorizes(mm->act))) {
         /* bias and activation on every sum of the tile at once */
         if (t->part->bias) {
-            LLVMValueRef bias = LLVMGetUndef(vec_type(cg));
+            LLVMValueRef bias = LLVMGetUndef(cg_vec_type(cg));
             for (int l = 0; l < cg->vector_width; l++) bias = LLVMBuildInsertElement(B, bias, cg_f32(cg, 0.0), LLVMConstInt(cg->i32, (unsigned)l, 0), "");
             for (int i = 0; i < t->rt * t->nt; i++) {
                 LLVMValueRef n = LLVMBuildAdd(B, t->n0, cg_i64(cg, i % t->nt), "");
@@ -213,40 +194,69 @@ static void emit_rows(Cg *cg, const Matmul *mm, Tile t, int rt, int64_t k)
     }
 }
 
-/* Threads split each part's output tiles: a thread reads only its own weight rows, which
- * is what decode (bound by memory bandwidth) needs. The partial last tile, if any, goes to
- * the last thread, whose share always reaches the end. */
-void cg_emit_matmul(Cg *cg, const Matmul *mm)
+/* Outputs [first, n) of one part as dot-product tiles. Threads split the output tiles: a
+ * thread reads only its own weight rows, which is what decode (bound by memory bandwidth)
+ * needs. The partial last tile, if any, goes to the last thread, whose share always reaches
+ * the end. */
+static void emit_dot_part(Cg *cg, const Matmul *mm, const MatmulPart *part, int64_t col0,
+                          int64_t first)
 {
     LLVMBuilderRef B = cg->b;
     int64_t k = ir_type_cols(&mm->x->type);
     int nt = cg->vector_width >= 16 ? 4 : 2; /* accumulators must fit the register file */
     int rt = cg->vector_width / nt < MAX_RT ? cg->vector_width / nt : MAX_RT; /* rt·nt <= vw */
+    int64_t n = part->w->type.dim[0], full_tiles = (n - first) / nt, tiles = (n - first + nt - 1) / nt;
+    LLVMValueRef lo, hi;
+    cg_split(cg, cg_i64(cg, tiles), &lo, &hi);
+    Tile t = {.nt = nt, .col0 = col0, .part = part};
+    if (full_tiles > 0) {
+        CgLoop ln;
+        LLVMValueRef end = LLVMBuildSelect(
+            B, LLVMBuildICmp(B, LLVMIntSLT, hi, cg_i64(cg, full_tiles), ""), hi,
+            cg_i64(cg, full_tiles), "");
+        LLVMValueRef tile = cg_loop_begin(cg, &ln, lo, end, "tile");
+        t.n0 = LLVMBuildAdd(B, LLVMBuildMul(B, tile, cg_i64(cg, nt), ""), cg_i64(cg, first), "n0");
+        emit_rows(cg, mm, t, rt, k);
+        cg_loop_end(cg, &ln);
+    }
+    if (full_tiles < tiles) {
+        CgLoop ln1;
+        LLVMValueRef mine = cg_is_last_thread(cg);
+        LLVMValueRef start = LLVMBuildSelect(B, mine, cg_i64(cg, first + full_tiles * nt), cg_i64(cg, n), "");
+        t.nt = 1;
+        t.n0 = cg_loop_begin(cg, &ln1, start, cg_i64(cg, n), "n1");
+        emit_rows(cg, mm, t, rt, k);
+        cg_loop_end(cg, &ln1);
+    }
+}
+
+/* A chunk of at least GEMM_MIN_ROWS rows goes to the packed kernel of gemm.c, which leaves
+ * the last few outputs of a part (fewer than a vector) to the dot-product tiles; decode
+ * steps and short chunks use the tiles alone, which read every weight exactly once. */
+void cg_emit_matmul(Cg *cg, const Matmul *mm)
+{
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef rows = LLVMBuildMul(B, cg->batch, cg->len, "rows");
     int64_t col0 = 0;
     for (int p = 0; p < mm->n_parts; p++) {
         const MatmulPart *part = &mm->parts[p];
-        int64_t n = part->w->type.dim[0], full_tiles = n / nt, tiles = (n + nt - 1) / nt;
-        LLVMValueRef lo, hi;
-        cg_split(cg, cg_i64(cg, tiles), &lo, &hi);
-        Tile t = {.nt = nt, .col0 = col0, .part = part};
-        if (full_tiles > 0) {
-            CgLoop ln;
-            LLVMValueRef end = LLVMBuildSelect(
-                B, LLVMBuildICmp(B, LLVMIntSLT, hi, cg_i64(cg, full_tiles), ""), hi,
-                cg_i64(cg, full_tiles), "");
-            LLVMValueRef tile = cg_loop_begin(cg, &ln, lo, end, "tile");
-            t.n0 = LLVMBuildMul(B, tile, cg_i64(cg, nt), "n0");
-            emit_rows(cg, mm, t, rt, k);
-            cg_loop_end(cg, &ln);
-        }
-        if (full_tiles < tiles) {
-            CgLoop ln1;
-            LLVMValueRef mine = cg_is_last_thread(cg);
-            LLVMValueRef start = LLVMBuildSelect(B, mine, cg_i64(cg, full_tiles * nt), cg_i64(cg, n), "");
-            t.nt = 1;
-            t.n0 = cg_loop_begin(cg, &ln1, start, cg_i64(cg, n), "n1");
-            emit_rows(cg, mm, t, rt, k);
-            cg_loop_end(cg, &ln1);
+        int64_t n = part->w->type.dim[0];
+        if (cg_gemm_applies(cg, part)) {
+            LLVMBasicBlockRef packed = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "gemm");
+            LLVMBasicBlockRef tiles = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "dots");
+            LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "matmul.done");
+            LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGE, rows, cg_i64(cg, GEMM_MIN_ROWS), ""),
+                            packed, tiles);
+            LLVMPositionBuilderAtEnd(B, packed);
+            int64_t covered = cg_emit_gemm_part(cg, mm, part, col0);
+            if (covered < n) emit_dot_part(cg, mm, part, col0, covered);
+            LLVMBuildBr(B, done);
+            LLVMPositionBuilderAtEnd(B, tiles);
+            emit_dot_part(cg, mm, part, col0, 0);
+            LLVMBuildBr(B, done);
+            LLVMPositionBuilderAtEnd(B, done);
+        } else {
+            emit_dot_part(cg, mm, part, col0, 0);
         }
         col0 += n;
     }

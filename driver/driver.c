@@ -16,7 +16,7 @@
 #include "ir/lower.h"
 #include "passes/passes.h"
 
-enum { DEFAULT_CHUNK = 64, MAX_CHUNK = 4096 };
+enum { DEFAULT_CHUNK = 128, MAX_CHUNK = 4096 };
 
 typedef struct Options {
     const char *command;
@@ -51,7 +51,7 @@ static const char usage_text[] =
     "  --prefix NAME        C prefix of the exported API (default: the model name)\n"
     "  --target-cpu CPU     generate code for CPU (default: this machine's CPU)\n"
     "  -O LEVEL             LLVM optimisation level 0-3 (default 3)\n"
-    "  --chunk N            positions per forward kernel call (default 64)\n"
+    "  --chunk N            positions per forward kernel call (default 128)\n"
     "  --disable-pass NAME  skip a pass (repeatable; see `mxc passes`)\n"
     "  --dump-after NAME    print the IR after pass NAME ('lower' = before any, 'all')\n"
     "  --emit-llvm FILE     write the optimised LLVM IR\n"

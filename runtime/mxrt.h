@@ -46,7 +46,7 @@ void mxrt_barrier(MxrtExec *exec);
 /* A generated chunk kernel: advances `len` tokens of every sequence.
  *   weights  [n_weights] pointers to F32 arrays, in MxrtModelDesc.weights order
  *   state    [batch][state_floats], read and updated in place
- *   scratch  [batch * chunk_len * scratch_floats_per_row], contents undefined on entry
+ *   scratch  [batch * len * scratch_floats_per_row], contents undefined on entry
  *   tokens   token b, t at tokens[b * tokens_bstride + t]
  *   logits   logit b, t, v at logits[b * logits_bstride + t * vocab_padded + v]
  *   1 <= len <= chunk_len; 1 <= batch */

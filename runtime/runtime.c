@@ -38,7 +38,8 @@ struct MxrtState {
     int batch;
     size_t state_floats;   /* batch * desc->state_floats */
     float *state;          /* [batch][state_floats], 64-byte aligned */
-    float *scratch;        /* [batch * chunk_len * scratch_floats_per_row], 64-byte aligned */
+    float *scratch;        /* [scratch_rows * scratch_floats_per_row], 64-byte aligned */
+    size_t scratch_rows;   /* batch at first (a step's rows); grown by the first longer call */
     int threads;           /* threads the next call runs on */
     MxrtPool *pool;        /* started on first use with `threads` threads; NULL before */
 };
@@ -196,11 +197,13 @@ int mxrt_state_new(MxrtModel *m, int batch, MxrtState **out)
         rt_mul((size_t)batch, (size_t)d->chunk_len, &rows) ||
         rt_mul(rows, (size_t)d->scratch_floats_per_row, &scratch_n))
         return mxrt_set_error("%s: state for batch %d is too large", where, batch);
+    scratch_n = (size_t)batch * (size_t)d->scratch_floats_per_row; /* a step's; see rt_scratch */
 
     MxrtState *s = calloc(1, sizeof *s);
     if (s) {
         s->state = rt_alloc_floats(state_n);
         s->scratch = rt_alloc_floats(scratch_n);
+        s->scratch_rows = (size_t)batch;
     }
     if (!s || !s->state || !s->scratch) {
         if (s) {
@@ -329,9 +332,31 @@ static int rt_check_run(const MxrtModel *m, const MxrtState *s, const int32_t *t
     return 0;
 }
 
+/* A kernel call of T positions uses batch * T scratch rows. A state starts with a step's
+ * (T = 1) and grows to what its longest forward chunk needs, so that a decoding state does
+ * not carry the scratch of a prefill it never runs. The size was checked by state_new. */
+static int rt_scratch(MxrtState *s, int len, const char *op)
+{
+    size_t rows = (size_t)s->batch * (size_t)len;
+    if (rows <= s->scratch_rows)
+        return 0;
+    float *bigger = rt_alloc_floats(rows * (size_t)s->desc->scratch_floats_per_row);
+    if (!bigger)
+        return mxrt_set_error("%s: out of memory for the scratch of %d positions x batch %d",
+                              op, len, s->batch);
+    free(s->scratch);
+    s->scratch = bigger;
+    s->scratch_rows = rows;
+    return 0;
+}
+
 int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, float *logits)
 {
     if (rt_check_run(m, s, tokens, len, logits, "forward"))
+        return -1;
+    char where[96];
+    if (rt_scratch(s, len < m->desc->chunk_len ? len : m->desc->chunk_len,
+                   rt_where(where, m, "forward")))
         return -1;
     MxrtPool *pool;
     if (rt_pool(s, &pool))

@@ -331,15 +331,16 @@ typedef struct TinyModel {
     char spec[1024], weights[1024];
 } TinyModel;
 
-/* Compile spec text `text` as `name` and open it with weights from `hook`. */
-static bool tiny_open(TinyModel *t, const char *name, const char *text, uint64_t seed,
-                      WeightHook hook, void *ctx)
+/* Compile spec text `text` as `name` (with `mxc build` options `extra`, or NULL) and open it
+ * with weights from `hook`. */
+static bool tiny_open_with(TinyModel *t, const char *name, const char *text, const char *extra,
+                           uint64_t seed, WeightHook hook, void *ctx)
 {
     char so[1024];
     memset(t, 0, sizeof *t);
     if (!write_spec(name, text, t->spec, sizeof t->spec))
         return false;
-    if (build(t->spec, name, NULL, so, sizeof so) != 0 || !api_load(&t->api, so, name))
+    if (build(t->spec, name, extra, so, sizeof so) != 0 || !api_load(&t->api, so, name))
         return false;
     snprintf(t->weights, sizeof t->weights, "%s/%s.safetensors", out_dir(), name);
     if (!make_weights(t->spec, t->weights, seed, hook, ctx))
@@ -349,6 +350,12 @@ static bool tiny_open(TinyModel *t, const char *name, const char *text, uint64_t
         return false;
     }
     return true;
+}
+
+static bool tiny_open(TinyModel *t, const char *name, const char *text, uint64_t seed,
+                      WeightHook hook, void *ctx)
+{
+    return tiny_open_with(t, name, text, NULL, seed, hook, ctx);
 }
 
 static void tiny_close(TinyModel *t)
@@ -1012,12 +1019,19 @@ static const char spec_long_slstm[] =
     "  slstm { num_heads = 2; feedforward { round_proj_up_to_multiple_of = 8; } } }\n";
 
 /* `steps` tokens through step() on one state and through forward() in pieces of assorted
- * lengths on another, compared piece by piece; both stay finite. */
+ * lengths on another, compared piece by piece; both stay finite.
+ * Built with --chunk 16, so that a forward call never reaches the packed projection
+ * kernel (32 rows and more): both sides then do the same arithmetic in each projection and
+ * any difference comes from the recurrences and the chunking, which is what this tests.
+ * (With the packed kernel the projections round differently, ~1 ulp; these adversarial
+ * weights amplify that, and the forget gates near 1 keep it alive: over 100,000 steps the
+ * runs drift apart by up to 1e-4 (Mamba) and 2e-2 (mLSTM) of the logits. The two kernels
+ * are compared on the golden models in test_e2e.) */
 static void check_long_run(const char *name, const char *text, const Adversary *adv)
 {
     TinyModel t;
     Adversary a = *adv;
-    CU_ASSERT_FATAL(tiny_open(&t, name, text, 7, adversarial_hook, &a));
+    CU_ASSERT_FATAL(tiny_open_with(&t, name, text, "--chunk 16", 7, adversarial_hook, &a));
     const Api *A = &t.api;
     const int n = long_steps(), V = A->vocab_padded();
     const int pieces[] = {1000, 1, 63, 64, 65, 7, 500};
@@ -1265,7 +1279,9 @@ static bool edge_run(const char *spec, const char *prefix, const char *so, int l
     bool finite = all_finite(fwd, n) && all_finite(stp, n);
     printf("\n    %s: V %d, |step - forward| %.1e, |pieces - forward| %.1e%s ", prefix, V,
            d_step, d_pieces, finite ? "" : ", NOT FINITE");
-    ok = ok && finite && d_step <= 1e-4 && d_pieces <= 1e-5;
+    /* 1e-4 for both: pieces of fewer than 32 rows take the dot-product projections, a
+     * whole forward the packed ones, which sum in another order */
+    ok = ok && finite && d_step <= 1e-4 && d_pieces <= 1e-4;
     free(tok);
     free(fwd);
     free(stp);
