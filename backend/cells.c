@@ -24,69 +24,146 @@ static void cell_items_begin(Cg *cg, CgLoop *l, int64_t heads, LLVMValueRef *b, 
  *   C ← f' C + i' k' vᵀ,  n ← f' n + i' k',  k' = k / sqrt(DH)
  *   h = qᵀC / (max(|q·n|, exp(-m_t)) + eps)
  * State per head: C [DH key][DH value], n [DH], m; stored as all C, then all n, then all m.
- * One pass over C both updates it and accumulates qᵀC, so C is read once per token. */
+ *
+ * C (DH² floats: 576 KB at DH 384) does not fit in L1, so a pass over it per position is
+ * bound by cache bandwidth. The positions are therefore taken MLSTM_STEPS at a time: m and
+ * the gates of the block first (they do not depend on C), then n, then one pass over C that
+ * carries each C element through all the block's steps in registers while accumulating
+ * every step's qᵀC. Each element sees the same operations in the same order as in a
+ * one-position block, so a step and a forward give the same bits. */
+enum { MLSTM_STEPS = 8 };
+
+typedef struct MlstmBlock {
+    int steps;                         /* positions in this block */
+    LLVMValueRef q[MLSTM_STEPS], k[MLSTM_STEPS], v[MLSTM_STEPS], out[MLSTM_STEPS]; /* rows */
+    LLVMValueRef fgate[MLSTM_STEPS];   /* f' */
+    LLVMValueRef kscale[MLSTM_STEPS];  /* i' / sqrt(DH) */
+    LLVMValueRef denom[MLSTM_STEPS];   /* max(|q·n|, exp(-m)) + eps */
+    LLVMValueRef cmat, nvec;
+    int64_t dh;
+} MlstmBlock;
+
+static LLVMValueRef splat_or_scalar(Cg *cg, LLVMTypeRef vt, LLVMValueRef x)
+{
+    return LLVMGetTypeKind(vt) == LLVMVectorTypeKind ? cg_vsplat(cg, vt, x) : x;
+}
+
+/* Value columns [j0, j0 + width of vt) of C through the block's steps; vt is a vector type
+ * or f32 (for the columns a vector does not fill). */
+static void mlstm_columns(Cg *cg, const MlstmBlock *m, LLVMTypeRef vt, LLVMValueRef j0)
+{
+    LLVMBuilderRef B = cg->b;
+    LLVMValueRef vs[MLSTM_STEPS], acc[MLSTM_STEPS];
+    for (int p = 0; p < m->steps; p++) {
+        vs[p] = LLVMBuildFMul(B, cg_vload(cg, vt, m->v[p], j0), splat_or_scalar(cg, vt, m->kscale[p]), "");
+        acc[p] = cg_entry_alloca(cg, vt, "qc");
+        LLVMBuildStore(B, LLVMConstNull(vt), acc[p]);
+    }
+    CgLoop ld;
+    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, m->dh), "d");
+    LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, d, cg_i64(cg, m->dh), ""), j0, "");
+    LLVMValueRef c = cg_vload(cg, vt, m->cmat, at);
+    for (int p = 0; p < m->steps; p++) {
+        LLVMValueRef kv = LLVMBuildFMul(B, splat_or_scalar(cg, vt, cg_load(cg, m->k[p], d)), vs[p], "");
+        c = cg_fma(cg, splat_or_scalar(cg, vt, m->fgate[p]), c, kv);
+        LLVMValueRef qd = splat_or_scalar(cg, vt, cg_load(cg, m->q[p], d));
+        LLVMBuildStore(B, cg_fma(cg, qd, c, LLVMBuildLoad2(B, vt, acc[p], "")), acc[p]);
+    }
+    cg_vstore(cg, c, m->cmat, at);
+    cg_loop_end(cg, &ld);
+    for (int p = 0; p < m->steps; p++) {
+        LLVMValueRef h = LLVMBuildFDiv(B, LLVMBuildLoad2(B, vt, acc[p], ""),
+                                       splat_or_scalar(cg, vt, m->denom[p]), "");
+        cg_vstore(cg, h, m->out[p], j0);
+    }
+}
+
+/* Positions [t0, t0 + steps) of sequence b, head h. */
+static void mlstm_block(Cg *cg, const Node *n, MlstmBlock *m, LLVMValueRef b, LLVMValueRef h,
+                        LLVMValueRef hd, LLVMValueRef mptr, LLVMValueRef t0)
+{
+    LLVMBuilderRef B = cg->b;
+    const Node *q = n->src[0], *k = n->src[1], *v = n->src[2], *ig = n->src[3], *fg = n->src[4];
+    LLVMValueRef inv_sqrt = cg_f32(cg, 1.0 / sqrt((double)m->dh));
+    LLVMValueRef mval = LLVMBuildLoad2(B, cg->f32, mptr, "m_prev");
+    LLVMValueRef floor[MLSTM_STEPS], qn[MLSTM_STEPS];
+    LLVMValueRef q0 = cg_gep(cg, cg->f32, cg_row(cg, q, b, t0), hd), k0 = cg_gep(cg, cg->f32, cg_row(cg, k, b, t0), hd);
+    LLVMValueRef v0 = cg_gep(cg, cg->f32, cg_row(cg, v, b, t0), hd), o0 = cg_gep(cg, cg->f32, cg_row(cg, n, b, t0), hd);
+    LLVMValueRef i0 = cg_row(cg, ig, b, t0), f0 = cg_row(cg, fg, b, t0);
+    for (int p = 0; p < m->steps; p++) {
+        m->q[p] = cg_row_later(cg, q, q0, p);
+        m->k[p] = cg_row_later(cg, k, k0, p);
+        m->v[p] = cg_row_later(cg, v, v0, p);
+        m->out[p] = cg_row_later(cg, n, o0, p);
+        LLVMValueRef i_pre = cg_load(cg, cg_row_later(cg, ig, i0, p), h);
+        LLVMValueRef lf_m = LLVMBuildFAdd(B, cg_logsigmoid(cg, cg_load(cg, cg_row_later(cg, fg, f0, p), h)), mval, "");
+        LLVMValueRef m_new = cg_max(cg, lf_m, i_pre);
+        m->fgate[p] = cg_exp(cg, LLVMBuildFSub(B, lf_m, m_new, ""));
+        m->kscale[p] = LLVMBuildFMul(B, cg_exp(cg, LLVMBuildFSub(B, i_pre, m_new, "")), inv_sqrt, "");
+        floor[p] = cg_exp(cg, LLVMBuildFNeg(B, m_new, ""));
+        qn[p] = cg_var(cg, "qn");
+        LLVMBuildStore(B, cg_f32(cg, 0.0), qn[p]);
+        mval = m_new;
+    }
+    LLVMBuildStore(B, mval, mptr);
+
+    /* n through the block's steps, and each step's q·n */
+    CgLoop ld;
+    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, m->dh), "d");
+    LLVMValueRef nd = cg_load(cg, m->nvec, d);
+    for (int p = 0; p < m->steps; p++) {
+        nd = cg_fma(cg, m->fgate[p], nd, LLVMBuildFMul(B, m->kscale[p], cg_load(cg, m->k[p], d), ""));
+        LLVMBuildStore(B, cg_fma(cg, cg_load(cg, m->q[p], d), nd, LLVMBuildLoad2(B, cg->f32, qn[p], "")), qn[p]);
+    }
+    cg_store(cg, nd, m->nvec, d);
+    cg_loop_end(cg, &ld);
+    for (int p = 0; p < m->steps; p++)
+        m->denom[p] = LLVMBuildFAdd(B, cg_max(cg, cg_fabs(cg, LLVMBuildLoad2(B, cg->f32, qn[p], "")), floor[p]),
+                                    cg_f32(cg, MLSTM_EPS), "denom");
+
+    /* C, a vector of value columns at a time, then the columns left over */
+    int vw = cg->vector_width;
+    int64_t full = m->dh / vw * vw;
+    if (full > 0) {
+        CgLoop lj;
+        LLVMValueRef j0 = cg_loop_begin_step(cg, &lj, cg_i64(cg, 0), cg_i64(cg, full), vw, "j");
+        mlstm_columns(cg, m, cg_vec_type(cg), j0);
+        cg_loop_end(cg, &lj);
+    }
+    if (full < m->dh) {
+        CgLoop lj;
+        LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, full), cg_i64(cg, m->dh), "j1");
+        mlstm_columns(cg, m, cg->f32, j);
+        cg_loop_end(cg, &lj);
+    }
+}
+
 void cg_emit_mlstm_cell(Cg *cg, const Node *n)
 {
-    const Node *q = n->src[0], *k = n->src[1], *v = n->src[2], *ig = n->src[3], *fg = n->src[4];
     int64_t heads = n->attr.rec.heads, inner = ir_type_cols(&n->type), dh = inner / heads;
     LLVMBuilderRef B = cg->b;
-    LLVMValueRef inv_sqrt = cg_f32(cg, 1.0 / sqrt((double)dh));
 
     /* Threads split the (sequence, head) pairs; each pair runs through the chunk alone. */
-    CgLoop li, lt, lj, ld, lj2, lj3;
+    CgLoop li, lt, lt1;
     LLVMValueRef b, h;
     cell_items_begin(cg, &li, heads, &b, &h);
     LLVMValueRef st = cg_state(cg, n->attr.rec.state, b);
     LLVMValueRef hd = LLVMBuildMul(B, h, cg_i64(cg, dh), "");
-    LLVMValueRef cmat = cg_gep(cg, cg->f32, st, LLVMBuildMul(B, hd, cg_i64(cg, dh), ""));
-    LLVMValueRef nvec = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh), hd, ""));
+    MlstmBlock m = {.dh = dh};
+    m.cmat = cg_gep(cg, cg->f32, st, LLVMBuildMul(B, hd, cg_i64(cg, dh), ""));
+    m.nvec = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh), hd, ""));
     LLVMValueRef mptr = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh + inner), h, ""));
 
-    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
-    LLVMValueRef qr = cg_gep(cg, cg->f32, cg_row(cg, q, b, t), hd);
-    LLVMValueRef kr = cg_gep(cg, cg->f32, cg_row(cg, k, b, t), hd);
-    LLVMValueRef vr = cg_gep(cg, cg->f32, cg_row(cg, v, b, t), hd);
-    LLVMValueRef out = cg_gep(cg, cg->f32, cg_row(cg, n, b, t), hd);
-    LLVMValueRef i_pre = cg_load(cg, cg_row(cg, ig, b, t), h);
-    LLVMValueRef f_pre = cg_load(cg, cg_row(cg, fg, b, t), h);
-
-    LLVMValueRef lf = cg_logsigmoid(cg, f_pre);
-    LLVMValueRef m_prev = LLVMBuildLoad2(B, cg->f32, mptr, "m_prev");
-    LLVMValueRef lf_m = LLVMBuildFAdd(B, lf, m_prev, "");
-    LLVMValueRef m_new = cg_max(cg, lf_m, i_pre);
-    LLVMValueRef fgate = cg_exp(cg, LLVMBuildFSub(B, lf_m, m_new, ""));
-    LLVMValueRef igate = cg_exp(cg, LLVMBuildFSub(B, i_pre, m_new, ""));
-
-    LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), cg_i64(cg, dh), "j");
-    cg_store(cg, cg_f32(cg, 0.0), out, j);
-    cg_loop_end(cg, &lj);
-
-    LLVMValueRef qn = cg_var(cg, "qn");
-    LLVMBuildStore(B, cg_f32(cg, 0.0), qn);
-    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, dh), "d");
-    LLVMValueRef kd = LLVMBuildFMul(B, igate, LLVMBuildFMul(B, cg_load(cg, kr, d), inv_sqrt, ""), "kd");
-    LLVMValueRef qd = cg_load(cg, qr, d);
-    LLVMValueRef nd = LLVMBuildFAdd(B, LLVMBuildFMul(B, fgate, cg_load(cg, nvec, d), ""), kd, "nd");
-    cg_store(cg, nd, nvec, d);
-    LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->f32, qn, ""),
-                                    LLVMBuildFMul(B, qd, nd, ""), ""), qn);
-    LLVMValueRef crow = cg_gep(cg, cg->f32, cmat, LLVMBuildMul(B, d, cg_i64(cg, dh), ""));
-    j = cg_loop_begin(cg, &lj2, cg_i64(cg, 0), cg_i64(cg, dh), "j");
-    LLVMValueRef c = LLVMBuildFAdd(B, LLVMBuildFMul(B, fgate, cg_load(cg, crow, j), ""),
-                                   LLVMBuildFMul(B, kd, cg_load(cg, vr, j), ""), "c");
-    cg_store(cg, c, crow, j);
-    cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, out, j), LLVMBuildFMul(B, qd, c, ""), ""), out, j);
-    cg_loop_end(cg, &lj2);
-    cg_loop_end(cg, &ld);
-
-    LLVMValueRef floor = cg_exp(cg, LLVMBuildFNeg(B, m_new, ""));
-    LLVMValueRef denom = LLVMBuildFAdd(
-        B, cg_max(cg, cg_fabs(cg, LLVMBuildLoad2(B, cg->f32, qn, "")), floor), cg_f32(cg, MLSTM_EPS), "");
-    j = cg_loop_begin(cg, &lj3, cg_i64(cg, 0), cg_i64(cg, dh), "j");
-    cg_store(cg, LLVMBuildFDiv(B, cg_load(cg, out, j), denom, ""), out, j);
-    cg_loop_end(cg, &lj3);
-    LLVMBuildStore(B, m_new, mptr);
+    LLVMValueRef blocks_end = LLVMBuildMul(B, LLVMBuildSDiv(B, cg->len, cg_i64(cg, MLSTM_STEPS), ""),
+                                           cg_i64(cg, MLSTM_STEPS), "");
+    LLVMValueRef t0 = cg_loop_begin_step(cg, &lt, cg_i64(cg, 0), blocks_end, MLSTM_STEPS, "t");
+    m.steps = MLSTM_STEPS;
+    mlstm_block(cg, n, &m, b, h, hd, mptr, t0);
     cg_loop_end(cg, &lt);
+    t0 = cg_loop_begin(cg, &lt1, blocks_end, cg->len, "t1");
+    m.steps = 1;
+    mlstm_block(cg, n, &m, b, h, hd, mptr, t0);
+    cg_loop_end(cg, &lt1);
     cg_loop_end(cg, &li);
 }
 

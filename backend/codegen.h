@@ -70,6 +70,8 @@ LLVMValueRef cg_vload(Cg *cg, LLVMTypeRef vt, LLVMValueRef base, LLVMValueRef in
 void cg_vstore(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef index);
 LLVMValueRef cg_vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar);
 LLVMValueRef cg_fma(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
+/* A hint to bring the line at ptr into the caches; never faults, whatever the address. */
+void cg_prefetch(Cg *cg, LLVMValueRef ptr);
 /* This thread's share [lo, hi) of `total` work items (contiguous, balanced). */
 void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi);
 /* i1: is this the last thread? (Work that is not split, such as a tail, goes to exactly one
@@ -79,6 +81,9 @@ LLVMValueRef cg_is_last_thread(Cg *cg);
 void cg_row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t);
 /* Pointer to column 0 of row (b, t) of a per-token value. */
 LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t);
+/* Row (b, t + dt) of a float value from the pointer `row` to row (b, t): a constant offset,
+ * so that loops over several positions address them all from one register. */
+LLVMValueRef cg_row_later(Cg *cg, const Node *n, LLVMValueRef row, int64_t dt);
 /* The same for flat row r = b·T + t; avoids the division where the storage allows. */
 LLVMValueRef cg_row_flat(Cg *cg, const Node *n, LLVMValueRef r);
 /* Pointer to a weight's data. */

@@ -71,16 +71,6 @@ static void transpose(Cg *cg, LLVMValueRef *v, int w)
     }
 }
 
-static void prefetch(Cg *cg, LLVMValueRef ptr)
-{
-    unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-    LLVMTypeRef pt = cg->ptr;
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &pt, 1);
-    LLVMValueRef args[4] = {ptr, LLVMConstInt(cg->i32, 0, 0), LLVMConstInt(cg->i32, 3, 0),
-                            LLVMConstInt(cg->i32, 1, 0)}; /* read, keep in all caches, data */
-    LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, &pt, 1), fn, args, 4, "");
-}
-
 /* buf[kk][j] = W[n0 + j][kc0 + kk] for kk < kcl, j < nv·vw: vw × vw blocks go through the
  * registers transposed, the k tail (a stretch not a multiple of vw) element by element.
  * The weights come from memory (each is read once per chunk), and the rows are K floats
@@ -108,7 +98,7 @@ static void emit_pack(Cg *cg, const Gemm *g)
         LLVMValueRef v[64];
         for (int j = 0; j < vw; j++) {
             v[j] = cg_vload(cg, g->vt, row[j], kk);
-            prefetch(cg, cg_gep(cg, cg->f32, next[j], kk));
+            cg_prefetch(cg, cg_gep(cg, cg->f32, next[j], kk));
         }
         transpose(cg, v, vw);
         for (int c = 0; c < vw; c++) {

@@ -97,6 +97,16 @@ LLVMValueRef cg_vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar)
     return LLVMBuildShuffleVector(cg->b, one, LLVMGetUndef(vt), LLVMConstVector(zeros, n), "");
 }
 
+void cg_prefetch(Cg *cg, LLVMValueRef ptr)
+{
+    unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+    LLVMTypeRef pt = cg->ptr;
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &pt, 1);
+    LLVMValueRef args[4] = {ptr, LLVMConstInt(cg->i32, 0, 0), LLVMConstInt(cg->i32, 3, 0),
+                            LLVMConstInt(cg->i32, 1, 0)}; /* read, keep in all caches, data */
+    LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, &pt, 1), fn, args, 4, "");
+}
+
 LLVMValueRef cg_fma(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 {
     LLVMTypeRef t = LLVMTypeOf(a);
@@ -153,6 +163,13 @@ LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t)
         break;
     }
     mxc_die("%%%d (%s) has no storage", n->id, ir_op_name(n->op));
+}
+
+LLVMValueRef cg_row_later(Cg *cg, const Node *n, LLVMValueRef row, int64_t dt)
+{
+    if (n->store.kind != STORE_SCRATCH && n->store.kind != STORE_LOGITS)
+        mxc_die("%%%d (%s): rows are not a fixed stride apart", n->id, ir_op_name(n->op));
+    return cg_gep(cg, cg->f32, row, cg_i64(cg, dt * n->store.row_stride));
 }
 
 LLVMValueRef cg_row_flat(Cg *cg, const Node *n, LLVMValueRef r)
