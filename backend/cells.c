@@ -78,6 +78,47 @@ static void mlstm_columns(Cg *cg, const MlstmBlock *m, LLVMTypeRef vt, LLVMValue
     }
 }
 
+/* A one-position block (a decode step, the end of a chunk): with no steps to share a load
+ * of C, C is walked row by row (its memory order, which the prefetchers follow from DRAM)
+ * and qᵀC accumulates in the output row. Per element these are the operations of
+ * mlstm_columns, in the same order, so the results are the same bits. */
+static void mlstm_rows(Cg *cg, const MlstmBlock *m)
+{
+    LLVMBuilderRef B = cg->b;
+    int vw = cg->vector_width;
+    int64_t full = m->dh / vw * vw;
+    LLVMTypeRef vt = cg_vec_type(cg);
+    CgLoop lz, ld, lj, lj1, lo, lo1;
+    LLVMValueRef j = cg_loop_begin(cg, &lz, cg_i64(cg, 0), cg_i64(cg, m->dh), "j");
+    cg_store(cg, cg_f32(cg, 0.0), m->out[0], j);
+    cg_loop_end(cg, &lz);
+    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, m->dh), "d");
+    LLVMValueRef crow = cg_gep(cg, cg->f32, m->cmat, LLVMBuildMul(B, d, cg_i64(cg, m->dh), ""));
+    LLVMValueRef kd = cg_load(cg, m->k[0], d), qd = cg_load(cg, m->q[0], d);
+    for (int pass = 0; pass < 2; pass++) { /* vectors of columns, then the rest one by one */
+        LLVMTypeRef t = pass == 0 ? vt : cg->f32;
+        if (pass == 0 ? full == 0 : full == m->dh) continue;
+        LLVMValueRef jj = pass == 0 ? cg_loop_begin_step(cg, &lj, cg_i64(cg, 0), cg_i64(cg, full), vw, "j")
+                                    : cg_loop_begin(cg, &lj1, cg_i64(cg, full), cg_i64(cg, m->dh), "j1");
+        LLVMValueRef vs = LLVMBuildFMul(B, cg_vload(cg, t, m->v[0], jj), splat_or_scalar(cg, t, m->kscale[0]), "");
+        LLVMValueRef kv = LLVMBuildFMul(B, splat_or_scalar(cg, t, kd), vs, "");
+        LLVMValueRef c = cg_fma(cg, splat_or_scalar(cg, t, m->fgate[0]), cg_vload(cg, t, crow, jj), kv);
+        cg_vstore(cg, c, crow, jj);
+        cg_vstore(cg, cg_fma(cg, splat_or_scalar(cg, t, qd), c, cg_vload(cg, t, m->out[0], jj)), m->out[0], jj);
+        cg_loop_end(cg, pass == 0 ? &lj : &lj1);
+    }
+    cg_loop_end(cg, &ld);
+    for (int pass = 0; pass < 2; pass++) {
+        LLVMTypeRef t = pass == 0 ? vt : cg->f32;
+        if (pass == 0 ? full == 0 : full == m->dh) continue;
+        LLVMValueRef jj = pass == 0 ? cg_loop_begin_step(cg, &lo, cg_i64(cg, 0), cg_i64(cg, full), vw, "j")
+                                    : cg_loop_begin(cg, &lo1, cg_i64(cg, full), cg_i64(cg, m->dh), "j1");
+        LLVMValueRef h = LLVMBuildFDiv(B, cg_vload(cg, t, m->out[0], jj), splat_or_scalar(cg, t, m->denom[0]), "");
+        cg_vstore(cg, h, m->out[0], jj);
+        cg_loop_end(cg, pass == 0 ? &lo : &lo1);
+    }
+}
+
 /* Positions [t0, t0 + steps) of sequence b, head h. */
 static void mlstm_block(Cg *cg, const Node *n, MlstmBlock *m, LLVMValueRef b, LLVMValueRef h,
                         LLVMValueRef hd, LLVMValueRef mptr, LLVMValueRef t0)
@@ -121,6 +162,10 @@ static void mlstm_block(Cg *cg, const Node *n, MlstmBlock *m, LLVMValueRef b, LL
         m->denom[p] = LLVMBuildFAdd(B, cg_max(cg, cg_fabs(cg, LLVMBuildLoad2(B, cg->f32, qn[p], "")), floor[p]),
                                     cg_f32(cg, MLSTM_EPS), "denom");
 
+    if (m->steps == 1) {
+        mlstm_rows(cg, m);
+        return;
+    }
     /* C, a vector of value columns at a time, then the columns left over */
     int vw = cg->vector_width;
     int64_t full = m->dh / vw * vw;

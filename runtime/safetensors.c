@@ -412,6 +412,37 @@ int st_open_memory(const void *buf, size_t size, const char *label, StFile **out
     return 0;
 }
 
+/* Maps the file read-only at an address aligned to 2 MiB, with a hint for transparent huge
+ * pages. Decode streams every weight once per token; where the kernel and file system can
+ * back the page cache with 2 MiB folios (ext4 on recent kernels does, for pages read after
+ * the hint), they are then mapped with one TLB entry each instead of 512, and the hardware
+ * prefetchers stop less often at page boundaries. Elsewhere the hint is ignored. */
+static void *st_map_aligned(int fd, size_t size)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (size < huge || size > SIZE_MAX - huge)
+        return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* reserve size + 2 MiB of address space, put the file at its first aligned address */
+    char *area = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED)
+        return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    char *start = (char *)(((uintptr_t)area + huge - 1) & ~(uintptr_t)(huge - 1));
+    void *map = mmap(start, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (map == MAP_FAILED) {
+        munmap(area, size + huge);
+        return MAP_FAILED;
+    }
+    if (start > area)
+        munmap(area, (size_t)(start - area));
+    size_t tail = (size_t)(area + size + huge - (start + size));
+    if (tail > 0)
+        munmap(start + size, tail);
+#ifdef MADV_HUGEPAGE
+    (void)madvise(map, size, MADV_HUGEPAGE);
+#endif
+    return map;
+}
+
 int st_open(const char *path, StFile **out)
 {
     if (!out)
@@ -440,7 +471,7 @@ int st_open(const char *path, StFile **out)
     size_t size = (size_t)sb.st_size;
     void *map = NULL;
     if (size > 0) {
-        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        map = st_map_aligned(fd, size);
         if (map == MAP_FAILED) {
             int e = errno;
             close(fd);
