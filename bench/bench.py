@@ -145,9 +145,17 @@ def pick_openblas_core(roofline, flags, threads):
     return best[0], detected, trials
 
 
-def measure_roofline(roofline, names, threads, core):
+def measure_roofline(roofline, names, threads, core, weights):
     o, e, rc, _ = run([roofline, "bandwidth", str(threads), "1024", "20"])
     bw = json_lines(o)[0]
+    # The same loop over each weights file, mapped as the runtime maps it: what decode can
+    # stream its weights at (4 KB or 2 MB pages, as the kernel gives them), for the notes.
+    file_gbs = {}
+    for name in names:
+        o, e, rc, _ = run([roofline, "filebw", str(threads), "10", weights[name]])
+        if rc == 0:
+            file_gbs[name] = json_lines(o)[0]["file_bandwidth_gbs"]
+            log(f"  streaming {name}'s mapped weights file: {file_gbs[name]:.2f} GB/s")
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
     if core:
         env["OPENBLAS_CORETYPE"] = core
@@ -162,7 +170,7 @@ def measure_roofline(roofline, names, threads, core):
         log(f"  OpenBLAS sgemm, {name} prefill-512 shapes: {lines[-1]['sgemm_gflops']:.1f} GFLOPS")
     log(f"  read bandwidth ({threads} threads, 1 GB, best of 20): {bw['bandwidth_gbs']:.2f} GB/s")
     return {"bandwidth_gbs": bw["bandwidth_gbs"], "passes": bw["passes"], "hugepages": bw.get("hugepages"),
-            "gemm": gemm}
+            "gemm": gemm, "file_gbs": file_gbs}
 
 
 def mxc_jobs(quick):
@@ -425,7 +433,9 @@ def render(R):
              f"(auto-detected core: {R['openblas']['detected']}; trials on 512×768·768×3072: "
              + ", ".join(f"{k or 'auto'} {v:.0f}" for k, v in R['openblas']['trials'].items()) + " GFLOPS); "
              + "; ".join(f"sgemm on {n}'s prefill-512 GEMMs {g['gflops']:.1f} GFLOPS"
-                         for n, g in R["roofline"]["gemm"].items()) + ".",
+                         for n, g in R["roofline"]["gemm"].items()) + "."
+             + ("".join(f" The same reading loop over {n}'s weights file mapped as the runtime maps it: "
+                        f"{g:.2f} GB/s." for n, g in R["roofline"].get("file_gbs", {}).items())),
              f"- PyTorch {R.get('torch_version', '?')} (`{R['python']}`), OMP_WAIT_POLICY=PASSIVE, "
              f"OMP/OpenBLAS threads {R['threads']}, torch.inference_mode()"
              + (f", OPENBLAS_CORETYPE={R['openblas']['core_used']}" if R['openblas']['core_used'] else "") + ".",
@@ -553,7 +563,7 @@ def main():
     core, detected, trials = pick_openblas_core(exe["roofline"], flags, a.threads)
     R["openblas"] = {"core_used": core, "detected": detected, "trials": trials}
     log(f"  OpenBLAS core: detected {detected}; trials {trials}; using {core or 'auto'}")
-    R["roofline"] = measure_roofline(exe["roofline"], names, a.threads, core)
+    R["roofline"] = measure_roofline(exe["roofline"], names, a.threads, core, R["weights"])
 
     log("== mxc")
     for n in names:

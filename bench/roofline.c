@@ -4,6 +4,9 @@
  *       read bandwidth: THREADS threads sum disjoint parts of one MBYTES buffer (touched
  *       first, transparent huge pages requested), PASSES times; prints the best pass in GB/s
  *       (1 GB = 1e9 bytes).
+ *   roofline filebw THREADS PASSES PATH
+ *       the same reading loop over a file mapped the way the runtime maps weights (read-only,
+ *       2 MiB-aligned, MADV_HUGEPAGE): the rate a decode step could stream its weights at.
  *   roofline sgemm M,N,K,COUNT ...
  *       OpenBLAS cblas_sgemm on each shape, y[M,N] = x[M,K] * W[N,K]^T (the layout of a
  *       model projection: weights stored [out, in]); best time of several reps per shape;
@@ -13,12 +16,16 @@
  * Output: one JSON line per result.
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* From cblas.h (OpenBLAS), declared here so that no include path is needed. */
 enum { CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 };
@@ -63,19 +70,9 @@ static void *reader(void *arg)
     return NULL;
 }
 
-static int bandwidth(int threads, size_t mbytes, int passes)
+/* Best time of `passes` reads of buf[0, nvec) by `threads` threads, each summing its part. */
+static double stream(const Vec *buf, size_t nvec, int threads, int passes, float *checksum)
 {
-    size_t nvec = mbytes * 1000000 / sizeof(Vec);
-    nvec -= nvec % (size_t)(8 * threads);
-    Vec *buf;
-    if (posix_memalign((void **)&buf, 1 << 21, nvec * sizeof(Vec)))
-        return 1;
-    /* Transparent huge pages where the kernel allows them: fewer TLB misses, the best case. */
-    int huge = madvise(buf, nvec * sizeof(Vec), MADV_HUGEPAGE) == 0;
-    float *f = (float *)buf;
-    for (size_t i = 0; i < nvec * 16; i++)
-        f[i] = (float)(i & 1023) * 1e-3f;
-
     pthread_barrier_t start, stop;
     pthread_barrier_init(&start, NULL, threads + 1);
     pthread_barrier_init(&stop, NULL, threads + 1);
@@ -95,16 +92,68 @@ static int bandwidth(int threads, size_t mbytes, int passes)
         if (dt < best)
             best = dt;
     }
-    float sink = 0;
+    *checksum = 0;
     for (int t = 0; t < threads; t++) {
         pthread_join(tid[t], NULL);
-        sink += parts[t].sink;
+        *checksum += parts[t].sink;
     }
-    double bytes = (double)per * threads * sizeof(Vec);
+    free(parts);
+    free(tid);
+    return best;
+}
+
+static int bandwidth(int threads, size_t mbytes, int passes)
+{
+    size_t nvec = mbytes * 1000000 / sizeof(Vec);
+    nvec -= nvec % (size_t)(8 * threads);
+    Vec *buf;
+    if (posix_memalign((void **)&buf, 1 << 21, nvec * sizeof(Vec)))
+        return 1;
+    /* Transparent huge pages where the kernel allows them: fewer TLB misses, the best case. */
+    int huge = madvise(buf, nvec * sizeof(Vec), MADV_HUGEPAGE) == 0;
+    float *f = (float *)buf;
+    for (size_t i = 0; i < nvec * 16; i++)
+        f[i] = (float)(i & 1023) * 1e-3f;
+    float sink;
+    double best = stream(buf, nvec, threads, passes, &sink);
+    double bytes = (double)(nvec / threads * threads) * sizeof(Vec);
     printf("{\"bandwidth_gbs\": %.3f, \"threads\": %d, \"mbytes\": %.0f, \"passes\": %d, "
            "\"best_ms\": %.3f, \"hugepages\": %s, \"checksum\": %g}\n",
            bytes / best / 1e9, threads, bytes / 1e6, passes, best * 1e3, huge ? "true" : "false", sink);
     free(buf);
+    return 0;
+}
+
+/* The runtime's mapping (runtime/safetensors.c: st_map_aligned), written again here so
+ * that the bench needs no runtime headers. */
+static int file_bandwidth(int threads, int passes, const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        fprintf(stderr, "roofline: cannot open %s\n", path);
+        return 1;
+    }
+    const size_t huge = (size_t)2 << 20;
+    size_t size = (size_t)sb.st_size;
+    char *area = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *start = (char *)(((uintptr_t)area + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (area == MAP_FAILED ||
+        mmap(start, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        fprintf(stderr, "roofline: cannot map %s\n", path);
+        return 1;
+    }
+    close(fd);
+    madvise(start, size, MADV_HUGEPAGE);
+    size_t nvec = size / sizeof(Vec);
+    nvec -= nvec % (size_t)(8 * threads);
+    float sink;
+    double best = stream((const Vec *)start, nvec, threads, passes, &sink);
+    double bytes = (double)(nvec / threads * threads) * sizeof(Vec);
+    printf("{\"file_bandwidth_gbs\": %.3f, \"threads\": %d, \"mbytes\": %.0f, \"passes\": %d, "
+           "\"best_ms\": %.3f, \"checksum\": %g}\n",
+           bytes / best / 1e9, threads, bytes / 1e6, passes, best * 1e3, sink);
+    munmap(area, size + huge);
     return 0;
 }
 
@@ -162,9 +211,12 @@ int main(int argc, char **argv)
 {
     if (argc >= 5 && !strcmp(argv[1], "bandwidth"))
         return bandwidth(atoi(argv[2]), (size_t)atol(argv[3]), atoi(argv[4]));
+    if (argc >= 5 && !strcmp(argv[1], "filebw"))
+        return file_bandwidth(atoi(argv[2]), atoi(argv[3]), argv[4]);
     if (argc >= 3 && !strcmp(argv[1], "sgemm"))
         return sgemm(argc - 2, argv + 2);
     fprintf(stderr, "usage: roofline bandwidth THREADS MBYTES PASSES\n"
+                    "       roofline filebw THREADS PASSES PATH\n"
                     "       roofline sgemm M,N,K,COUNT ...\n");
     return 2;
 }
