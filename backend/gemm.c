@@ -222,9 +222,10 @@ static void emit_panel(Cg *cg, Gemm *g)
     cg_loop_end(cg, &ls);
 }
 
+/* A part narrower than one vector is left to the tiles; the transposes hold at most 64 lanes. */
 bool cg_gemm_applies(const Cg *cg, const MatmulPart *part)
 {
-    return part->w->type.dim[0] >= cg->vector_width && cg->vector_width <= 16;
+    return part->w->type.dim[0] >= cg->vector_width && cg->vector_width <= 64;
 }
 
 int64_t cg_emit_gemm_part(Cg *cg, const Matmul *mm, const MatmulPart *part, int64_t col0)

@@ -6,7 +6,8 @@
  * output tiles are the outer loop, so a tile's weight rows (NT·K floats) stay in L1 while
  * every row of the chunk streams past them, and each weight is read from memory once per
  * chunk whatever B and T are. Tails (rows, outputs, k not multiples of the tile) fall back
- * to 1-row, 1-output and scalar pieces of the same code. */
+ * to 1-row, 1-output and scalar pieces of the same code. These tiles serve decode steps and
+ * short chunks; a call of GEMM_MIN_ROWS rows or more goes to the packed kernel of gemm.c. */
 #include <string.h>
 
 #include "backend/codegen.h"
