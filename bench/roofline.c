@@ -150,9 +150,11 @@ static int file_bandwidth(int threads, int passes, const char *path)
     float sink;
     double best = stream((const Vec *)start, nvec, threads, passes, &sink);
     double bytes = (double)(nvec / threads * threads) * sizeof(Vec);
+    /* no checksum: weights of real size sum to inf, which is not JSON */
+    (void)sink;
     printf("{\"file_bandwidth_gbs\": %.3f, \"threads\": %d, \"mbytes\": %.0f, \"passes\": %d, "
-           "\"best_ms\": %.3f, \"checksum\": %g}\n",
-           bytes / best / 1e9, threads, bytes / 1e6, passes, best * 1e3, sink);
+           "\"best_ms\": %.3f}\n",
+           bytes / best / 1e9, threads, bytes / 1e6, passes, best * 1e3);
     munmap(area, size + huge);
     return 0;
 }
