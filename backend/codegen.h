@@ -70,8 +70,6 @@ LLVMValueRef cg_vload(Cg *cg, LLVMTypeRef vt, LLVMValueRef base, LLVMValueRef in
 void cg_vstore(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef index);
 LLVMValueRef cg_vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar);
 LLVMValueRef cg_fma(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
-/* A hint to bring the line at ptr into the caches; never faults, whatever the address. */
-void cg_prefetch(Cg *cg, LLVMValueRef ptr);
 /* This thread's share [lo, hi) of `total` work items (contiguous, balanced). */
 void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi);
 /* i1: is this the last thread? (Work that is not split, such as a tail, goes to exactly one

@@ -73,10 +73,8 @@ static void transpose(Cg *cg, LLVMValueRef *v, int w)
 
 /* buf[kk][j] = W[n0 + j][kc0 + kk] for kk < kcl, j < nv·vw: vw × vw blocks go through the
  * registers transposed, the k tail (a stretch not a multiple of vw) element by element.
- * The weights come from memory (each is read once per chunk), and the rows are K floats
- * apart, too many streams for the hardware prefetcher: each line loaded here prefetches
- * the same line of the next stretch (or of the next panel), which the row loop after this
- * gives time to arrive. */
+ * (Software prefetch of the next stretch here made no measurable difference; at chunk 64
+ * the copy did wait on memory, which the longer default chunk amortises instead.) */
 static void emit_pack(Cg *cg, const Gemm *g)
 {
     LLVMBuilderRef B = cg->b;
@@ -84,22 +82,16 @@ static void emit_pack(Cg *cg, const Gemm *g)
     LLVMValueRef wp = cg_weight(cg, g->part->w);
     LLVMValueRef kfull = LLVMBuildAnd(B, g->kcl, cg_i64(cg, ~(int64_t)(vw - 1)), "kfull");
     for (int jb = 0; jb < g->nv; jb++) {
-        LLVMValueRef row[64], next[64];
+        LLVMValueRef row[64];
         for (int j = 0; j < vw; j++) {
             LLVMValueRef n = LLVMBuildAdd(B, g->n0, cg_i64(cg, jb * vw + j), "");
             LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, g->k), ""), g->kc0, "");
             row[j] = cg_gep(cg, cg->f32, wp, at);
-            LLVMValueRef next_panel = LLVMBuildMul(B, LLVMBuildAdd(B, n, cg_i64(cg, width), ""), cg_i64(cg, g->k), "");
-            LLVMValueRef next_stretch = LLVMBuildAdd(B, at, cg_i64(cg, g->kc), "");
-            next[j] = cg_gep(cg, cg->f32, wp, LLVMBuildSelect(B, g->last, next_panel, next_stretch, ""));
         }
         CgLoop lk;
         LLVMValueRef kk = cg_loop_begin_step(cg, &lk, cg_i64(cg, 0), kfull, vw, "pack.k");
         LLVMValueRef v[64];
-        for (int j = 0; j < vw; j++) {
-            v[j] = cg_vload(cg, g->vt, row[j], kk);
-            cg_prefetch(cg, cg_gep(cg, cg->f32, next[j], kk));
-        }
+        for (int j = 0; j < vw; j++) v[j] = cg_vload(cg, g->vt, row[j], kk);
         transpose(cg, v, vw);
         for (int c = 0; c < vw; c++) {
             LLVMValueRef at = LLVMBuildMul(B, LLVMBuildAdd(B, kk, cg_i64(cg, c), ""), cg_i64(cg, width), "");

@@ -97,16 +97,6 @@ LLVMValueRef cg_vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar)
     return LLVMBuildShuffleVector(cg->b, one, LLVMGetUndef(vt), LLVMConstVector(zeros, n), "");
 }
 
-void cg_prefetch(Cg *cg, LLVMValueRef ptr)
-{
-    unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-    LLVMTypeRef pt = cg->ptr;
-    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &pt, 1);
-    LLVMValueRef args[4] = {ptr, LLVMConstInt(cg->i32, 0, 0), LLVMConstInt(cg->i32, 3, 0),
-                            LLVMConstInt(cg->i32, 1, 0)}; /* read, keep in all caches, data */
-    LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, &pt, 1), fn, args, 4, "");
-}
-
 LLVMValueRef cg_fma(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
 {
     LLVMTypeRef t = LLVMTypeOf(a);
