@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include "model_api.h"
+#include "runtime/safetensors.h"
 
 static void *sym(void *so, const char *prefix, const char *name)
 {
@@ -60,4 +61,33 @@ int run_command(const char *cmd)
 {
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+bool write_cuda_layout_weights(const char *dir, const char *out)
+{
+    char path[1024];
+    StFile *base, *cuda;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (st_open(path, &base) != 0) return false;
+    snprintf(path, sizeof path, "%s/slstm_cuda_layout.safetensors", dir);
+    if (st_open(path, &cuda) != 0) {
+        st_close(base);
+        return false;
+    }
+    int n = st_count(base);
+    StWriteTensor *t = calloc((size_t)n, sizeof *t);
+    int replaced = 0;
+    for (int i = 0; i < n; i++) {
+        const StTensor *src = st_at(base, i), *alt = st_find(cuda, src->name);
+        if (alt) {
+            src = alt;
+            replaced++;
+        }
+        t[i] = (StWriteTensor){src->name, src->dtype, src->rank, src->shape, src->data};
+    }
+    bool ok = replaced == st_count(cuda) && replaced > 0 && st_write(out, t, n, NULL) == 0;
+    free(t);
+    st_close(cuda);
+    st_close(base);
+    return ok;
 }

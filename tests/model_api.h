@@ -36,4 +36,9 @@ const char *mxc_path(void);
 /* Run a shell command; its exit status, -1 if it did not exit normally. */
 int run_command(const char *cmd);
 
+/* Writes to `out` the golden weights of directory `dir` (model.safetensors) with the sLSTM
+ * cell tensors replaced by their CUDA-layout versions (dir/slstm_cuda_layout.safetensors
+ * holds only those), as a checkpoint trained with the CUDA backend stores them. */
+bool write_cuda_layout_weights(const char *dir, const char *out);
+
 #endif

@@ -102,38 +102,6 @@ static void forward_in_chunks(Api *a, void *m, void *s, const Golden *g, const i
     }
 }
 
-/* The golden weights with the sLSTM cell tensors replaced by their CUDA-layout versions
- * (slstm_cuda_layout.safetensors holds only those), as a checkpoint trained with the CUDA
- * backend stores them. */
-static bool write_cuda_layout_weights(const char *dir, const char *out)
-{
-    char path[600];
-    StFile *base, *cuda;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (st_open(path, &base) != 0) return false;
-    snprintf(path, sizeof path, "%s/slstm_cuda_layout.safetensors", dir);
-    if (st_open(path, &cuda) != 0) {
-        st_close(base);
-        return false;
-    }
-    int n = st_count(base);
-    StWriteTensor *t = calloc((size_t)n, sizeof *t);
-    int replaced = 0;
-    for (int i = 0; i < n; i++) {
-        const StTensor *src = st_at(base, i), *alt = st_find(cuda, src->name);
-        if (alt) {
-            src = alt;
-            replaced++;
-        }
-        t[i] = (StWriteTensor){src->name, src->dtype, src->rank, src->shape, src->data};
-    }
-    bool ok = replaced == st_count(cuda) && replaced > 0 && st_write(out, t, n, NULL) == 0;
-    free(t);
-    st_close(cuda);
-    st_close(base);
-    return ok;
-}
-
 /* Everything one golden case must satisfy. `variant` "cuda" compiles model_cuda.mx and
  * feeds it the CUDA-layout sLSTM weights. */
 static void check_golden_case(const char *name, const char *variant, const char *extra_flags)

@@ -662,36 +662,6 @@ static void test_self_mix5_mamba(void) { check_self_consistency("hybrid/mix5_mam
 
 /* --- 3. sLSTM layout mismatches -------------------------------------------------------------- */
 
-/* The golden slstm_tiny weights with the sLSTM cell tensors replaced by their CUDA-layout
- * versions (slstm_cuda_layout.safetensors holds only those). */
-static bool write_cuda_layout_weights(const char *out)
-{
-    char path[800];
-    StFile *base, *cuda;
-    snprintf(path, sizeof path, "%s/golden/slstm_tiny/model.safetensors", test_srcdir());
-    if (st_open(path, &base) != 0) return false;
-    snprintf(path, sizeof path, "%s/golden/slstm_tiny/slstm_cuda_layout.safetensors", test_srcdir());
-    if (st_open(path, &cuda) != 0) {
-        st_close(base);
-        return false;
-    }
-    int n = st_count(base), replaced = 0;
-    StWriteTensor *t = calloc((size_t)n, sizeof *t);
-    for (int i = 0; i < n; i++) {
-        const StTensor *src = st_at(base, i), *alt = st_find(cuda, src->name);
-        if (alt) {
-            src = alt;
-            replaced++;
-        }
-        t[i] = (StWriteTensor){src->name, src->dtype, src->rank, src->shape, src->data};
-    }
-    bool ok = replaced == st_count(cuda) && replaced > 0 && st_write(out, t, n, NULL) == 0;
-    free(t);
-    st_close(cuda);
-    st_close(base);
-    return ok;
-}
-
 /* P_open of `weights` must fail naming _recurrent_kernel_, the file's shape and the model's. */
 static void expect_layout_error(Api *a, const char *weights, const char *have, const char *want)
 {
@@ -713,7 +683,9 @@ static void test_slstm_layout_mismatch(void)
     char vanilla[800], cuda[800];
     snprintf(vanilla, sizeof vanilla, "%s/golden/slstm_tiny/model.safetensors", test_srcdir());
     snprintf(cuda, sizeof cuda, "%s/out/hy_slstm_cuda_layout.safetensors", test_builddir());
-    CU_ASSERT_FATAL(write_cuda_layout_weights(cuda));
+    char golden[800];
+    snprintf(golden, sizeof golden, "%s/golden/slstm_tiny", test_srcdir());
+    CU_ASSERT_FATAL(write_cuda_layout_weights(golden, cuda));
     static const char vanilla_shape[] = "[4, 64, 16]", cuda_shape[] = "[4, 16, 64]";
     Api v, c;
     void *m = NULL;
