@@ -21,9 +21,26 @@ static LLVMValueRef const_string(Cg *cg, const char *s)
     return gv;
 }
 
+/* A NULL-terminated array of strings, or a null pointer when `names` is empty. */
+static LLVMValueRef const_string_list(Cg *cg, const char *const *names)
+{
+    unsigned n = 0;
+    while (names[n]) n++;
+    if (n == 0) return LLVMConstNull(cg->ptr);
+    LLVMValueRef elems[IR_MAX_ALT_NAMES + 1];
+    for (unsigned i = 0; i < n; i++) elems[i] = const_string(cg, names[i]);
+    elems[n] = LLVMConstNull(cg->ptr);
+    LLVMValueRef init = LLVMConstArray2(cg->ptr, elems, n + 1);
+    LLVMValueRef gv = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), "names");
+    LLVMSetInitializer(gv, init);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    LLVMSetGlobalConstant(gv, 1);
+    return gv;
+}
+
 static LLVMValueRef const_i32(Cg *cg, int64_t v) { return LLVMConstInt(cg->i32, (unsigned long long)v, 1); }
 
-/* MxrtTensorSpec { ptr name; ptr alt_name; i32 rank; i32 transform; i64 dims[4]; } */
+/* MxrtTensorSpec { ptr name; ptr alt_names; i32 rank; i32 transform; i64 dims[4]; } */
 static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
 {
     LLVMTypeRef dims_t = LLVMArrayType2(cg->i64, MXRT_MAX_RANK);
@@ -41,7 +58,7 @@ static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
         for (int d = 0; d < MXRT_MAX_RANK; d++)
             dims[d] = cg_i64(cg, d < w->type.rank ? w->type.dim[d] : 0);
         LLVMValueRef vals[] = {const_string(cg, w->attr.weight.name),
-                               const_string(cg, w->attr.weight.alt_name),
+                               const_string_list(cg, w->attr.weight.alt_names),
                                const_i32(cg, w->type.rank), const_i32(cg, MXRT_XFORM_NONE),
                                LLVMConstArray2(cg->i64, dims, MXRT_MAX_RANK)};
         rows[w->attr.weight.slot] = LLVMConstNamedStruct(spec_t, vals, 5);

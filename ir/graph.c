@@ -416,12 +416,21 @@ Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int r
     if (rank < 1 || rank > IR_MAX_RANK) mxc_die("weight %s: rank %d", name, rank);
     Node *n = node_new(g, OP_WEIGHT, loc, 0, NULL);
     n->attr.weight.name = ir_strdup(g, name);
-    n->attr.weight.alt_name = alt_name ? ir_strdup(g, alt_name) : NULL;
+    if (alt_name) ir_weight_add_name(g, n, alt_name);
     n->attr.weight.slot = -1;
     n->type.dtype = DT_F32;
     n->type.rank = rank;
     for (int i = 0; i < rank; i++) n->type.dim[i] = dims[i];
     return n;
+}
+
+void ir_weight_add_name(Graph *g, Node *w, const char *alt_name)
+{
+    int k = 0;
+    while (w->attr.weight.alt_names[k]) k++;
+    if (k == IR_MAX_ALT_NAMES) mxc_die("weight %s: more than %d other names", w->attr.weight.name,
+                                       IR_MAX_ALT_NAMES);
+    w->attr.weight.alt_names[k] = ir_strdup(g, alt_name);
 }
 
 Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table)

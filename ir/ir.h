@@ -23,6 +23,7 @@
 
 #define IR_MAX_SRC 12
 #define IR_MAX_RANK 4
+#define IR_MAX_ALT_NAMES 3 /* other names a weight may be stored under */
 
 typedef enum { DT_F32, DT_I32 } DType;
 
@@ -67,7 +68,9 @@ struct Node {
     union {
         struct {       /* OP_WEIGHT */
             const char *name;     /* official parameter name */
-            const char *alt_name; /* also accepted under this name (tied head), or NULL */
+            const char *alt_names[IR_MAX_ALT_NAMES + 1]; /* also accepted under these
+                                     names (a tied head, the transformers spelling);
+                                     NULL-terminated */
             int slot;             /* index in the weight table, assigned by plan-memory */
         } weight;
         struct {       /* OP_RMSNORM, OP_LAYERNORM */
@@ -135,6 +138,8 @@ int ir_add_state(Graph *g, const char *what, int64_t floats);
 Node *ir_tokens(Graph *g, Loc loc);
 Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int rank,
                 const int64_t *dims);
+/* One more name a checkpoint may store weight `w` under (tried after the others). */
+void ir_weight_add_name(Graph *g, Node *w, const char *alt_name);
 Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table);
 Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps);
 Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps,

@@ -29,13 +29,17 @@ Node *lower_block_norm(Graph *g, const ModelSpec *m, const char *prefix, Node *x
     return ir_layernorm(g, m->loc, x, gain, bias, m->norm_eps, false, 1);
 }
 
+/* embedding_alt: the embedding's name in the transformers port (MambaForCausalLM), whose
+ * other names are mamba_ssm's; accepting it at binding makes every compiled Mamba model load
+ * both kinds of checkpoint. */
 typedef struct FrameNames {
-    const char *embedding, *block_fmt, *final_norm;
+    const char *embedding, *embedding_alt, *block_fmt, *final_norm;
 } FrameNames;
 
-static const FrameNames mamba_names = {"backbone.embedding.weight", "backbone.layers.%d",
-                                       "backbone.norm_f"};
-static const FrameNames xlstm_names = {"token_embedding.weight", "xlstm_block_stack.blocks.%d",
+static const FrameNames mamba_names = {"backbone.embedding.weight", "backbone.embeddings.weight",
+                                       "backbone.layers.%d", "backbone.norm_f"};
+static const FrameNames xlstm_names = {"token_embedding.weight", NULL,
+                                       "xlstm_block_stack.blocks.%d",
                                        "xlstm_block_stack.post_blocks_norm"};
 
 Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
@@ -45,9 +49,10 @@ Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
     Graph *g = ir_graph_new(m, chunk_len);
     int64_t emb_dims[2] = {m->vocab_padded, m->d_model};
     Node *tokens = ir_tokens(g, m->loc);
-    /* A tied head may be stored under either name; the embedding's is canonical. */
-    Node *emb = ir_weight(g, m->loc, names->embedding, m->tie_weights ? "lm_head.weight" : NULL,
-                          2, emb_dims);
+    /* A tied head may be stored under either name; the embedding's is canonical, then its
+     * transformers spelling, then the head's. */
+    Node *emb = ir_weight(g, m->loc, names->embedding, names->embedding_alt, 2, emb_dims);
+    if (m->tie_weights) ir_weight_add_name(g, emb, "lm_head.weight");
     Node *x = ir_embed(g, m->loc, tokens, emb);
     for (int i = 0; i < m->n_blocks; i++) {
         const char *prefix = ir_strfmt(g, names->block_fmt, i);

@@ -10,7 +10,7 @@ static void print_attrs(const Node *n, FILE *out)
     switch (n->op) {
     case OP_WEIGHT:
         fprintf(out, " \"%s\"", n->attr.weight.name);
-        if (n->attr.weight.alt_name) fprintf(out, " | \"%s\"", n->attr.weight.alt_name);
+        for (const char *const *a = n->attr.weight.alt_names; *a; a++) fprintf(out, " | \"%s\"", *a);
         break;
     case OP_RMSNORM:
         fprintf(out, " {eps=%g}", n->attr.norm.eps);

@@ -72,15 +72,19 @@ static const StTensor *bind_resolve(const MxrtTensorSpec *s, const StFile *f, Bi
 {
     char qn[MXRT_QUOTE_CAP], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
     const StTensor *t = st_find(f, s->name);
-    if (!t && s->alt_name)
-        t = st_find(f, s->alt_name);
+    for (int k = 0; !t && s->alt_names && s->alt_names[k]; k++)
+        t = st_find(f, s->alt_names[k]);
     if (!t) {
-        mxrt_quote(qn, sizeof qn, s->name);
-        if (s->alt_name)
-            bind_problem(p, "missing tensor '%s' (also looked for '%s')", qn,
-                         mxrt_quote(qa, sizeof qa, s->alt_name));
-        else
-            bind_problem(p, "missing tensor '%s'", qn);
+        char also[MXRT_ERROR_CAP / 2] = "";
+        size_t n = 0;
+        for (int k = 0; s->alt_names && s->alt_names[k] && n < sizeof also; k++) {
+            snprintf(also + n, sizeof also - n, "%s'%s'", k ? ", " : " (also looked for ",
+                     mxrt_quote(qa, sizeof qa, s->alt_names[k]));
+            n = strlen(also);
+        }
+        if (n && n < sizeof also)
+            snprintf(also + n, sizeof also - n, ")");
+        bind_problem(p, "missing tensor '%s'%s", mxrt_quote(qn, sizeof qn, s->name), also);
         return NULL;
     }
     mxrt_quote(qn, sizeof qn, t->name);

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 3
+#define MXRT_ABI_VERSION 4
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
@@ -25,7 +25,8 @@ typedef enum {
 /* One weight the kernels need, in the order of the weight-slot array. */
 typedef struct MxrtTensorSpec {
     const char *name;     /* official parameter name, e.g. "backbone.layers.0.mixer.A_log" */
-    const char *alt_name; /* also accepted under this name (tied head), or NULL */
+    const char *const *alt_names; /* also accepted under these names, tried in order (a tied
+                                     head, the transformers spelling): NULL-terminated, or NULL */
     int32_t rank;         /* 1..MXRT_MAX_RANK */
     int32_t transform;    /* MxrtTransform */
     int64_t dims[MXRT_MAX_RANK]; /* expected shape; unused entries 0 */

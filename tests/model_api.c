@@ -3,10 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "model_api.h"
 #include "runtime/safetensors.h"
+#include "testutil.h"
 
 static void *sym(void *so, const char *prefix, const char *name)
 {
@@ -88,6 +90,32 @@ bool write_cuda_layout_weights(const char *dir, const char *out)
     bool ok = replaced == st_count(cuda) && replaced > 0 && st_write(out, t, n, NULL) == 0;
     free(t);
     st_close(cuda);
+    st_close(base);
+    return ok;
+}
+
+bool write_hf_mamba_folder(const char *name, const char *out_dir)
+{
+    char path[1024], cmd[3000];
+    mkdir(out_dir, 0777);
+    snprintf(cmd, sizeof cmd, "cp '%s/hf/%s/config.json' '%s/config.json'", test_srcdir(), name,
+             out_dir);
+    if (run_command(cmd) != 0) return false;
+    snprintf(path, sizeof path, "%s/golden/%s/model.safetensors", test_srcdir(), name);
+    StFile *base;
+    if (st_open(path, &base) != 0) return false;
+    int n = st_count(base), k = 0;
+    StWriteTensor *t = calloc((size_t)n, sizeof *t);
+    for (int i = 0; i < n; i++) {
+        const StTensor *src = st_at(base, i);
+        if (strcmp(src->name, "lm_head.weight") == 0) continue;  /* tied: saved once */
+        const char *hf = strcmp(src->name, "backbone.embedding.weight") == 0
+                             ? "backbone.embeddings.weight" : src->name;
+        t[k++] = (StWriteTensor){hf, src->dtype, src->rank, src->shape, src->data};
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    bool ok = st_write(path, t, k, NULL) == 0;
+    free(t);
     st_close(base);
     return ok;
 }

@@ -4,6 +4,7 @@
 #     form (`mxc check --resolved`) is that of the hand-written tests/golden/CASE/model.mx;
 #   - tests/import/NAME.{json,yaml} prints NAME.expected: the spec on success, or the error
 #     (exit status 1) for the files named bad_*;
+#   - tests/hf/CASE (a transformers config.json) imports to the spec of tests/golden/CASE;
 #   - inputs made here: near-limit (16 MiB) configs whose containers hold ~10^6 members must be
 #     read within a CPU-time bound that a parser quadratic in the members cannot meet, and a
 #     100 000-byte key is clipped in the message.
@@ -41,6 +42,33 @@ for dir in "$SRC"/golden/*/; do
         report "golden/$case" 1 "$TMP/diff"
     fi
 done
+
+# tests/hf/CASE/config.json: a transformers MambaConfig of golden CASE; the folder itself is
+# imported (a model folder is read through its config.json).
+for dir in "$SRC"/hf/*/; do
+    case=$(basename "$dir")
+    if ! "$MXC" import "$dir" >"$TMP/imported.mx" 2>"$TMP/err"; then
+        report "hf/$case import" 1 "$TMP/err"
+        continue
+    fi
+    "$MXC" check --resolved "$SRC/golden/$case/model.mx" >"$TMP/want" 2>&1
+    "$MXC" check --resolved "$TMP/imported.mx" >"$TMP/got" 2>&1
+    if diff -u "$TMP/want" "$TMP/got" >"$TMP/diff" 2>&1; then
+        report "hf/$case" 0
+    else
+        report "hf/$case" 1 "$TMP/diff"
+    fi
+done
+
+# A folder without config.json is refused, naming the file.
+mkdir "$TMP/empty_folder"
+if "$MXC" import "$TMP/empty_folder" >/dev/null 2>"$TMP/err"; then
+    report "folder without config.json" 1 "$TMP/err"
+elif grep -q "cannot open $TMP/empty_folder/config.json: No such file" "$TMP/err"; then
+    report "folder without config.json" 0
+else
+    report "folder without config.json" 1 "$TMP/err"
+fi
 
 for input in "$SRC"/import/*.json "$SRC"/import/*.yaml; do
     [ -e "$input" ] || continue

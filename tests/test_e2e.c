@@ -103,10 +103,11 @@ static void forward_in_chunks(Api *a, void *m, void *s, const Golden *g, const i
 }
 
 /* Everything one golden case must satisfy. `variant` "cuda" compiles model_cuda.mx and
- * feeds it the CUDA-layout sLSTM weights. */
+ * feeds it the CUDA-layout sLSTM weights; "hf" compiles a Hugging Face model folder made from
+ * the case (transformers config.json and names) and must match to 1e-5. */
 static void check_golden_case(const char *name, const char *variant, const char *extra_flags)
 {
-    char dir[512], spec[600], so[600], weights[600], prefix[128];
+    char dir[512], spec[600], so[600], weights[640], prefix[128];
     snprintf(dir, sizeof dir, "%s/golden/%s", test_srcdir(), name);
     snprintf(spec, sizeof spec, "%s/model%s%s.mx", dir, variant ? "_" : "", variant ? variant : "");
     snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
@@ -116,7 +117,12 @@ static void check_golden_case(const char *name, const char *variant, const char 
         CU_FAIL("golden case missing");
         return;
     }
-    if (variant) {
+    bool hf = variant && strcmp(variant, "hf") == 0;
+    if (hf) {
+        snprintf(spec, sizeof spec, "%s/out/%s", test_builddir(), prefix);
+        snprintf(weights, sizeof weights, "%s/model.safetensors", spec);
+        CU_ASSERT_FATAL(write_hf_mamba_folder(name, spec));
+    } else if (variant) {
         snprintf(weights, sizeof weights, "%s/out/%s.safetensors", test_builddir(), prefix);
         CU_ASSERT_FATAL(write_cuda_layout_weights(dir, weights));
     }
@@ -195,6 +201,10 @@ static void check_golden_case(const char *name, const char *variant, const char 
     CU_ASSERT(d_step <= GOLDEN_TOL);
     CU_ASSERT(d_self <= GOLDEN_TOL);
     CU_ASSERT(d_chunk <= SELF_TOL);
+    if (hf) {
+        CU_ASSERT(d_fwd <= 1e-5);
+        CU_ASSERT(d_step <= 1e-5);
+    }
 
     a.state_free(copy);
     a.state_free(s);
@@ -254,6 +264,37 @@ static void test_fusion_mamba(void) { check_fused_vs_unfused("mamba_ln_mlp"); ch
 static void test_fusion_xlstm(void) { check_fused_vs_unfused("xlstm_smmsm"); check_fused_vs_unfused("slstm_all"); }
 
 static void test_mamba_tiny(void) { check_golden_case("mamba_tiny", NULL, NULL); }
+static void test_mamba_tiny_hf_folder(void) { check_golden_case("mamba_tiny", "hf", NULL); }
+
+/* `mxc run DIR` on a Hugging Face folder: greedy, one token after the golden prompt, must be
+ * the argmax of the official logits at the prompt's last position. */
+static void test_run_hf_folder(void)
+{
+    char dir[600], ids[4096], cmd[6000], io[700];
+    snprintf(dir, sizeof dir, "%s/out/run_hf_mamba_tiny", test_builddir());
+    CU_ASSERT_FATAL(write_hf_mamba_folder("mamba_tiny", dir));
+    snprintf(io, sizeof io, "%s/golden/mamba_tiny", test_srcdir());
+    Golden g;
+    CU_ASSERT_FATAL(golden_load(&g, io));
+    size_t k = 0;
+    for (int t = 0; t < g.len; t++)
+        k += (size_t)snprintf(ids + k, sizeof ids - k, "%s%d", t ? " " : "", (int)g.ids[t]);
+    const float *last = g.logits + (size_t)(g.len - 1) * g.vocab;  /* batch 0 */
+    int best = 0;
+    for (int v = 1; v < g.vocab; v++)
+        if (last[v] > last[best]) best = v;
+    snprintf(cmd, sizeof cmd, "'%s' run '%s' --prompt-ids '%s' -n 1 --temperature 0 --ids "
+             "--no-echo 2>/dev/null", mxc_path(), dir, ids);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_FATAL(p != NULL);
+    int got = -1;
+    CU_ASSERT_EQUAL(fscanf(p, "%d", &got), 1);
+    CU_ASSERT_EQUAL(pclose(p), 0);
+    printf("\n    mxc run DIR: next token %d, official argmax %d ", got, best);
+    CU_ASSERT_EQUAL(got, best);
+    st_close(g.io);
+}
+
 static void test_mamba_tiny_small_chunks(void) { check_golden_case("mamba_tiny", NULL, "--chunk 5 -O1"); }
 static void test_mamba_odd(void) { check_golden_case("mamba_odd", NULL, NULL); }
 static void test_mamba_ln_mlp(void) { check_golden_case("mamba_ln_mlp", NULL, NULL); }
@@ -527,6 +568,8 @@ int main(void)
     CU_pSuite golden = CU_add_suite("golden", NULL, NULL);
     TEST_ADD(golden, test_mamba_tiny);
     TEST_ADD(golden, test_mamba_tiny_small_chunks);
+    TEST_ADD(golden, test_mamba_tiny_hf_folder);
+    TEST_ADD(golden, test_run_hf_folder);
     TEST_ADD(golden, test_mamba_odd);
     TEST_ADD(golden, test_mamba_ln_mlp);
     TEST_ADD(golden, test_mamba_long);

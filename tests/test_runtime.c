@@ -943,7 +943,7 @@ static void fake_step(const float *const *w, float *state, float *scratch,
 static const MxrtTensorSpec fake_specs[] = {
     {"model.a", NULL, 2, MXRT_XFORM_NONE, {3, 4, 0, 0}},
     {"model.b", NULL, 1, MXRT_XFORM_NONE, {5, 0, 0, 0}},
-    {"lm_head.weight", "model.embed", 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}},
+    {"lm_head.weight", (const char *const[]){"model.embed", NULL}, 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}},
     {"model.embed", NULL, 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}},
 };
 
@@ -1041,7 +1041,7 @@ static void test_bind_problems(void)
     MxrtTensorSpec specs[6];
     memcpy(specs, fake_specs, sizeof fake_specs);
     specs[2].name = "nope.head";
-    specs[2].alt_name = "nope.embed";
+    specs[2].alt_names = (const char *const[]){"nope.embed", NULL};
     d.weights = specs;
     CHECK_ERROR(bind_weights(&d, f, &b), "2 problems",
                 "missing tensor 'model.b'; missing tensor 'nope.head' (also looked for "
@@ -1438,7 +1438,8 @@ static void test_golden_bind(void)
                                  {36, 128}, {128, 4}, {128}, {64, 128}};
     const int ranks[10] = {1, 2, 1, 2, 3, 1, 2, 2, 1, 2};
     int n = 0;
-    specs[n++] = (MxrtTensorSpec){"backbone.embedding.weight", "lm_head.weight", 2, 0,
+    specs[n++] = (MxrtTensorSpec){"backbone.embedding.weight",
+                                  (const char *const[]){"lm_head.weight", NULL}, 2, 0,
                                   {128, 64}};
     for (int l = 0; l < 2; l++)
         for (int k = 0; k < 10; k++) {
@@ -1448,7 +1449,8 @@ static void test_golden_bind(void)
             n++;
         }
     specs[n++] = (MxrtTensorSpec){"backbone.norm_f.weight", NULL, 1, 0, {64}};
-    specs[n++] = (MxrtTensorSpec){"lm_head.weight", "backbone.embedding.weight", 2, 0,
+    specs[n++] = (MxrtTensorSpec){"lm_head.weight",
+                                  (const char *const[]){"backbone.embedding.weight", NULL}, 2, 0,
                                   {128, 64}};
     MxrtModelDesc d = fake_desc();
     d.name = "mamba_tiny";
