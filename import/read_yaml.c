@@ -17,6 +17,8 @@
 
 typedef struct YamlReader {
     Importer *im;
+    const char *text;    /* the input, for messages */
+    size_t len;
     yaml_parser_t parser;
     yaml_event_t event;  /* the current event, owned until the next */
     bool have_event;
@@ -30,6 +32,12 @@ static bool yaml_next(YamlReader *y)
     if (!yaml_parser_parse(&y->parser, &y->event)) {
         const yaml_parser_t *p = &y->parser;
         char q[CFG_CLIP];
+        size_t at = p->problem_mark.index;
+        if (at < y->len && y->text[at] == '\t') {
+            cfg_error(y->im, (int)p->problem_mark.line + 1, "a tab in the indentation (YAML "
+                      "indents with spaces)");
+            return false;
+        }
         cfg_error(y->im, (int)p->problem_mark.line + 1, "invalid YAML: %s%s%s",
                   cfg_clip(q, sizeof q, p->problem ? p->problem : "unreadable"),
                   p->context ? " " : "", p->context ? p->context : "");
@@ -52,8 +60,10 @@ static bool yaml_plain_node(YamlReader *y, const yaml_char_t *anchor, const yaml
         return false;
     }
     if (tag && !implicit) {
-        cfg_error(y->im, event_line(y), "YAML tags are not supported ('%s')",
-                  cfg_clip(q, sizeof q, (const char *)tag));
+        const char *t = (const char *)tag, *std = "tag:yaml.org,2002:";
+        bool short_form = strncmp(t, std, strlen(std)) == 0;  /* written as !!name */
+        cfg_error(y->im, event_line(y), "YAML tags are not supported ('%s%s')",
+                  short_form ? "!!" : "", cfg_clip(q, sizeof q, short_form ? t + strlen(std) : t));
         return false;
     }
     return true;
@@ -224,7 +234,7 @@ static bool yaml_node(YamlReader *y, int depth, CfgValue *out)
 
 bool cfg_read_yaml(Importer *im, const char *text, size_t len, CfgValue *root)
 {
-    YamlReader y = {.im = im};
+    YamlReader y = {.im = im, .text = text, .len = len};
     if (!yaml_parser_initialize(&y.parser)) {
         cfg_error(im, 0, "out of memory");
         return false;
