@@ -440,6 +440,9 @@ int cmd_run(int argc, char **argv)
                  (int)(ends_with(o.input, ".mx") ? strlen(o.input) - 3 : strlen(o.input)), o.input);
         if (access(weights_buf, R_OK) == 0) o.weights = weights_buf;
     }
+    if (!o.weights && S_ISDIR(st.st_mode))
+        return run_error("no weights: %s has no model.safetensors; give --weights FILE%s",
+                         o.input, "");
     if (!o.weights) return run_error("no weights: give --weights FILE%s%s", "", "");
 
     if (shared) {
