@@ -3,7 +3,6 @@
  * that checking and reading a map costs time linear in its members whatever their number. */
 #include "import/cfg.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -162,7 +161,12 @@ bool cfg_check_keys(Importer *im, const CfgValue *map, const char *where, const 
 /* The value as written (numbers), clipped, for messages. */
 static const char *cfg_value_text(char *buf, size_t len, const CfgValue *v)
 {
-    if (v->text) return cfg_clip(buf, len, v->text);
+    if (v->text) {  /* ASCII digits and signs: cut anywhere */
+        size_t n = strspn(v->text, "+-.eE0123456789");
+        if (n < len) snprintf(buf, len, "%.*s", (int)n, v->text);
+        else snprintf(buf, len, "%.*s... (%zu bytes)", (int)(len > 40 ? len - 40 : 0), v->text, n);
+        return buf;
+    }
     if (v->kind == CV_INT) snprintf(buf, len, "%" PRId64, v->i);
     else snprintf(buf, len, "%g", v->f);
     return buf;
@@ -222,8 +226,8 @@ bool cfg_require_int(Importer *im, const CfgValue *map, const char *key, const c
     const CfgValue *v = cfg_get(map, key);
     *out = min;
     if (!cfg_present(v)) {
-        cfg_error(im, v ? v->line : 0, "%s %s '%s' (%s)", what, v ? "has a null" : "lacks", key,
-                  "it is required");
+        cfg_error(im, v ? v->line : 0, "%s %s '%s' (it is required)", what,
+                  v ? "has a null" : "lacks", key);
         return false;
     }
     return cfg_int_value(im, v, key, min, max, out);

@@ -23,15 +23,16 @@ struct CfgValue {
     CfgKind kind;
     int line;           /* 1-based line in the file, for messages */
     const char *key;    /* member of a map: its key */
-    bool b;             /* CV_BOOL */
-    int64_t i;          /* CV_INT */
-    double f;           /* CV_FLOAT (and CV_INT, converted); may be infinite: checked on use */
-    bool int_overflow;  /* CV_FLOAT written as an integer that does not fit int64 */
     const char *s;      /* CV_STRING */
-    const char *text;   /* CV_INT, CV_FLOAT: the number as written, for messages */
+    const char *text;   /* CV_FLOAT: where the number is written, for messages (it ends at the
+                           first character that cannot be part of a number) */
     CfgValue *items;    /* CV_LIST, CV_MAP: children in file order */
     size_t count;
     int *index;         /* CV_MAP: hash of the keys (cfg_map_index), 2 * count slots */
+    int64_t i;          /* CV_INT */
+    double f;           /* CV_FLOAT (and CV_INT, converted); may be infinite: checked on use */
+    bool b;             /* CV_BOOL */
+    bool int_overflow;  /* CV_FLOAT written as an integer that does not fit int64 */
 };
 
 /* Everything allocated while importing one file; freed at once at the end. */

@@ -27,13 +27,6 @@ static int line_at(LineCursor *c, size_t offset)
     return c->line;
 }
 
-/* The number at `at`, as written. */
-static const char *number_text(Importer *im, const char *text, size_t at)
-{
-    size_t n = strspn(text + at, "+-.eE0123456789");
-    return cfg_strndup(im, text + at, n);
-}
-
 static bool from_json(Importer *im, LineCursor *lc, const JsonValue *j, CfgValue *out)
 {
     out->line = line_at(lc, j->offset);
@@ -48,7 +41,7 @@ static bool from_json(Importer *im, LineCursor *lc, const JsonValue *j, CfgValue
         out->int_overflow = j->int_overflow;
         out->i = j->u.n.i;
         out->f = j->is_int ? (double)j->u.n.i : j->u.n.num;
-        out->text = number_text(im, lc->text, j->offset);
+        if (!j->is_int) out->text = lc->text + j->offset;  /* in the file's text */
         return true;
     case JSON_STRING:
         if (memchr(j->u.s.str, 0, j->u.s.len)) {

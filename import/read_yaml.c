@@ -98,8 +98,8 @@ static void yaml_type_plain(Importer *im, const char *s, size_t n, CfgValue *out
     if (integer) {
         errno = 0;
         long long v = strtoll(s, &end, 10);
-        out->text = cfg_strndup(im, s, n);
         if (errno == ERANGE) {  /* refused, with its key, where it is read */
+            out->text = cfg_strndup(im, s, n);
             out->kind = CV_FLOAT;
             out->int_overflow = true;
             out->f = strtod(s, NULL);
