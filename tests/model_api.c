@@ -106,9 +106,12 @@ bool write_hf_mamba_folder(const char *name, const char *out_dir)
     if (st_open(path, &base) != 0) return false;
     int n = st_count(base), k = 0;
     StWriteTensor *t = calloc((size_t)n, sizeof *t);
+    const StTensor *emb = st_find(base, "backbone.embedding.weight");
     for (int i = 0; i < n; i++) {
         const StTensor *src = st_at(base, i);
-        if (strcmp(src->name, "lm_head.weight") == 0) continue;  /* tied: saved once */
+        bool tied = emb && strcmp(src->name, "lm_head.weight") == 0 && src->nbytes == emb->nbytes &&
+                    memcmp(src->data, emb->data, (size_t)src->nbytes) == 0;
+        if (tied) continue;  /* saved once, as the embedding */
         const char *hf = strcmp(src->name, "backbone.embedding.weight") == 0
                              ? "backbone.embeddings.weight" : src->name;
         t[k++] = (StWriteTensor){hf, src->dtype, src->rank, src->shape, src->data};

@@ -265,6 +265,7 @@ static void test_fusion_xlstm(void) { check_fused_vs_unfused("xlstm_smmsm"); che
 
 static void test_mamba_tiny(void) { check_golden_case("mamba_tiny", NULL, NULL); }
 static void test_mamba_tiny_hf_folder(void) { check_golden_case("mamba_tiny", "hf", NULL); }
+static void test_mamba_odd_hf_folder(void) { check_golden_case("mamba_odd", "hf", NULL); }
 
 /* `mxc run DIR` on a Hugging Face folder: greedy, one token after the golden prompt, must be
  * the argmax of the official logits at the prompt's last position. */
@@ -569,6 +570,7 @@ int main(void)
     TEST_ADD(golden, test_mamba_tiny);
     TEST_ADD(golden, test_mamba_tiny_small_chunks);
     TEST_ADD(golden, test_mamba_tiny_hf_folder);
+    TEST_ADD(golden, test_mamba_odd_hf_folder);
     TEST_ADD(golden, test_run_hf_folder);
     TEST_ADD(golden, test_mamba_odd);
     TEST_ADD(golden, test_mamba_ln_mlp);
