@@ -14,12 +14,14 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 3
+#define MXRT_ABI_VERSION 4
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
 typedef enum {
-    MXRT_XFORM_NONE = 0, /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_NONE = 0,        /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_SWAP_MIDDLE = 1, /* the stored data, seen as [a][b][c][d] (xform_dims), is
+                                   rearranged once at open into [a][c][b][d] (a copy) */
 } MxrtTransform;
 
 /* One weight the kernels need, in the order of the weight-slot array. */
@@ -28,7 +30,8 @@ typedef struct MxrtTensorSpec {
     const char *alt_name; /* also accepted under this name (tied head), or NULL */
     int32_t rank;         /* 1..MXRT_MAX_RANK */
     int32_t transform;    /* MxrtTransform */
-    int64_t dims[MXRT_MAX_RANK]; /* expected shape; unused entries 0 */
+    int64_t dims[MXRT_MAX_RANK]; /* expected shape as stored; unused entries 0 */
+    int64_t xform_dims[4];       /* MXRT_XFORM_SWAP_MIDDLE: [a, b, c, d]; else 0 */
 } MxrtTensorSpec;
 
 /* Execution context of one thread running a chunk kernel. Every thread of a state's pool

@@ -941,10 +941,10 @@ static void fake_step(const float *const *w, float *state, float *scratch,
 }
 
 static const MxrtTensorSpec fake_specs[] = {
-    {"model.a", NULL, 2, MXRT_XFORM_NONE, {3, 4, 0, 0}},
-    {"model.b", NULL, 1, MXRT_XFORM_NONE, {5, 0, 0, 0}},
-    {"lm_head.weight", "model.embed", 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}},
-    {"model.embed", NULL, 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}},
+    {"model.a", NULL, 2, MXRT_XFORM_NONE, {3, 4, 0, 0}, {0}},
+    {"model.b", NULL, 1, MXRT_XFORM_NONE, {5, 0, 0, 0}, {0}},
+    {"lm_head.weight", "model.embed", 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}, {0}},
+    {"model.embed", NULL, 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}, {0}},
 };
 
 static MxrtModelDesc fake_desc(void)
@@ -1065,7 +1065,7 @@ static void test_bind_problems(void)
     for (int i = 0; i < 30; i++) {
         snprintf(names[i], sizeof names[i], "backbone.layers.%d.mixer.some_long_weight_name",
                  i);
-        lots[i] = (MxrtTensorSpec){names[i], NULL, 1, MXRT_XFORM_NONE, {1, 0, 0, 0}};
+        lots[i] = (MxrtTensorSpec){names[i], NULL, 1, MXRT_XFORM_NONE, {1, 0, 0, 0}, {0}};
     }
     d.weights = lots;
     d.n_weights = 30;
@@ -1102,6 +1102,49 @@ static void test_bind_problems(void)
     CHECK_OK(st_open(write_fake_weights("none.safetensors", NULL, 0), &f));
     CHECK_OK(bind_weights(&d, f, &b));
     bind_free(b);
+    st_close(f);
+}
+
+/* A layout transform rearranges the stored data once, into a copy: model.a [3][4] seen as
+ * [1][3][4][1] is read transposed, and a tied slot that reads its tensor without the
+ * transform does not share the rearranged copy. A view that does not fit is refused. */
+static void test_bind_transform(void)
+{
+    MxrtModelDesc d = fake_desc();
+    MxrtTensorSpec specs[4];
+    memcpy(specs, fake_specs, sizeof fake_specs);
+    specs[0].transform = MXRT_XFORM_SWAP_MIDDLE;
+    int64_t view[4] = {1, 3, 4, 1};
+    memcpy(specs[0].xform_dims, view, sizeof view);
+    d.weights = specs;
+    StFile *f;
+    BoundWeights *b = NULL;
+    CHECK_OK(st_open(write_fake_weights("xform.safetensors", NULL, 0), &f));
+    CHECK_OK(bind_weights(&d, f, &b));
+    const float *const *s = bind_slots(b);
+    const float *a = st_find(f, "model.a")->data;
+    CU_ASSERT(s[0] != a);
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 4; c++)
+            CU_ASSERT(s[0][c * 3 + r] == a[r * 4 + c]);
+    CU_ASSERT(bind_copied_count(b) == 1);
+    bind_free(b);
+
+    specs[2].alt_name = NULL; /* slots 2 and 3: one tensor, with and without the transform */
+    specs[2].name = "model.embed";
+    specs[2].transform = MXRT_XFORM_SWAP_MIDDLE;
+    int64_t view2[4] = {1, VP, 2, 1};
+    memcpy(specs[2].xform_dims, view2, sizeof view2);
+    CHECK_OK(bind_weights(&d, f, &b));
+    s = bind_slots(b);
+    CU_ASSERT(s[3] == st_find(f, "model.embed")->data && s[2] != s[3]);
+    CU_ASSERT(s[2][1] == s[3][2]); /* [VP][2] transposed: element (0, 1) of [2][VP] is (1, 0) */
+    bind_free(b);
+
+    specs[0].xform_dims[2] = 5;
+    CHECK_ERROR(bind_weights(&d, f, &b), "'model.a'", "layout transform that does not fit");
+    specs[0].xform_dims[2] = 0;
+    CHECK_ERROR(bind_weights(&d, f, &b), "'model.a'", "layout transform that does not fit");
     st_close(f);
 }
 
@@ -1439,17 +1482,17 @@ static void test_golden_bind(void)
     const int ranks[10] = {1, 2, 1, 2, 3, 1, 2, 2, 1, 2};
     int n = 0;
     specs[n++] = (MxrtTensorSpec){"backbone.embedding.weight", "lm_head.weight", 2, 0,
-                                  {128, 64}};
+                                  {128, 64}, {0}};
     for (int l = 0; l < 2; l++)
         for (int k = 0; k < 10; k++) {
             snprintf(names[n], sizeof names[n], "backbone.layers.%d.%s", l, per_layer[k]);
             specs[n] = (MxrtTensorSpec){names[n], NULL, ranks[k], 0,
-                                        {dims[k][0], dims[k][1], dims[k][2], 0}};
+                                        {dims[k][0], dims[k][1], dims[k][2], 0}, {0}};
             n++;
         }
-    specs[n++] = (MxrtTensorSpec){"backbone.norm_f.weight", NULL, 1, 0, {64}};
+    specs[n++] = (MxrtTensorSpec){"backbone.norm_f.weight", NULL, 1, 0, {64}, {0}};
     specs[n++] = (MxrtTensorSpec){"lm_head.weight", "backbone.embedding.weight", 2, 0,
-                                  {128, 64}};
+                                  {128, 64}, {0}};
     MxrtModelDesc d = fake_desc();
     d.name = "mamba_tiny";
     d.weights = specs;
@@ -1510,6 +1553,7 @@ int main(void)
     TEST_ADD(bind, test_bind_basic);
     TEST_ADD(bind, test_bind_problems);
     TEST_ADD(bind, test_bind_convert);
+    TEST_ADD(bind, test_bind_transform);
     TEST_ADD(bind, test_golden_bind);
     CU_pSuite rt = CU_add_suite("runtime", NULL, NULL);
     TEST_ADD(rt, test_open_errors);
