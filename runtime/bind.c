@@ -81,7 +81,7 @@ static int bind_check_spec(const MxrtModelDesc *desc, int i)
 /* Find the tensor for slot `s`, or record why it cannot be used. */
 static const StTensor *bind_resolve(const MxrtTensorSpec *s, const StFile *f, BindProblems *p)
 {
-    char qn[MXRT_QUOTE_CAP], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
+    char qn[2 * MXRT_QUOTE_CAP + 8], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
     const StTensor *t = st_find(f, s->name);
     if (!t && s->alt_name)
         t = st_find(f, s->alt_name);
@@ -94,7 +94,14 @@ static const StTensor *bind_resolve(const MxrtTensorSpec *s, const StFile *f, Bi
             bind_problem(p, "missing tensor '%s'", qn);
         return NULL;
     }
-    mxrt_quote(qn, sizeof qn, t->name);
+    /* A tensor of a sharded checkpoint is named with its shard. */
+    const char *in = st_tensor_file(f, t);
+    mxrt_quote(qn, MXRT_QUOTE_CAP, t->name);
+    if (strcmp(in, st_label(f)) != 0) {
+        size_t at = strlen(qn);
+        snprintf(qn + at, sizeof qn - at, "' in '");
+        mxrt_quote(qn + at + 6, MXRT_QUOTE_CAP, in);
+    }
     int same = t->rank == s->rank;
     for (int d = 0; same && d < s->rank; d++)
         same = t->shape[d] == s->dims[d];
