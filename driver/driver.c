@@ -11,6 +11,7 @@
 
 #include "backend/backend.h"
 #include "config.h"
+#include "driver/cache.h"
 #include "driver/driver.h"
 #include "frontend/spec.h"
 #include "ir/lower.h"
@@ -248,6 +249,7 @@ int mxc_main(int argc, char **argv)
     };
     if (argc > 1 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "import") == 0) return cmd_import(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "cache") == 0) return cmd_cache(argc - 1, argv + 1);
     Options o = {.chunk = DEFAULT_CHUNK};
     o.backend.opt_level = 3;
     bool resolved = false;
