@@ -126,7 +126,7 @@ const char *spec_norm_name(NormKind n);
 const char *spec_act_name(ActFn a);
 const char *spec_layout_name(SlstmLayout l);
 
-/* Print a model back as spec text with every default made explicit (mxc spec --resolved). */
+/* Print a model back as spec text with every default made explicit (mxc check --resolved). */
 void spec_print(FILE *out, const ModelSpec *m);
 
 #endif
