@@ -633,7 +633,8 @@ static void test_weights_of_another_spec(void)
  * free fills first (so with the defaults the block is not reused at all), and ASan holds
  * freed blocks in a quarantine. The scenario therefore runs in a fresh process of this
  * program, started with the thread cache off (GLIBC_TUNABLES=glibc.malloc.tcache_count=0)
- * and ASan's quarantine off (quarantine_size_mb=0); both are read at start-up. It runs in a
+ * and ASan's quarantines off (quarantine_size_mb=0, thread_local_quarantine_size_kb=0: with
+ * the first alone ASan still does not reuse a block); both are read at start-up. It runs in a
  * child anyway, as the unfixed runtime corrupts memory. No reuse is a failure. */
 #define STALE_CHILD_ARG "--stale-state-child"
 
@@ -672,7 +673,8 @@ static void test_stale_state_after_reopen(void)
     snprintf(mso, sizeof mso, "%s/librbm.so", out_dir());
     snprintf(xso, sizeof xso, "%s/librbx.so", out_dir());
     const char *a = getenv("ASAN_OPTIONS"), *t = getenv("GLIBC_TUNABLES");
-    snprintf(asan, sizeof asan, "%s%squarantine_size_mb=0", a ? a : "", a && *a ? ":" : "");
+    snprintf(asan, sizeof asan, "%s%squarantine_size_mb=0:thread_local_quarantine_size_kb=0",
+             a ? a : "", a && *a ? ":" : "");
     snprintf(tunables, sizeof tunables, "%s%sglibc.malloc.tcache_count=0", t ? t : "",
              t && *t ? ":" : "");
     fflush(stdout);
