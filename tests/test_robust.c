@@ -51,18 +51,6 @@ static const char *out_dir(void)
     return dir;
 }
 
-/* Compile `spec` into out/robust/lib<prefix>.so. Returns mxc's exit status; mxc's stderr
- * goes to out/robust/<prefix>.err. */
-static int build(const char *spec, const char *prefix, const char *extra, char *so, size_t len)
-{
-    char cmd[2400];
-    snprintf(so, len, "%s/lib%s.so", out_dir(), prefix);
-    unlink(so);
-    snprintf(cmd, sizeof cmd, "'%s' build '%s' -o '%s' --prefix %s %s 2>'%s/%s.err'",
-             mxc_path(), spec, so, prefix, extra ? extra : "", out_dir(), prefix);
-    return run_command(cmd);
-}
-
 /* Write `text` to out/robust/<name>.mx; returns the path in `path`. */
 static bool write_spec(const char *name, const char *text, char *path, size_t len)
 {
@@ -102,30 +90,12 @@ static bool error_has(const Api *a, const char *needle)
     return false;
 }
 
-/* ---- deterministic pseudo-random numbers ------------------------------------------------ */
+/* ---- deterministic pseudo-random numbers (splitmix64, model_api.c) ---------------------- */
 
-typedef struct Rng {
-    uint64_t s;
-} Rng;
-
-static uint64_t rng_next(Rng *r)
-{
-    r->s ^= r->s >> 12;
-    r->s ^= r->s << 25;
-    r->s ^= r->s >> 27;
-    return r->s * 0x2545F4914F6CDD1DULL;
-}
-
-/* Uniform in [-1, 1). */
-static float rng_sym(Rng *r)
-{
-    return (float)((double)(rng_next(r) >> 11) / 4503599627370496.0 - 1.0);
-}
-
-static void random_tokens(Rng *r, int32_t *tok, size_t n, int vocab)
+static void random_tokens(uint64_t *r, int32_t *tok, size_t n, int vocab)
 {
     for (size_t i = 0; i < n; i++)
-        tok[i] = (int32_t)(rng_next(r) % (uint64_t)vocab);
+        tok[i] = (int32_t)(splitmix64(r) % (uint64_t)vocab);
 }
 
 /* ---- random weights for a spec, named and shaped by `mxc ir` ---------------------------- */
@@ -198,12 +168,12 @@ static bool ends_with(const char *s, const char *suffix)
 /* Plausible values by role, close to the upstream initialisations: norm gains near their
  * neutral value, Mamba's A_log = log(1..d_state), D = 1, dt biases for dt in [1e-3, 0.1],
  * mLSTM forget biases 3..6, matrices uniform with scale 1/sqrt(fan_in). */
-static void weight_init(Weight *w, Rng *r)
+static void weight_init(Weight *w, uint64_t *r)
 {
     bool mamba = strncmp(w->name, "backbone.", 9) == 0;
     int64_t last = w->dims[w->rank - 1];
     for (int64_t k = 0; k < w->numel; k++) {
-        float u = rng_sym(r), v;
+        float u = uniform_pm1(r), v;
         if (ends_with(w->name, "A_log"))
             v = logf((float)(k % last + 1));
         else if (ends_with(w->name, "mixer.D") || ends_with(w->name, "learnable_skip"))
@@ -245,7 +215,7 @@ static bool make_weights(const char *spec, const char *path, uint64_t seed, Weig
     Weights ws;
     if (!ir_weights(spec, &ws))
         return false;
-    Rng r = {seed * 0x9E3779B97F4A7C15ULL + 1};
+    uint64_t r = seed * 0x9E3779B97F4A7C15ULL + 1;
     for (int i = 0; i < ws.n; i++) {
         ws.w[i].data = malloc(sizeof(float) * (size_t)(ws.w[i].numel ? ws.w[i].numel : 1));
         weight_init(&ws.w[i], &r);
@@ -267,63 +237,6 @@ static bool all_finite(const float *x, size_t n)
     return true;
 }
 
-/* max |a - b| / (1 + |b|); NaN anywhere counts as infinitely far. */
-static double max_rel_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]) / (1.0 + fabs((double)b[i]));
-        if (!(d <= m))
-            m = isnan(d) ? INFINITY : d;
-    }
-    return m;
-}
-
-/* Logits of `len` steps of `batch` sequences (tokens [batch][len]), re-packed as
- * [batch][len][V] like a forward. */
-static int step_all(const Api *a, void *m, void *s, const int32_t *tok, int batch, int len,
-                    float *out)
-{
-    int V = a->vocab_padded();
-    int32_t *col = malloc(sizeof *col * (size_t)batch);
-    float *lg = malloc(sizeof *lg * (size_t)batch * (size_t)V);
-    int rc = 0;
-    for (int t = 0; t < len && rc == 0; t++) {
-        for (int b = 0; b < batch; b++)
-            col[b] = tok[(size_t)b * len + t];
-        rc = a->step(m, s, col, lg);
-        for (int b = 0; b < batch; b++)
-            memcpy(out + ((size_t)b * len + t) * V, lg + (size_t)b * V, sizeof *lg * (size_t)V);
-    }
-    free(col);
-    free(lg);
-    return rc;
-}
-
-/* Forward over [batch][len] tokens in calls of the lengths in `cuts` (cycled), re-packed. */
-static int forward_pieces(const Api *a, void *m, void *s, const int32_t *tok, int batch, int len,
-                          const int *cuts, int n_cuts, float *out)
-{
-    int V = a->vocab_padded(), rc = 0;
-    for (int t0 = 0, c = 0; t0 < len && rc == 0; c++) {
-        int n = cuts[c % n_cuts];
-        if (n > len - t0)
-            n = len - t0;
-        int32_t *piece = malloc(sizeof *piece * (size_t)batch * (size_t)n);
-        float *lg = malloc(sizeof *lg * (size_t)batch * (size_t)n * (size_t)V);
-        for (int b = 0; b < batch; b++)
-            memcpy(piece + (size_t)b * n, tok + (size_t)b * len + t0, sizeof *piece * (size_t)n);
-        rc = a->forward(m, s, piece, n, lg);
-        for (int b = 0; b < batch; b++)
-            memcpy(out + ((size_t)b * len + t0) * V, lg + (size_t)b * n * V,
-                   sizeof *lg * (size_t)n * (size_t)V);
-        free(piece);
-        free(lg);
-        t0 += n;
-    }
-    return rc;
-}
-
 /* A model compiled from spec text, with random weights, open. */
 typedef struct TinyModel {
     Api api;
@@ -340,7 +253,8 @@ static bool tiny_open_with(TinyModel *t, const char *name, const char *text, con
     memset(t, 0, sizeof *t);
     if (!write_spec(name, text, t->spec, sizeof t->spec))
         return false;
-    if (build(t->spec, name, extra, so, sizeof so) != 0 || !api_load(&t->api, so, name))
+    if (model_build(t->spec, name, extra, out_dir(), so, sizeof so) != 0 ||
+        !api_load(&t->api, so, name))
         return false;
     snprintf(t->weights, sizeof t->weights, "%s/%s.safetensors", out_dir(), name);
     if (!make_weights(t->spec, t->weights, seed, hook, ctx))
@@ -381,10 +295,10 @@ static int misuse_init(void)
     status = 1;
     char spec[600], so[600];
     snprintf(spec, sizeof spec, "%s/golden/mamba_odd/model.mx", test_srcdir());
-    if (build(spec, "rbm", NULL, so, sizeof so) != 0 || !api_load(&mm, so, "rbm"))
+    if (model_build(spec, "rbm", NULL, out_dir(), so, sizeof so) != 0 || !api_load(&mm, so, "rbm"))
         return 1;
     snprintf(spec, sizeof spec, "%s/golden/xlstm_mixed/model.mx", test_srcdir());
-    if (build(spec, "rbx", NULL, so, sizeof so) != 0 || !api_load(&xm, so, "rbx"))
+    if (model_build(spec, "rbx", NULL, out_dir(), so, sizeof so) != 0 || !api_load(&xm, so, "rbx"))
         return 1;
     snprintf(mm_weights, sizeof mm_weights, "%s/golden/mamba_odd/model.safetensors",
              test_srcdir());
@@ -812,7 +726,7 @@ static void check_threads_on(const Api *a, const char *weights)
     void *m = NULL;
     CU_ASSERT_EQUAL_FATAL(a->open(weights, &m), 0);
     ThreadJob *seq = calloc(TH_N, sizeof *seq), *par = calloc(TH_N, sizeof *par);
-    Rng r = {42};
+    uint64_t r = 42;
     for (int i = 0; i < TH_N; i++) {
         random_tokens(&r, seq[i].tok, TH_BATCH * TH_LEN, a->vocab_size());
         random_tokens(&r, &seq[i].steps[0][0], TH_STEPS * TH_BATCH, a->vocab_size());
@@ -877,7 +791,7 @@ static void test_threads_narrow_mamba_scan(void)
     enum { LEN = 40 };
     size_t n = (size_t)2 * LEN * (size_t)A->vocab_padded();
     int32_t tok[2 * LEN];
-    Rng r = {5};
+    uint64_t r = 5;
     random_tokens(&r, tok, 2 * LEN, A->vocab_size());
     float *one = malloc(sizeof *one * n), *many = malloc(sizeof *many * n);
     void *s = NULL;
@@ -1076,7 +990,7 @@ static void check_long_run(const char *name, const char *text, const Adversary *
     int32_t *tok = malloc(sizeof *tok * 1000);
     float *lg_step = malloc(sizeof *lg_step * 1000 * (size_t)V);
     float *lg_fwd = malloc(sizeof *lg_fwd * 1000 * (size_t)V);
-    Rng r = {12345};
+    uint64_t r = 12345;
     double worst = 0, biggest = 0;
     bool finite = true;
     int rc = 0, done = 0;
@@ -1148,7 +1062,7 @@ static void check_gate_shift(const char *name, const char *text)
     CU_ASSERT_FATAL(tiny_open(&b, name_hi, text, 11, adversarial_hook, &hi));
     const int len = 300, V = a.api.vocab_padded();
     int32_t tok[300];
-    Rng r = {99};
+    uint64_t r = 99;
     random_tokens(&r, tok, len, a.api.vocab_size());
     float *la = malloc(sizeof *la * len * (size_t)V), *lb = malloc(sizeof *lb * len * (size_t)V);
     float *lb_step = malloc(sizeof *lb_step * len * (size_t)V);
@@ -1297,7 +1211,7 @@ static bool edge_run(const char *spec, const char *prefix, const char *so, int l
     int32_t *tok = malloc(sizeof *tok * 2 * (size_t)len);
     float *fwd = malloc(sizeof *fwd * n), *stp = malloc(sizeof *stp * n),
           *pcs = malloc(sizeof *pcs * n);
-    Rng r = {77};
+    uint64_t r = 77;
     random_tokens(&r, tok, 2 * (size_t)len, a.vocab_size());
     tok[0] = a.vocab_size() - 1;
     int cuts[] = {1, 5, 2, 17};
@@ -1428,7 +1342,7 @@ static void test_edge_specs(void)
             failed++;
             continue;
         }
-        int rc = build(spec, prefix, e.flags, so, sizeof so);
+        int rc = model_build(spec, prefix, e.flags, out_dir(), so, sizeof so);
         /* before anything is allocated here: under valgrind the child's exit is checked
          * for leaks too */
         bool ran = e.kind == EXPECT_RUN && rc == 0 && edge_run_isolated(spec, prefix, so, e.len);
