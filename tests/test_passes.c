@@ -6,7 +6,6 @@
  * that blocks the fusion, different sources, an epilogue already there, too many parts. */
 #include <string.h>
 
-#include "backend/codegen.h" /* MATMUL_MAX_PARTS: the most parts fuse-projections groups */
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "testutil.h"
@@ -199,11 +198,11 @@ static void test_projections_skip_epilogues(void)
     ir_graph_free(g);
 }
 
-/* One more projection of x than a node takes: the first MATMUL_MAX_PARTS become one node, the
+/* One more projection of x than a node takes: the first IR_PROJ_MAX_PARTS become one node, the
  * last stays alone. */
 static void test_projections_at_most_max_parts(void)
 {
-    enum { N = MATMUL_MAX_PARTS + 1 };
+    enum { N = IR_PROJ_MAX_PARTS + 1 };
     Node *x;
     Graph *g = graph_with_input(&x);
     Node *p[N], *sum = NULL;
@@ -217,9 +216,9 @@ static void test_projections_at_most_max_parts(void)
     run_pass(g, pass_fuse_projections);
     Node *fused = linear_of(g, "p0");
     CU_ASSERT_PTR_NOT_NULL_FATAL(fused);
-    CU_ASSERT_EQUAL(fused->attr.proj.parts, MATMUL_MAX_PARTS);
-    CU_ASSERT_EQUAL(fused->n_src, 1 + MATMUL_MAX_PARTS);
-    for (int i = 0; i < MATMUL_MAX_PARTS; i++) {
+    CU_ASSERT_EQUAL(fused->attr.proj.parts, IR_PROJ_MAX_PARTS);
+    CU_ASSERT_EQUAL(fused->n_src, 1 + IR_PROJ_MAX_PARTS);
+    for (int i = 0; i < IR_PROJ_MAX_PARTS; i++) {
         char name[16];
         snprintf(name, sizeof name, "p%d", i);
         CU_ASSERT_TRUE(is_weight(fused->src[1 + i], name));
@@ -227,7 +226,7 @@ static void test_projections_at_most_max_parts(void)
     }
     CU_ASSERT_FALSE(p[N - 1]->dead);
     CU_ASSERT_EQUAL(p[N - 1]->attr.proj.parts, 1);
-    CU_ASSERT_EQUAL(live_count(g, OP_SLICE), MATMUL_MAX_PARTS);
+    CU_ASSERT_EQUAL(live_count(g, OP_SLICE), IR_PROJ_MAX_PARTS);
     ir_graph_free(g);
 }
 
