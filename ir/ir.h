@@ -127,7 +127,8 @@ typedef struct Arena Arena;
 typedef struct IrModel {
     const char *name;
     int vocab_size;             /* tokens the model was trained on */
-    int vocab_padded;           /* rows of the embedding, columns of the logits */
+    int vocab_padded;           /* rows of the embedding, columns of the logits (0 in graphs
+                                   built without a model, by unit tests: not checked) */
     int d_model;
     int n_blocks;
 } IrModel;
