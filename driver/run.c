@@ -316,7 +316,7 @@ static bool parse_threads(const char *s, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < 1 || v > MXRT_MAX_THREADS) return false;
+    if (!(*s >= '0' && *s <= '9') || *end || errno || v < 1 || v > MXRT_MAX_THREADS) return false;
     *out = v;
     return true;
 }
@@ -329,7 +329,7 @@ static bool parse_long(const char *s, long lo, long hi, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) return false;
+    if (!(*s >= '0' && *s <= '9') || *end || errno || v < lo || v > hi) return false;
     *out = v;
     return true;
 }

@@ -213,7 +213,7 @@ int pool_parse_threads(const char *text, int *out)
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (!*text || *end || errno || v < 1 || v > MXRT_MAX_THREADS) return -1;
+    if (!(*text >= '0' && *text <= '9') || *end || errno || v < 1 || v > MXRT_MAX_THREADS) return -1;
     *out = (int)v;
     return 0;
 }
