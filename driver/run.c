@@ -48,7 +48,7 @@ static const char run_usage[] =
     "  --seed S            seed of the sampler (default: from the clock; printed at the end)\n"
     "  --ids               print token ids instead of bytes\n"
     "  --no-echo           do not print the prompt before the generated text\n"
-    "  --threads N         threads per call (default: $MXC_THREADS, else 1)\n"
+    "  --threads N         threads per call, 1-256 (default: $MXC_THREADS, else 1)\n"
     "  --prefix NAME       C prefix of LIB.so's API (default: NAME of libNAME.so)\n"
     "  --model NAME        the model to use when SPEC defines several\n"
     "  --runtime FILE      runtime archive for compiling SPEC (as for `mxc build`)\n"
