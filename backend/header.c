@@ -17,7 +17,7 @@ bool backend_write_header(const Graph *g, const char *p, const char *path)
         perror(path);
         return false;
     }
-    const ModelSpec *m = g->spec;
+    const IrModel *m = &g->model;
     char guard[128];
     snprintf(guard, sizeof guard, "MXC_MODEL_%s_H", p);
     const char *up = p; /* the macros' prefix: the exact one, see above */

@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "config.h"
+#include "driver/cache.h"
 #include "driver/driver.h"
 #include "frontend/spec.h"
 #include "ir/lower.h"
@@ -382,6 +383,7 @@ static int mxc_dispatch(int argc, char **argv)
     };
     if (argc > 1 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "import") == 0) return cmd_import(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "cache") == 0) return cmd_cache(argc - 1, argv + 1);
     Options o = {.chunk = DEFAULT_CHUNK};
     o.backend.opt_level = 3;
     bool resolved = false;

@@ -1,7 +1,8 @@
 /* run.c - `mxc run SPEC|LIB.so`: generate text with a compiled model.
  *
- * A spec is first compiled by running `mxc build` (this same executable) in a child process into
- * a temporary directory. The shared object is then loaded with dlopen and driven through its
+ * A spec is first compiled by running `mxc build` (this same executable) in a child process, into
+ * the compile cache (driver/cache.h; a later run of the same spec loads it at once) or, with
+ * --no-cache, into a temporary directory. The shared object is then loaded with dlopen and driven through its
  * exported C API (docs/c-api.md): the prompt is run through P_forward in one call (prefill),
  * then tokens are sampled one at a time from the logits (temperature, top-k, a seeded
  * generator, so a seed always gives the same text) and fed back with P_step (decode). Text
@@ -14,6 +15,7 @@
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <math.h>
 #include <sched.h>
@@ -27,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "driver/cache.h"
 #include "driver/driver.h"
 #include "runtime/pool.h" /* MXRT_MAX_THREADS: the one thread range */
 
@@ -52,6 +55,8 @@ static const char run_usage[] =
     "  --prefix NAME       C prefix of LIB.so's API (default: NAME of libNAME.so)\n"
     "  --model NAME        the model to use when SPEC defines several\n"
     "  --runtime FILE      runtime archive for compiling SPEC (as for `mxc build`)\n"
+    "  --no-cache          compile SPEC afresh into a temporary folder (default: reuse the\n"
+    "                      object a run of the same spec kept; `mxc cache list|clear`)\n"
     "  -h, --help          this text\n";
 
 typedef struct RunOptions {
@@ -66,7 +71,7 @@ typedef struct RunOptions {
     double temperature;
     long top_k;
     uint64_t seed;
-    bool seed_given, print_ids, echo;
+    bool seed_given, print_ids, echo, no_cache;
     long threads;
 } RunOptions;
 
@@ -85,11 +90,15 @@ typedef struct ModelApi {
     int32_t (*vocab_padded)(void);
 } ModelApi;
 
-static int run_error(const char *fmt, const char *a, const char *b)
+static int run_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_error(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "mxc run: error: ");
-    fprintf(stderr, fmt, a, b);
+    vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    va_end(ap);
     return MXC_EXIT_ERROR;
 }
 
@@ -124,7 +133,7 @@ static int build_spec(const RunOptions *o, const char *dir, char *so, size_t so_
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return run_error("cannot find the mxc executable: %s%s", strerror(errno), "");
+    if (n <= 0) return run_error("cannot find the mxc executable: %s", strerror(errno));
     exe[n] = 0;
     snprintf(so, so_len, "%s/lib%s.so", dir, RUN_PREFIX);
     const char *argv[16];
@@ -147,7 +156,7 @@ static int build_spec(const RunOptions *o, const char *dir, char *so, size_t so_
     argv[k] = NULL;
     fflush(stdout);
     pid_t pid = fork();
-    if (pid < 0) return run_error("fork: %s%s", strerror(errno), "");
+    if (pid < 0) return run_error("fork: %s", strerror(errno));
     if (pid == 0) {
         execv(exe, (char *const *)argv);
         fprintf(stderr, "mxc run: error: cannot run %s: %s\n", exe, strerror(errno));
@@ -155,12 +164,39 @@ static int build_spec(const RunOptions *o, const char *dir, char *so, size_t so_
     }
     int status;
     while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return run_error("waitpid: %s%s", strerror(errno), "");
+        if (errno != EINTR) return run_error("waitpid: %s", strerror(errno));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "mxc run: error: could not compile %s (see above)\n", o->input);
         return MXC_EXIT_ERROR;
     }
     return MXC_EXIT_OK;
+}
+
+static int build_into(void *ctx, const char *dir, char *so, size_t so_len)
+{
+    return build_spec(ctx, dir, so, so_len);
+}
+
+/* The object for the spec: from the cache, or compiled into it. */
+static int cached_build(const RunOptions *o, char *so, size_t so_len)
+{
+    const char *options[6];
+    int k = 0;
+    if (o->model) options[k++] = "--model", options[k++] = o->model;
+    if (o->runtime) options[k++] = "--runtime", options[k++] = o->runtime;
+    options[k] = NULL;
+    CacheKey key;
+    if (!cache_key_make(&key, o->input, options)) return MXC_EXIT_ERROR;
+    if (cache_find(&key, so, so_len)) {
+        fprintf(stderr, "mxc run: using the compiled %s from the cache\n", o->input);
+        return MXC_EXIT_OK;
+    }
+    double t0 = now_seconds();
+    int rc = cache_build(&key, build_into, (void *)o, so, so_len);
+    if (rc == MXC_EXIT_OK)
+        fprintf(stderr, "mxc run: compiled %s in %.1f s (kept in the cache)\n", o->input,
+                now_seconds() - t0);
+    return rc;
 }
 
 /* Remove what build_spec made (nothing when dir is empty); a loaded object stays mapped. */
@@ -189,7 +225,7 @@ static void *need(ModelApi *api, const char *prefix, const char *fn, bool *ok)
 
 static int load_api(const char *path, const char *prefix, ModelApi *api)
 {
-    char full[PATH_MAX + 2];
+    char full[PATH_MAX + 80];
     /* a name without '/' would be searched for in the library path, not here */
     snprintf(full, sizeof full, "%s%s", strchr(path, '/') ? "" : "./", path);
     api->lib = dlopen(full, RTLD_NOW | RTLD_LOCAL);
@@ -334,11 +370,15 @@ static bool parse_long(const char *s, long lo, long hi, long *out)
     return true;
 }
 
-static int usage(const char *fmt, const char *arg)
+static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "mxc run: ");
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n(run `mxc run --help` for usage)\n");
+    va_end(ap);
     return MXC_EXIT_USAGE;
 }
 
@@ -354,6 +394,8 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             o->print_ids = true;
         } else if (strcmp(a, "--no-echo") == 0) {
             o->echo = false;
+        } else if (strcmp(a, "--no-cache") == 0) {
+            o->no_cache = true;
         } else if (a[0] == '-' && a[1]) {
             if (!v) return usage("option '%s' needs an argument", a);
             i++;
@@ -393,8 +435,8 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             return usage("unexpected argument '%s'", a);
         }
     }
-    if (!o->input) return usage("needs a spec or a shared object%s", "");
-    if (o->prompt && o->prompt_ids) return usage("give --prompt or --prompt-ids, not both%s", "");
+    if (!o->input) return usage("needs a spec or a shared object");
+    if (o->prompt && o->prompt_ids) return usage("give --prompt or --prompt-ids, not both");
     return 0;
 }
 
@@ -466,6 +508,7 @@ int cmd_run(int argc, char **argv)
     if (stat(o.input, &st) != 0) return run_error("cannot open %s: %s", o.input, strerror(errno));
     bool shared = is_elf(o.input);
     char so[PATH_MAX] = "", dir[PATH_MAX] = "", prefix[256], weights_buf[PATH_MAX];
+    char cached[PATH_MAX + 64];
     const char *so_path = o.input;
     int status = MXC_EXIT_ERROR;
     ModelApi api = {0};
@@ -479,13 +522,17 @@ int cmd_run(int argc, char **argv)
                  (int)(ends_with(o.input, ".mx") ? strlen(o.input) - 3 : strlen(o.input)), o.input);
         if (access(weights_buf, R_OK) == 0) o.weights = weights_buf;
     }
-    if (!o.weights) return run_error("no weights: give --weights FILE%s%s", "", "");
+    if (!o.weights) return run_error("no weights: give --weights FILE");
 
     if (shared) {
         if (o.prefix) snprintf(prefix, sizeof prefix, "%s", o.prefix);
         else if (!prefix_from_name(o.input, prefix, sizeof prefix))
             return run_error("cannot tell the C prefix of %s from its name (not libNAME.so): "
-                             "give --prefix%s", o.input, "");
+                             "give --prefix", o.input);
+    } else if (!o.no_cache) {
+        if (cached_build(&o, cached, sizeof cached) != MXC_EXIT_OK) goto out;
+        so_path = cached; /* the cache keeps it */
+        snprintf(prefix, sizeof prefix, "%s", RUN_PREFIX);
     } else {
         const char *tmp = getenv("TMPDIR");
         snprintf(dir, sizeof dir, "%s/mxc-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");

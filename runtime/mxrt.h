@@ -14,12 +14,14 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 3
+#define MXRT_ABI_VERSION 4
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
 typedef enum {
-    MXRT_XFORM_NONE = 0, /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_NONE = 0,        /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_SWAP_MIDDLE = 1, /* the stored data, seen as [a][b][c][d] (xform_dims), is
+                                   rearranged once at open into [a][c][b][d] (a copy) */
 } MxrtTransform;
 
 /* One weight the kernels need, in the order of the weight-slot array. */
@@ -28,7 +30,8 @@ typedef struct MxrtTensorSpec {
     const char *alt_name; /* also accepted under this name (tied head), or NULL */
     int32_t rank;         /* 1..MXRT_MAX_RANK */
     int32_t transform;    /* MxrtTransform */
-    int64_t dims[MXRT_MAX_RANK]; /* expected shape; unused entries 0 */
+    int64_t dims[MXRT_MAX_RANK]; /* expected shape as stored; unused entries 0 */
+    int64_t xform_dims[4];       /* MXRT_XFORM_SWAP_MIDDLE: [a, b, c, d]; else 0 */
 } MxrtTensorSpec;
 
 /* Execution context of one thread running a chunk kernel. Every thread of a state's pool
@@ -90,7 +93,8 @@ int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, flo
 int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits);
 int mxrt_state_batch(const MxrtState *s);
 /* Threads this state's calls run on, 1..256 (default: $MXC_THREADS, else one per 4M weights,
- * at most the CPUs of the affinity mask). Results are identical for every thread count. */
+ * at most the CPUs of the affinity mask: pool_default_threads). Results are identical for
+ * every thread count. */
 int mxrt_state_set_threads(MxrtState *s, int n);
 /* The message of this thread's most recent failure, "" if none yet (never NULL). Successful
  * calls leave it unchanged, like errno: read it only after a non-zero return. */
