@@ -10,11 +10,15 @@
  *
  * Tokens are bytes: token id = byte value, the convention of the demo models in examples/
  * (vocab_size 256). Models with other vocabularies can be driven with --prompt-ids and --ids. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +31,7 @@
 
 #include "driver/cache.h"
 #include "driver/driver.h"
+#include "runtime/pool.h" /* MXRT_MAX_THREADS: the one thread range */
 
 #define RUN_PREFIX "mxc_run_model" /* C prefix of models that `mxc run` compiles itself */
 
@@ -46,7 +51,7 @@ static const char run_usage[] =
     "  --seed S            seed of the sampler (default: from the clock; printed at the end)\n"
     "  --ids               print token ids instead of bytes\n"
     "  --no-echo           do not print the prompt before the generated text\n"
-    "  --threads N         threads per call (default: $MXC_THREADS, else 1)\n"
+    "  --threads N         threads per call, 1-256 (default: $MXC_THREADS, else 1)\n"
     "  --prefix NAME       C prefix of LIB.so's API (default: NAME of libNAME.so)\n"
     "  --model NAME        the model to use when SPEC defines several\n"
     "  --runtime FILE      runtime archive for compiling SPEC (as for `mxc build`)\n"
@@ -313,12 +318,43 @@ static int32_t sample(const float *logits, int32_t vocab, double temperature, lo
     return cand[pick].id;
 }
 
-static void emit(int32_t tok, bool ids, bool first)
+/* Print a token; false when stdout cannot be written (a full disk, /dev/full, a closed
+ * pipe): the text would be lost, so generation stops with an error. */
+static bool emit(int32_t tok, bool ids, bool first)
 {
     if (ids) printf(first ? "%d" : " %d", tok);
     else if (tok < 256) putchar(tok);
     else printf("<%d>", tok);
-    fflush(stdout);
+    return fflush(stdout) == 0 && !ferror(stdout);
+}
+
+static int write_error(void)
+{
+    int e = errno ? errno : EIO;
+    fprintf(stderr, "\nmxc run: error: cannot write the generated text to stdout: %s\n",
+            strerror(e));
+    return MXC_EXIT_ERROR;
+}
+
+/* The CPUs this process may run on (its affinity mask), as the runtime counts them. */
+static int cpus_available(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= 1)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+/* A thread count as the runtime takes it (pool_parse_threads: 1..MXRT_MAX_THREADS). */
+static bool parse_threads(const char *s, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!(*s >= '0' && *s <= '9') || *end || errno || v < 1 || v > MXRT_MAX_THREADS) return false;
+    *out = v;
+    return true;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -329,7 +365,7 @@ static bool parse_long(const char *s, long lo, long hi, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) return false;
+    if (!(*s >= '0' && *s <= '9') || *end || errno || v < lo || v > hi) return false;
     *out = v;
     return true;
 }
@@ -376,8 +412,8 @@ static int parse_options(int argc, char **argv, RunOptions *o)
                 if (!parse_long(v, 0, INT32_MAX, &o->top_k))
                     return usage("--top-k takes a number >= 0, not '%s'", v);
             } else if (strcmp(a, "--threads") == 0) {
-                if (!parse_long(v, 1, 4096, &o->threads))
-                    return usage("--threads takes a number from 1 to 4096, not '%s'", v);
+                if (!parse_threads(v, &o->threads))
+                    return usage("--threads: " MXRT_THREADS_RANGE_MSG ", got '%s'", v);
             } else if (strcmp(a, "--seed") == 0) {
                 char *end;
                 errno = 0;
@@ -460,6 +496,14 @@ int cmd_run(int argc, char **argv)
     if (rc) return rc < 0 ? MXC_EXIT_OK : rc;
     if (!o.seed_given) o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 
+    /* $MXC_THREADS is read by the model's runtime; the same range, checked here first. */
+    const char *env_threads = getenv("MXC_THREADS");
+    long env_count = 0;
+    if (env_threads && *env_threads && !parse_threads(env_threads, &env_count)) {
+        fprintf(stderr, "mxc run: error: $MXC_THREADS: " MXRT_THREADS_RANGE_MSG ", got '%.40s%s'\n",
+                env_threads, strlen(env_threads) > 40 ? "..." : "");
+        return MXC_EXIT_ERROR;
+    }
     struct stat st;
     if (stat(o.input, &st) != 0) return run_error("cannot open %s: %s", o.input, strerror(errno));
     bool shared = is_elf(o.input);
@@ -514,15 +558,21 @@ int cmd_run(int argc, char **argv)
     }
     /* Small models: one step is too short to share among threads (the pool's barriers cost
      * more than they save), so `mxc run` uses one thread unless told otherwise. */
-    const char *env_threads = getenv("MXC_THREADS");
     if (o.threads == 0 && !(env_threads && *env_threads) && api.state_set_threads)
         api.state_set_threads(state, 1);
     if (o.threads > 0) {
         if (!api.state_set_threads)
             fprintf(stderr, "mxc run: warning: this model has no thread setting; --threads ignored\n");
-        else if (api.state_set_threads(state, (int)o.threads) != 0)
-            fprintf(stderr, "mxc run: warning: %s\n", api.last_error());
+        else if (api.state_set_threads(state, (int)o.threads) != 0) {
+            fprintf(stderr, "mxc run: error: %s\n", api.last_error());
+            goto out;
+        }
     }
+    long threads = o.threads > 0 ? o.threads : env_threads && *env_threads ? env_count : 1;
+    if (threads > cpus_available())
+        fprintf(stderr, "mxc run: warning: %ld threads but this process may run on %d CPUs: the "
+                "threads of a call wait for each other, so this is slower than %d threads\n",
+                threads, cpus_available(), cpus_available());
     int32_t vocab = api.vocab_size(), padded = api.vocab_padded();
     int len;
     tokens = prompt_tokens(&o, vocab, &len);
@@ -534,7 +584,11 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     if (o.echo) {
-        for (int i = 0; i < len; i++) emit(tokens[i], o.print_ids, i == 0);
+        for (int i = 0; i < len; i++)
+            if (!emit(tokens[i], o.print_ids, i == 0)) {
+                status = write_error();
+                goto out;
+            }
     }
 
     double t0 = now_seconds();
@@ -552,7 +606,10 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "\nmxc run: error: the model produced NaN logits\n");
             goto out;
         }
-        emit(tok, o.print_ids, !o.echo && i == 0);
+        if (!emit(tok, o.print_ids, !o.echo && i == 0)) {
+            status = write_error();
+            goto out;
+        }
         double t1 = now_seconds();
         if (api.step(model, state, &tok, logits) != 0) {
             fprintf(stderr, "\nmxc run: error: %s\n", api.last_error());
@@ -562,7 +619,10 @@ int cmd_run(int argc, char **argv)
         row = logits;
     }
     putchar('\n');
-    fflush(stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        status = write_error();
+        goto out;
+    }
     fprintf(stderr, "mxc run: prefill %d tokens in %.2f ms (%.0f tokens/s); decode %ld tokens in "
             "%.2f ms (%.0f tokens/s); seed %llu\n", len, 1e3 * t_prefill, rate(len, t_prefill), o.n,
             1e3 * t_decode, rate((double)o.n, t_decode), (unsigned long long)o.seed);

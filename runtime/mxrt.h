@@ -92,8 +92,9 @@ int mxrt_state_copy(MxrtState *dst, const MxrtState *src);
 int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, float *logits);
 int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits);
 int mxrt_state_batch(const MxrtState *s);
-/* Threads this state's calls run on (default: $MXC_THREADS, else one per 4M weights, at most
- * the online CPUs: pool_default_threads). Results are identical for every thread count. */
+/* Threads this state's calls run on, 1..256 (default: $MXC_THREADS, else one per 4M weights,
+ * at most the CPUs of the affinity mask: pool_default_threads). Results are identical for
+ * every thread count. */
 int mxrt_state_set_threads(MxrtState *s, int n);
 /* The message of this thread's most recent failure, "" if none yet (never NULL). Successful
  * calls leave it unchanged, like errno: read it only after a non-zero return. */

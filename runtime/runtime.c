@@ -15,9 +15,11 @@
 #include "runtime/pool.h"
 #include "runtime/safetensors.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RT_MODEL_MAGIC 0x4D58524Du /* "MXRM" */
 #define RT_STATE_MAGIC 0x4D585253u /* "MXRS" */
@@ -40,7 +42,9 @@ struct MxrtState {
     size_t state_floats;   /* batch * desc->state_floats */
     float *state;          /* [batch][state_floats], 64-byte aligned */
     float *scratch;        /* [scratch_rows * scratch_floats_per_row], 64-byte aligned */
+    int32_t *tokens;       /* [scratch_rows]: the ids of the running chunk, copied as checked */
     size_t scratch_rows;   /* batch at first (a step's rows); grown by the first longer call */
+    atomic_int busy;       /* a call is running on this state (one thread at a time) */
     int threads;           /* threads the next call runs on */
     MxrtPool *pool;        /* started on first use with `threads` threads; NULL before */
 };
@@ -77,6 +81,68 @@ static int rt_mul(size_t a, size_t b, size_t *out)
         return -1;
     *out = a * b;
     return 0;
+}
+
+/* Bytes this process can still get without the kernel's OOM killer stepping in: the
+ * MemAvailable of /proc/meminfo, or less under a cgroup (v2) memory limit; SIZE_MAX when
+ * unknown. Read only for large allocations, where overcommit would let malloc succeed and the
+ * first touch of the pages kill the process. */
+static size_t rt_memory_available(void)
+{
+    size_t avail = SIZE_MAX;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[128];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                if (kb < SIZE_MAX / 1024) avail = (size_t)kb * 1024;
+                break;
+            }
+        fclose(f);
+    }
+    f = fopen("/sys/fs/cgroup/memory.max", "r");
+    unsigned long long max = 0, cur = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &max) == 1) { /* "max" means no limit */
+            FILE *c = fopen("/sys/fs/cgroup/memory.current", "r");
+            if (c && fscanf(c, "%llu", &cur) == 1 && cur < max && max - cur < avail)
+                avail = (size_t)(max - cur);
+            if (c) fclose(c);
+        }
+        fclose(f);
+    }
+    return avail;
+}
+
+enum { RT_CHECK_MEMORY_ABOVE = 256 << 20 }; /* smaller allocations are not worth the read */
+
+/* Refuse `bytes` more when they would not fit in the memory available. */
+static int rt_check_memory(size_t bytes, const char *where, const char *what)
+{
+    if (bytes < RT_CHECK_MEMORY_ABOVE)
+        return 0;
+    size_t avail = rt_memory_available();
+    if (bytes <= avail)
+        return 0;
+    return mxrt_set_error("%s: out of memory: %s needs %zu MiB, more than the %zu MiB of memory "
+                          "available", where, what, bytes >> 20, avail >> 20);
+}
+
+/* Take the state for one call; fails when another thread is inside a call on it. A state
+ * holds the scratch and the pool of its calls, so two at once would corrupt both. */
+static int rt_acquire(const MxrtState *cs, const char *where)
+{
+    MxrtState *s = (MxrtState *)cs; /* the flag is the one mutable part of a const state */
+    if (atomic_exchange_explicit(&s->busy, 1, memory_order_acquire))
+        return mxrt_set_error("%s: state %p is in use by another thread (a state must be used "
+                              "by one thread at a time)", where, (const void *)s);
+    return 0;
+}
+
+static void rt_release(const MxrtState *cs)
+{
+    atomic_store_explicit(&((MxrtState *)cs)->busy, 0, memory_order_release);
 }
 
 /* --- models -------------------------------------------------------------------------------- */
@@ -193,23 +259,36 @@ int mxrt_state_new(MxrtModel *m, int batch, MxrtState **out)
         return mxrt_set_error("%s: batch must be in [1, %d], got %d", where, RT_MAX_BATCH,
                               batch);
 
-    size_t state_n, rows, scratch_n;
+    size_t state_n, rows, scratch_n, bytes;
     if (rt_mul((size_t)batch, (size_t)d->state_floats, &state_n) ||
         rt_mul((size_t)batch, (size_t)d->chunk_len, &rows) ||
-        rt_mul(rows, (size_t)d->scratch_floats_per_row, &scratch_n))
+        rt_mul(rows, (size_t)d->scratch_floats_per_row + 1, &scratch_n) ||
+        rt_mul(state_n + scratch_n, sizeof(float), &bytes))
         return mxrt_set_error("%s: state for batch %d is too large", where, batch);
     scratch_n = (size_t)batch * (size_t)d->scratch_floats_per_row; /* a step's; see rt_scratch */
+    char what[96];
+    snprintf(what, sizeof what, "the state of batch %d", batch);
+    if (rt_check_memory((state_n + scratch_n + (size_t)batch) * sizeof(float), where, what))
+        return -1;
+    int threads;
+    if (pool_default_threads(rt_weight_floats(d), &threads)) {
+        char msg[MXRT_ERROR_CAP];
+        snprintf(msg, sizeof msg, "%s", mxrt_last_error());
+        return mxrt_set_error("%s: %s", where, msg);
+    }
 
     MxrtState *s = calloc(1, sizeof *s);
     if (s) {
         s->state = rt_alloc_floats(state_n);
         s->scratch = rt_alloc_floats(scratch_n);
+        s->tokens = malloc(sizeof *s->tokens * (size_t)batch);
         s->scratch_rows = (size_t)batch;
     }
-    if (!s || !s->state || !s->scratch) {
+    if (!s || !s->state || !s->scratch || !s->tokens) {
         if (s) {
             free(s->state);
             free(s->scratch);
+            free(s->tokens);
         }
         free(s);
         return mxrt_set_error("%s: out of memory for batch %d (%zu state floats, %zu scratch "
@@ -219,7 +298,7 @@ int mxrt_state_new(MxrtModel *m, int batch, MxrtState **out)
     s->model = m;
     s->desc = d;
     s->batch = batch;
-    s->threads = pool_default_threads(rt_weight_floats(d));
+    s->threads = threads;
     s->state_floats = state_n;
     *out = s;
     return 0;
@@ -232,18 +311,22 @@ void mxrt_state_free(MxrtState *s)
         return;
     if (rt_check_state(s, "state_free", "state"))
         return;
+    if (rt_acquire(s, "state_free"))
+        return; /* freeing it under a running call would crash that call: leave it */
     s->magic = RT_DEAD_MAGIC;
     pool_destroy(s->pool);
     free(s->state);
     free(s->scratch);
+    free(s->tokens);
     free(s);
 }
 
 void mxrt_state_reset(MxrtState *s)
 {
-    if (rt_check_state(s, "state_reset", "state"))
+    if (rt_check_state(s, "state_reset", "state") || rt_acquire(s, "state_reset"))
         return;
     memset(s->state, 0, s->state_floats * sizeof(float));
+    rt_release(s);
 }
 
 int mxrt_state_copy(MxrtState *dst, const MxrtState *src)
@@ -256,8 +339,17 @@ int mxrt_state_copy(MxrtState *dst, const MxrtState *src)
     if (dst->batch != src->batch)
         return mxrt_set_error("state_copy: batch sizes differ (destination %d, source %d)",
                               dst->batch, src->batch);
-    if (dst != src)
-        memcpy(dst->state, src->state, src->state_floats * sizeof(float));
+    if (dst == src)
+        return 0;
+    if (rt_acquire(dst, "state_copy"))
+        return -1;
+    if (rt_acquire(src, "state_copy")) {
+        rt_release(dst);
+        return -1;
+    }
+    memcpy(dst->state, src->state, src->state_floats * sizeof(float));
+    rt_release(src);
+    rt_release(dst);
     return 0;
 }
 
@@ -266,13 +358,15 @@ int mxrt_state_set_threads(MxrtState *s, int n)
     if (rt_check_state(s, "set_threads", "state"))
         return -1;
     if (n < 1 || n > MXRT_MAX_THREADS)
-        return mxrt_set_error("set_threads: thread count must be in [1, %d], got %d",
-                              MXRT_MAX_THREADS, n);
+        return mxrt_set_error("set_threads: " MXRT_THREADS_RANGE_MSG ", got %d", n);
+    if (rt_acquire(s, "set_threads"))
+        return -1;
     if (s->pool && pool_threads(s->pool) != n) {
         pool_destroy(s->pool);
         s->pool = NULL;
     }
     s->threads = n;
+    rt_release(s);
     return 0;
 }
 
@@ -323,6 +417,12 @@ static int rt_check_run(const MxrtModel *m, const MxrtState *s, const int32_t *t
         total > SIZE_MAX / sizeof(float) || total > (size_t)INT64_MAX)
         return mxrt_set_error("%s: batch %d x len %d x vocab %d logits is too large", where,
                               s->batch, len, (int)d->vocab_padded);
+    /* The kernels write logits while later chunks' tokens are still to be read. */
+    uintptr_t t_lo = (uintptr_t)tokens, t_hi = t_lo + rows * sizeof *tokens;
+    uintptr_t l_lo = (uintptr_t)logits, l_hi = l_lo + total * sizeof *logits;
+    if (t_lo < l_hi && l_lo < t_hi)
+        return mxrt_set_error("%s: the tokens and logits buffers overlap (logits are written "
+                              "while tokens are read); pass separate buffers", where);
     for (int b = 0; b < s->batch; b++)
         for (int t = 0; t < len; t++) {
             int32_t tok = tokens[(size_t)b * (size_t)len + (size_t)t];
@@ -341,13 +441,45 @@ static int rt_scratch(MxrtState *s, int len, const char *op)
     size_t rows = (size_t)s->batch * (size_t)len;
     if (rows <= s->scratch_rows)
         return 0;
-    float *bigger = rt_alloc_floats(rows * (size_t)s->desc->scratch_floats_per_row);
-    if (!bigger)
+    size_t floats = rows * (size_t)s->desc->scratch_floats_per_row;
+    char what[96];
+    snprintf(what, sizeof what, "the scratch of %d positions x batch %d", len, s->batch);
+    if (rt_check_memory((floats + rows) * sizeof(float), op, what))
+        return -1;
+    float *bigger = rt_alloc_floats(floats);
+    int32_t *tokens = malloc(sizeof *tokens * rows);
+    if (!bigger || !tokens) {
+        free(bigger);
+        free(tokens);
         return mxrt_set_error("%s: out of memory for the scratch of %d positions x batch %d",
                               op, len, s->batch);
+    }
     free(s->scratch);
+    free(s->tokens);
     s->scratch = bigger;
+    s->tokens = tokens;
     s->scratch_rows = rows;
+    return 0;
+}
+
+/* Copy positions [t0, t0 + n) of every sequence into s->tokens ([batch][n]), checking each id
+ * as it is copied: the kernels index the embedding with what was checked, never with the
+ * caller's buffer, which another thread may rewrite during the call. Only such a race can
+ * fail here (rt_check_run checked every id); the state then holds the first t0 positions. */
+static int rt_take_tokens(MxrtState *s, const int32_t *tokens, int len, int t0, int n,
+                          const char *where)
+{
+    const MxrtModelDesc *d = s->desc;
+    for (int b = 0; b < s->batch; b++)
+        for (int t = 0; t < n; t++) {
+            int32_t tok = tokens[(size_t)b * (size_t)len + (size_t)(t0 + t)];
+            if (tok < 0 || tok >= d->vocab_size)
+                return mxrt_set_error("%s: token %d at batch %d, position %d became out of range "
+                                      "[0, %d) during the call (the tokens buffer changed); the "
+                                      "state has advanced by %d positions", where, (int)tok, b,
+                                      t0 + t, (int)d->vocab_size, t0);
+            s->tokens[(size_t)b * (size_t)n + (size_t)t] = tok;
+        }
     return 0;
 }
 
@@ -356,39 +488,54 @@ int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, flo
     if (rt_check_run(m, s, tokens, len, logits, "forward"))
         return -1;
     char where[96];
-    if (rt_scratch(s, len < m->desc->chunk_len ? len : m->desc->chunk_len,
-                   rt_where(where, m, "forward")))
+    rt_where(where, m, "forward");
+    if (rt_acquire(s, where))
         return -1;
+    int rc = -1;
     MxrtPool *pool;
-    if (rt_pool(s, &pool))
-        return -1;
     const MxrtModelDesc *d = m->desc;
+    if (rt_scratch(s, len < d->chunk_len ? len : d->chunk_len, where) || rt_pool(s, &pool))
+        goto out;
     PoolJob job = {.fn = d->forward_chunk, .weights = bind_slots(m->weights), .state = s->state,
-                   .scratch = s->scratch, .tokens_bstride = len,
+                   .scratch = s->scratch, .tokens = s->tokens,
                    .logits_bstride = (int64_t)len * d->vocab_padded, .batch = s->batch};
     /* Consecutive chunks of at most chunk_len positions; the state carries over. */
     for (int t0 = 0; t0 < len;) {
         int n = len - t0 < d->chunk_len ? len - t0 : d->chunk_len;
-        job.tokens = tokens + t0;
+        if (rt_take_tokens(s, tokens, len, t0, n, where))
+            goto out;
+        job.tokens_bstride = n;
         job.logits = logits + (size_t)t0 * (size_t)d->vocab_padded;
         job.len = n;
         pool_run(pool, &job);
         t0 += n;
     }
-    return 0;
+    rc = 0;
+out:
+    rt_release(s);
+    return rc;
 }
 
 int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits)
 {
     if (rt_check_run(m, s, tokens, 1, logits, "step"))
         return -1;
-    MxrtPool *pool;
-    if (rt_pool(s, &pool))
+    char where[96];
+    rt_where(where, m, "step");
+    if (rt_acquire(s, where))
         return -1;
+    int rc = -1;
+    MxrtPool *pool;
+    if (rt_pool(s, &pool) || rt_take_tokens(s, tokens, 1, 0, 1, where))
+        goto out;
     const MxrtModelDesc *d = m->desc;
     PoolJob job = {.fn = d->step, .weights = bind_slots(m->weights), .state = s->state,
-                   .scratch = s->scratch, .tokens = tokens, .tokens_bstride = 1, .logits = logits,
-                   .logits_bstride = d->vocab_padded, .batch = s->batch, .len = 1};
+                   .scratch = s->scratch, .tokens = s->tokens, .tokens_bstride = 1,
+                   .logits = logits, .logits_bstride = d->vocab_padded, .batch = s->batch,
+                   .len = 1};
     pool_run(pool, &job);
-    return 0;
+    rc = 0;
+out:
+    rt_release(s);
+    return rc;
 }

@@ -39,9 +39,9 @@ int main(int argc, char **argv)
     int32_t (*n_blocks)(void) = mamba_tiny_n_blocks;
 
     CHECK(argc == 2);
-    CHECK(vocab_size() == MAMBA_TINY_VOCAB_SIZE && vocab_padded() == MAMBA_TINY_VOCAB_PADDED);
-    CHECK(d_model() == MAMBA_TINY_D_MODEL && n_blocks() == MAMBA_TINY_N_BLOCKS);
-    CHECK(strcmp(MAMBA_TINY_NAME, "mamba_tiny") == 0);
+    CHECK(vocab_size() == mamba_tiny_VOCAB_SIZE && vocab_padded() == mamba_tiny_VOCAB_PADDED);
+    CHECK(d_model() == mamba_tiny_D_MODEL && n_blocks() == mamba_tiny_N_BLOCKS);
+    CHECK(strcmp(mamba_tiny_NAME, "mamba_tiny") == 0);
     Model *m = NULL;
     State *s = NULL, *t = NULL;
     CHECK(open_model("/nonexistent.safetensors", &m) != 0 && m == NULL);
@@ -51,14 +51,14 @@ int main(int argc, char **argv)
     CHECK(state_batch(s) == 2);
     CHECK(set_threads(s, 1) == 0);
     static const int32_t tokens[2][3] = {{1, 2, 3}, {4, 5, 6}};
-    static float logits[2 * 3 * MAMBA_TINY_VOCAB_PADDED], stepped[2 * MAMBA_TINY_VOCAB_PADDED];
+    static float logits[2 * 3 * mamba_tiny_VOCAB_PADDED], stepped[2 * mamba_tiny_VOCAB_PADDED];
     CHECK(forward(m, s, &tokens[0][0], 3, logits) == 0);
     CHECK(state_copy(t, s) == 0);
     state_reset(s);
     const int32_t first[2] = {1, 4};
     CHECK(step(m, s, first, stepped) == 0);
     /* the first step from a reset state is the first position of the forward (to 1e-5) */
-    for (int v = 0; v < MAMBA_TINY_VOCAB_PADDED; v++) {
+    for (int v = 0; v < mamba_tiny_VOCAB_PADDED; v++) {
         float d = stepped[v] - logits[v];
         CHECK(d < 1e-5f && d > -1e-5f);
     }
