@@ -240,9 +240,43 @@ static void emit_node_call(Cg *cg, const Node *n, bool step)
     emit_barrier(cg);
 }
 
+/* The trunk (head.c) for all positions; with_head: then the head for the last position of
+ * each sequence, on step kernels in the compact area behind the chunk's scratch. */
+static void emit_partial_nodes(Cg *cg, bool with_head)
+{
+    bool *trunk, *gather;
+    cg_head_sets(cg->g, &trunk, &gather);
+    LLVMValueRef compact = cg_gep(cg, cg->f32, cg->arg_scratch,
+                                  LLVMBuildMul(cg->b, cg->rowcap, cg_i64(cg, cg->g->scratch_per_row), ""));
+    for (int i = 0; i < cg->g->n_nodes; i++) {
+        const Node *n = cg->g->nodes[i];
+        if (n->dead) continue;
+        if (trunk[n->id]) {
+            if (node_has_code(n)) emit_node_call(cg, n, false);
+            if (with_head && gather[n->id]) {
+                cg_emit_gather(cg, n, compact);
+                emit_barrier(cg);
+            }
+        } else if (with_head && node_has_code(n)) {
+            LLVMValueRef scratch = cg->arg_scratch, rowcap = cg->rowcap, len = cg->len;
+            cg->arg_scratch = compact;
+            cg->rowcap = cg->batch;
+            cg->len = cg_i64(cg, 1);
+            emit_node_call(cg, n, true);
+            cg->arg_scratch = scratch;
+            cg->rowcap = rowcap;
+            cg->len = len;
+        }
+    }
+    free(trunk);
+    free(gather);
+}
+
+enum { CHUNK_ALL, CHUNK_TRUNK, CHUNK_LAST }; /* which nodes a forward chunk function runs */
+
 /* void chunk(ptr weights, ptr state, ptr scratch, ptr tokens, i64 tok_bstride,
  *            ptr logits, i64 logit_bstride, i32 batch, i32 len, ptr exec) */
-static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
+static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step, int part)
 {
     LLVMTypeRef params[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64,
                             cg->ptr, cg->i64, cg->i32, cg->i32, cg->ptr};
@@ -272,7 +306,8 @@ static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
     }
     load_thread_share(cg, LLVMGetParam(fn, 9));
 
-    for (int i = 0; i < cg->g->n_nodes; i++) {
+    if (part != CHUNK_ALL) emit_partial_nodes(cg, part == CHUNK_LAST);
+    for (int i = 0; part == CHUNK_ALL && i < cg->g->n_nodes; i++) {
         const Node *n = cg->g->nodes[i];
         if (!n->dead && node_has_code(n)) emit_node_call(cg, n, step);
     }
@@ -294,9 +329,11 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
     if (!cg.weight_ptr || !cg.bound) mxc_die("out of memory");
     cg.vector_width = cg_target_vector_width(o);
 
-    LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false);
-    LLVMValueRef step = emit_chunk_function(&cg, "mxc_step", true);
-    cg_emit_descriptor(&cg, forward, step);
+    LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false, CHUNK_ALL);
+    LLVMValueRef step = emit_chunk_function(&cg, "mxc_step", true, CHUNK_ALL);
+    LLVMValueRef trunk = emit_chunk_function(&cg, "mxc_forward_trunk", false, CHUNK_TRUNK);
+    LLVMValueRef last = emit_chunk_function(&cg, "mxc_forward_last", false, CHUNK_LAST);
+    cg_emit_descriptor(&cg, forward, step, trunk, last);
 
     bool ok = true;
     char *msg = NULL;

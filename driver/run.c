@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "driver/driver.h"
+#include "driver/prompt_cache.h"
 
 #define RUN_PREFIX "mxc_run_model" /* C prefix of models that `mxc run` compiles itself */
 
@@ -37,6 +38,8 @@ static const char run_usage[] =
     "  --weights FILE      safetensors weights (default: the spec's name with .safetensors)\n"
     "  --prompt TEXT       text to start from (default: a newline)\n"
     "  --prompt-ids LIST   token ids to start from instead, e.g. \"1 2 3\"\n"
+    "  --prompt-cache FILE keep the state after the prompt in FILE; a later run whose prompt\n"
+    "                      starts with that prompt loads it and reads only the rest\n"
     "  -n N                tokens to generate (default 200)\n"
     "  --temperature T     sampling temperature (default 0.8; 0 picks the likeliest token)\n"
     "  --top-k K           sample among the K likeliest tokens (default 40; 0 = all)\n"
@@ -57,6 +60,7 @@ typedef struct RunOptions {
     const char *prefix;
     const char *model;
     const char *runtime;
+    const char *prompt_cache;
     long n;
     double temperature;
     long top_k;
@@ -78,6 +82,7 @@ typedef struct ModelApi {
     const char *(*last_error)(void);
     int32_t (*vocab_size)(void);
     int32_t (*vocab_padded)(void);
+    PromptCacheApi cache; /* optional: models before ABI 4 lack it */
 } ModelApi;
 
 static int run_error(const char *fmt, const char *a, const char *b)
@@ -200,6 +205,10 @@ static int load_api(const char *path, const char *prefix, ModelApi *api)
     *(void **)&api->vocab_size = need(api, prefix, "vocab_size", &ok);
     *(void **)&api->vocab_padded = need(api, prefix, "vocab_padded", &ok);
     *(void **)&api->state_set_threads = need(api, prefix, "state_set_threads", NULL);
+    *(void **)&api->cache.save_size = need(api, prefix, "state_save_size", NULL);
+    *(void **)&api->cache.save = need(api, prefix, "state_save", NULL);
+    *(void **)&api->cache.load = need(api, prefix, "state_load", NULL);
+    api->cache.last_error = api->last_error;
     if (!ok) {
         dlclose(api->lib);
         return run_error("%s does not export the API of a model with prefix '%s' (use --prefix)",
@@ -327,6 +336,7 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             else if (strcmp(a, "--prefix") == 0) o->prefix = v;
             else if (strcmp(a, "--model") == 0) o->model = v;
             else if (strcmp(a, "--runtime") == 0) o->runtime = v;
+            else if (strcmp(a, "--prompt-cache") == 0) o->prompt_cache = v;
             else if (strcmp(a, "-n") == 0) {
                 if (!parse_long(v, 0, 100000000, &o->n))
                     return usage("-n takes a count of tokens, not '%s'", v);
@@ -429,6 +439,7 @@ int cmd_run(int argc, char **argv)
     int32_t *tokens = NULL;
     float *logits = NULL;
     Candidate *cand = NULL;
+    float *cached = NULL; /* --prompt-cache: the logits of the prompt's last position */
 
     if (!o.weights && !shared) { /* beside the spec: NAME.mx -> NAME.safetensors */
         snprintf(weights_buf, sizeof weights_buf, "%.*s.safetensors",
@@ -491,12 +502,35 @@ int cmd_run(int argc, char **argv)
     }
 
     double t0 = now_seconds();
-    if (api.forward(model, state, tokens, len, logits) != 0) {
+    int skip = 0; /* prompt tokens the cache covers */
+    if (o.prompt_cache) {
+        if (!api.cache.save_size || !api.cache.save || !api.cache.load) {
+            fprintf(stderr, "\nmxc run: error: --prompt-cache: this model has no state API "
+                    "(rebuild it with this mxc)\n");
+            goto out;
+        }
+        cached = malloc(sizeof *cached * (size_t)padded);
+        if (!cached) {
+            fprintf(stderr, "mxc run: error: out of memory\n");
+            goto out;
+        }
+        skip = prompt_cache_load(o.prompt_cache, &api.cache, state, tokens, len, padded, cached);
+    }
+    if (skip < len && api.forward(model, state, tokens + skip, len - skip, logits) != 0) {
         fprintf(stderr, "\nmxc run: error: %s\n", api.last_error());
         goto out;
     }
     double t_prefill = now_seconds() - t0;
-    const float *row = logits + (size_t)(len - 1) * (size_t)padded;
+    const float *row = skip < len ? logits + (size_t)(len - skip - 1) * (size_t)padded : cached;
+    if (o.prompt_cache) {
+        fprintf(stderr, "mxc run: prompt cache %s: skipped %d of %d prompt tokens\n",
+                o.prompt_cache, skip, len);
+        if (skip < len) {
+            memcpy(cached, row, sizeof *cached * (size_t)padded);
+            row = cached;
+            prompt_cache_save(o.prompt_cache, &api.cache, state, tokens, len, padded, cached);
+        }
+    }
     uint64_t rng = o.seed;
     double t_decode = 0;
     for (long i = 0; i < o.n; i++) {
@@ -521,6 +555,7 @@ int cmd_run(int argc, char **argv)
             1e3 * t_decode, rate((double)o.n, t_decode), (unsigned long long)o.seed);
     status = MXC_EXIT_OK;
 out:
+    free(cached);
     free(cand);
     free(logits);
     free(tokens);
