@@ -551,7 +551,8 @@ int cmd_run(int argc, char **argv)
     putchar('\n');
     fflush(stdout);
     fprintf(stderr, "mxc run: prefill %d tokens in %.2f ms (%.0f tokens/s); decode %ld tokens in "
-            "%.2f ms (%.0f tokens/s); seed %llu\n", len, 1e3 * t_prefill, rate(len, t_prefill), o.n,
+            "%.2f ms (%.0f tokens/s); seed %llu\n", len - skip, 1e3 * t_prefill,
+            rate(len - skip, t_prefill), o.n,
             1e3 * t_decode, rate((double)o.n, t_decode), (unsigned long long)o.seed);
     status = MXC_EXIT_OK;
 out:
