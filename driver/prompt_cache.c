@@ -27,15 +27,18 @@ static void ignored(const char *path, const char *why, const char *detail)
     fprintf(stderr, "mxc run: prompt cache %s not used: %s%s\n", path, why, detail);
 }
 
-/* The whole file, or NULL (ENOENT left in errno for a missing file). */
-static unsigned char *read_file(const char *path, size_t *size)
+/* The whole file, or NULL (ENOENT left in errno for a missing file, EFBIG for one larger
+ * than `max`, which no usable cache is). */
+static unsigned char *read_file(const char *path, size_t max, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     struct stat st;
     unsigned char *buf = NULL;
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-        (uint64_t)st.st_size < ((uint64_t)1 << 40)) {
+    int err = EINVAL;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max)
+        err = EFBIG;
+    else if (S_ISREG(st.st_mode) && st.st_size > 0) {
         buf = malloc((size_t)st.st_size);
         if (buf && fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
             free(buf);
@@ -43,7 +46,7 @@ static unsigned char *read_file(const char *path, size_t *size)
         }
         *size = (size_t)st.st_size;
     }
-    if (!buf) errno = EINVAL;
+    if (!buf) errno = err;
     fclose(f);
     return buf;
 }
@@ -52,9 +55,12 @@ int prompt_cache_load(const char *path, const PromptCacheApi *api, void *state,
                       const int32_t *tokens, int len, int32_t vocab_padded, float *last_logits)
 {
     size_t size = 0;
-    unsigned char *buf = read_file(path, &size);
+    int64_t blob = api->save_size(state);
+    size_t max = CACHE_HEAD + 4 * (size_t)len + 4 * (size_t)vocab_padded + (size_t)(blob > 0 ? blob : 0);
+    unsigned char *buf = read_file(path, max, &size);
     if (!buf) {
-        if (errno != ENOENT) ignored(path, "cannot read it: ", strerror(errno));
+        if (errno == EFBIG) ignored(path, "it is larger than a cache of this prompt can be (a longer prompt, or another model)", "");
+        else if (errno != ENOENT) ignored(path, "cannot read it: ", strerror(errno));
         return 0;
     }
     int skip = 0;

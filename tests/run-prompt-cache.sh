@@ -59,7 +59,7 @@ says "the cache was rewritten for xlstm" "$TMP/x2.err" "skipped 56 of 56"
 
 # a prompt that does not start with the cached one; a corrupt cache
 run kjv_xlstm "Moses" y "$C"
-says "other prompt" "$TMP/y.err" "prompt is shorter than the cached one"
+says "shorter prompt" "$TMP/y.err" "a longer prompt, or another model"
 run kjv_xlstm "$P2" z "$C"
 run kjv_xlstm "In the beginning God created the heaven and the earth. And the earth was" w "$C"
 says "different prompt" "$TMP/w.err" "does not start with the cached prompt"
