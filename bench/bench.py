@@ -540,6 +540,10 @@ def render_serving(name, R, threads, cmdline, machine_name):
                  f"{sp['tokens_per_round']:.2f} tokens accepted per round | {sp['spec_ms']:.2f} ms/token "
                  f"| plain step loop: {sp['median_ms']:.2f} ms/token; same tokens: "
                  f"{'yes' if sp['same_tokens'] else 'NO'} | {sp['spec_ms'] / sp['median_ms']:.2f} | {sp['load']} |")
+    lines.append(f"| the same rounds without snapshots: a state copy before each, one 4-token `forward`, "
+                 f"on a rejection the copy back and `prefill` of the accepted tokens | {sp['rerun_ms']:.2f} ms/token "
+                 f"| plain step loop: {sp['median_ms']:.2f} ms/token; same tokens: "
+                 f"{'yes' if sp['rerun_same_tokens'] else 'NO'} | {sp['rerun_ms'] / sp['median_ms']:.2f} | {sp['load']} |")
     return "\n".join(lines) + "\n"
 
 
