@@ -26,12 +26,13 @@ static LLVMValueRef const_string(Cg *cg, const char *s)
 
 static LLVMValueRef const_i32(Cg *cg, int64_t v) { return LLVMConstInt(cg->i32, (unsigned long long)v, 1); }
 
-/* MxrtTensorSpec { ptr name; ptr alt_name; i32 rank; i32 transform; i64 dims[4]; } */
+/* MxrtTensorSpec { ptr name; ptr alt_name; i32 rank; i32 transform; i64 dims[4];
+ *                  i64 xform_dims[4]; } */
 static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
 {
     LLVMTypeRef dims_t = LLVMArrayType2(cg->i64, MXRT_MAX_RANK);
-    LLVMTypeRef fields[] = {cg->ptr, cg->ptr, cg->i32, cg->i32, dims_t};
-    LLVMTypeRef spec_t = LLVMStructTypeInContext(cg->ctx, fields, 5, 0);
+    LLVMTypeRef fields[] = {cg->ptr, cg->ptr, cg->i32, cg->i32, dims_t, dims_t};
+    LLVMTypeRef spec_t = LLVMStructTypeInContext(cg->ctx, fields, 6, 0);
     *out_type = spec_t;
     const Graph *g = cg->g;
     int n = g->n_weight_slots;
@@ -40,14 +41,19 @@ static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
     for (int i = 0; i < g->n_nodes; i++) {
         const Node *w = g->nodes[i];
         if (w->dead || w->op != OP_WEIGHT) continue;
-        LLVMValueRef dims[MXRT_MAX_RANK];
-        for (int d = 0; d < MXRT_MAX_RANK; d++)
-            dims[d] = cg_i64(cg, d < w->type.rank ? w->type.dim[d] : 0);
+        /* The table holds the shape as the checkpoint stores it. */
+        bool swapped = w->attr.weight.layout == WEIGHT_SWAP_MIDDLE;
+        int rank = swapped ? w->attr.weight.stored_rank : w->type.rank;
+        const int64_t *shape = swapped ? w->attr.weight.stored_dim : w->type.dim;
+        LLVMValueRef dims[MXRT_MAX_RANK], view[4];
+        for (int d = 0; d < MXRT_MAX_RANK; d++) dims[d] = cg_i64(cg, d < rank ? shape[d] : 0);
+        for (int d = 0; d < 4; d++) view[d] = cg_i64(cg, swapped ? w->attr.weight.view[d] : 0);
         LLVMValueRef vals[] = {const_string(cg, w->attr.weight.name),
-                               const_string(cg, w->attr.weight.alt_name),
-                               const_i32(cg, w->type.rank), const_i32(cg, MXRT_XFORM_NONE),
-                               LLVMConstArray2(cg->i64, dims, MXRT_MAX_RANK)};
-        rows[w->attr.weight.slot] = LLVMConstNamedStruct(spec_t, vals, 5);
+                               const_string(cg, w->attr.weight.alt_name), const_i32(cg, rank),
+                               const_i32(cg, swapped ? MXRT_XFORM_SWAP_MIDDLE : MXRT_XFORM_NONE),
+                               LLVMConstArray2(cg->i64, dims, MXRT_MAX_RANK),
+                               LLVMConstArray2(cg->i64, view, 4)};
+        rows[w->attr.weight.slot] = LLVMConstNamedStruct(spec_t, vals, 6);
     }
     LLVMValueRef init = LLVMConstArray2(spec_t, rows, (uint64_t)n);
     free(rows);
@@ -162,7 +168,7 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn,
                         LLVMValueRef trunk_fn, LLVMValueRef last_fn)
 {
     const Graph *g = cg->g;
-    const ModelSpec *m = g->spec;
+    const IrModel *m = &g->model;
     LLVMTypeRef spec_t;
     LLVMValueRef table = emit_weight_table(cg, &spec_t);
 
@@ -201,7 +207,7 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn,
     emit_wrapper(cg, "forward", i, (LLVMTypeRef[]){p, p, p, i, p}, 5, NULL);
     emit_wrapper(cg, "step", i, (LLVMTypeRef[]){p, p, p, p}, 4, NULL);
     emit_wrapper(cg, "last_error", p, NULL, 0, NULL);
-    /* stateful serving (ABI 4) */
+    /* stateful serving (ABI 5) */
     LLVMTypeRef l = cg->i64;
     emit_wrapper(cg, "state_save_size", l, (LLVMTypeRef[]){p}, 1, NULL);
     emit_wrapper(cg, "state_save", i, (LLVMTypeRef[]){p, p, l}, 3, NULL);

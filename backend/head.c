@@ -47,20 +47,21 @@ void cg_head_sets(const Graph *g, bool **trunk_out, bool **gather_out)
     *gather_out = gather;
 }
 
-void cg_emit_gather(Cg *cg, const Node *v, LLVMValueRef compact)
+void cg_emit_gather(Cg *cg, const Node *v, LLVMValueRef scratch, LLVMValueRef rowcap,
+                    LLVMValueRef compact)
 {
     LLVMBuilderRef B = cg->b;
     int64_t rs = v->store.row_stride;
     LLVMValueRef lo, hi;
-    cg_split(cg, cg->batch, &lo, &hi);
-    LLVMValueRef from = cg_gep(cg, cg->f32, cg->arg_scratch,
-                               LLVMBuildMul(B, cg_i64(cg, v->store.offset), cg->rowcap, ""));
+    cg_split(cg, cg->f->batch, &lo, &hi);
+    LLVMValueRef from = cg_gep(cg, cg->f32, scratch,
+                               LLVMBuildMul(B, cg_i64(cg, v->store.offset), rowcap, ""));
     LLVMValueRef to = cg_gep(cg, cg->f32, compact,
-                             LLVMBuildMul(B, cg_i64(cg, v->store.offset), cg->batch, ""));
+                             LLVMBuildMul(B, cg_i64(cg, v->store.offset), cg->f->batch, ""));
     CgLoop l;
     LLVMValueRef b = cg_loop_begin(cg, &l, lo, hi, "gather");
     LLVMValueRef last_row = LLVMBuildSub(B, LLVMBuildMul(B, LLVMBuildAdd(B, b, cg_i64(cg, 1), ""),
-                                                         cg->len, ""), cg_i64(cg, 1), "");
+                                                         cg->f->len, ""), cg_i64(cg, 1), "");
     LLVMValueRef src = cg_gep(cg, cg->f32, from, LLVMBuildMul(B, last_row, cg_i64(cg, rs), ""));
     LLVMValueRef dst = cg_gep(cg, cg->f32, to, LLVMBuildMul(B, b, cg_i64(cg, rs), ""));
     LLVMBuildMemCpy(B, dst, 4, src, 4, cg_i64(cg, rs * 4));

@@ -82,7 +82,7 @@ typedef struct ModelApi {
     const char *(*last_error)(void);
     int32_t (*vocab_size)(void);
     int32_t (*vocab_padded)(void);
-    PromptCacheApi cache; /* optional: models before ABI 4 lack it */
+    PromptCacheApi cache; /* optional: models before ABI 5 lack it */
 } ModelApi;
 
 static int run_error(const char *fmt, const char *a, const char *b)

@@ -6,6 +6,7 @@
 #ifndef MXC_LOWER_H
 #define MXC_LOWER_H
 
+#include "frontend/spec.h"
 #include "ir/ir.h"
 
 /* Lower one model. Returns NULL, with a diagnostic, for block kinds the backend cannot

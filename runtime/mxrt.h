@@ -14,12 +14,14 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 4
+#define MXRT_ABI_VERSION 5
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
 typedef enum {
-    MXRT_XFORM_NONE = 0, /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_NONE = 0,        /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_SWAP_MIDDLE = 1, /* the stored data, seen as [a][b][c][d] (xform_dims), is
+                                   rearranged once at open into [a][c][b][d] (a copy) */
 } MxrtTransform;
 
 /* One weight the kernels need, in the order of the weight-slot array. */
@@ -28,7 +30,8 @@ typedef struct MxrtTensorSpec {
     const char *alt_name; /* also accepted under this name (tied head), or NULL */
     int32_t rank;         /* 1..MXRT_MAX_RANK */
     int32_t transform;    /* MxrtTransform */
-    int64_t dims[MXRT_MAX_RANK]; /* expected shape; unused entries 0 */
+    int64_t dims[MXRT_MAX_RANK]; /* expected shape as stored; unused entries 0 */
+    int64_t xform_dims[4];       /* MXRT_XFORM_SWAP_MIDDLE: [a, b, c, d]; else 0 */
 } MxrtTensorSpec;
 
 /* Execution context of one thread running a chunk kernel. Every thread of a state's pool
@@ -72,7 +75,7 @@ typedef struct MxrtModelDesc {
     const unsigned char *embedded_weights; /* a safetensors file built into the shared object
                                               (mxc build --embed-weights), or NULL */
     int64_t embedded_size;                 /* its size in bytes */
-    /* ABI 4: stateful serving (docs/c-api.md). */
+    /* ABI 5: stateful serving (docs/c-api.md). */
     uint64_t fingerprint;           /* hash of the compiled graph (ops, attributes, types,
                                        weights, state layout) and the mxc version: a saved
                                        state loads only into a state of the same fingerprint */
@@ -100,7 +103,7 @@ int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, flo
 int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits);
 int mxrt_state_batch(const MxrtState *s);
 
-/* Stateful serving (ABI 4; contract in docs/c-api.md). */
+/* Stateful serving (ABI 5; contract in docs/c-api.md). */
 /* Bytes mxrt_state_save writes for this state (header, positions, state); 0 on error. */
 int64_t mxrt_state_save_size(const MxrtState *s);
 int mxrt_state_save(const MxrtState *s, void *buf, int64_t size);
