@@ -650,6 +650,15 @@ static double check_last(Model *md, int batch, int len)
     }
     if (batch * len < 32) CU_ASSERT(same);
     CU_ASSERT(d <= SELF_TOL);
+    /* on 3 threads (the gather and the head's rows are shared out): the same bits */
+    void *t3 = state_new(md, batch);
+    float *last3 = logits_new(md, batch, 1);
+    CU_ASSERT_EQUAL(md->a.set_threads(t3, 3), 0);
+    CU_ASSERT_EQUAL(md->v.forward_last(md->m, t3, tok, len, last3), 0);
+    CU_ASSERT(memcmp(last, last3, sizeof(float) * (size_t)batch * md->vp) == 0);
+    CU_ASSERT(states_identical(md, b, t3));
+    md->a.state_free(t3);
+    free(last3);
     /* twice more: a state continued with forward_last still matches */
     CU_ASSERT_EQUAL(md->a.forward(md->m, a, tok, len, full), 0);
     CU_ASSERT_EQUAL(md->v.forward_last(md->m, b, tok, len, last), 0);
