@@ -31,6 +31,7 @@
 
 #include "driver/cache.h"
 #include "driver/driver.h"
+#include "driver/prompt_cache.h"
 #include "runtime/pool.h" /* MXRT_MAX_THREADS: the one thread range */
 
 #define RUN_PREFIX "mxc_run_model" /* C prefix of models that `mxc run` compiles itself */
@@ -45,6 +46,8 @@ static const char run_usage[] =
     "  --weights FILE      safetensors weights (default: the spec's name with .safetensors)\n"
     "  --prompt TEXT       text to start from (default: a newline)\n"
     "  --prompt-ids LIST   token ids to start from instead, e.g. \"1 2 3\"\n"
+    "  --prompt-cache FILE keep the state after the prompt in FILE; a later run whose prompt\n"
+    "                      starts with that prompt loads it and reads only the rest\n"
     "  -n N                tokens to generate (default 200)\n"
     "  --temperature T     sampling temperature (default 0.8; 0 picks the likeliest token)\n"
     "  --top-k K           sample among the K likeliest tokens (default 40; 0 = all)\n"
@@ -67,6 +70,7 @@ typedef struct RunOptions {
     const char *prefix;
     const char *model;
     const char *runtime;
+    const char *prompt_cache;
     long n;
     double temperature;
     long top_k;
@@ -88,6 +92,7 @@ typedef struct ModelApi {
     const char *(*last_error)(void);
     int32_t (*vocab_size)(void);
     int32_t (*vocab_padded)(void);
+    PromptCacheApi cache; /* optional: models before ABI 5 lack it */
 } ModelApi;
 
 static int run_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -241,6 +246,10 @@ static int load_api(const char *path, const char *prefix, ModelApi *api)
     *(void **)&api->vocab_size = need(api, prefix, "vocab_size", &ok);
     *(void **)&api->vocab_padded = need(api, prefix, "vocab_padded", &ok);
     *(void **)&api->state_set_threads = need(api, prefix, "state_set_threads", NULL);
+    *(void **)&api->cache.save_size = need(api, prefix, "state_save_size", NULL);
+    *(void **)&api->cache.save = need(api, prefix, "state_save", NULL);
+    *(void **)&api->cache.load = need(api, prefix, "state_load", NULL);
+    api->cache.last_error = api->last_error;
     if (!ok) {
         dlclose(api->lib);
         return run_error("%s does not export the API of a model with prefix '%s' (use --prefix)",
@@ -405,6 +414,7 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             else if (strcmp(a, "--prefix") == 0) o->prefix = v;
             else if (strcmp(a, "--model") == 0) o->model = v;
             else if (strcmp(a, "--runtime") == 0) o->runtime = v;
+            else if (strcmp(a, "--prompt-cache") == 0) o->prompt_cache = v;
             else if (strcmp(a, "-n") == 0) {
                 if (!parse_long(v, 0, 100000000, &o->n))
                     return usage("-n takes a count of tokens, not '%s'", v);
@@ -508,7 +518,7 @@ int cmd_run(int argc, char **argv)
     if (stat(o.input, &st) != 0) return run_error("cannot open %s: %s", o.input, strerror(errno));
     bool shared = is_elf(o.input);
     char so[PATH_MAX] = "", dir[PATH_MAX] = "", prefix[256], weights_buf[PATH_MAX];
-    char cached[PATH_MAX + 64];
+    char cached_so[PATH_MAX + 64];
     const char *so_path = o.input;
     int status = MXC_EXIT_ERROR;
     ModelApi api = {0};
@@ -516,6 +526,7 @@ int cmd_run(int argc, char **argv)
     int32_t *tokens = NULL;
     float *logits = NULL;
     Candidate *cand = NULL;
+    float *cached = NULL; /* --prompt-cache: the logits of the prompt's last position */
 
     if (!o.weights && !shared) { /* beside the spec: NAME.mx -> NAME.safetensors */
         snprintf(weights_buf, sizeof weights_buf, "%.*s.safetensors",
@@ -530,8 +541,8 @@ int cmd_run(int argc, char **argv)
             return run_error("cannot tell the C prefix of %s from its name (not libNAME.so): "
                              "give --prefix", o.input);
     } else if (!o.no_cache) {
-        if (cached_build(&o, cached, sizeof cached) != MXC_EXIT_OK) goto out;
-        so_path = cached; /* the cache keeps it */
+        if (cached_build(&o, cached_so, sizeof cached_so) != MXC_EXIT_OK) goto out;
+        so_path = cached_so; /* the cache keeps it */
         snprintf(prefix, sizeof prefix, "%s", RUN_PREFIX);
     } else {
         const char *tmp = getenv("TMPDIR");
@@ -592,12 +603,35 @@ int cmd_run(int argc, char **argv)
     }
 
     double t0 = now_seconds();
-    if (api.forward(model, state, tokens, len, logits) != 0) {
+    int skip = 0; /* prompt tokens the cache covers */
+    if (o.prompt_cache) {
+        if (!api.cache.save_size || !api.cache.save || !api.cache.load) {
+            fprintf(stderr, "\nmxc run: error: --prompt-cache: this model has no state API "
+                    "(rebuild it with this mxc)\n");
+            goto out;
+        }
+        cached = malloc(sizeof *cached * (size_t)padded);
+        if (!cached) {
+            fprintf(stderr, "mxc run: error: out of memory\n");
+            goto out;
+        }
+        skip = prompt_cache_load(o.prompt_cache, &api.cache, state, tokens, len, padded, cached);
+    }
+    if (skip < len && api.forward(model, state, tokens + skip, len - skip, logits) != 0) {
         fprintf(stderr, "\nmxc run: error: %s\n", api.last_error());
         goto out;
     }
     double t_prefill = now_seconds() - t0;
-    const float *row = logits + (size_t)(len - 1) * (size_t)padded;
+    const float *row = skip < len ? logits + (size_t)(len - skip - 1) * (size_t)padded : cached;
+    if (o.prompt_cache) {
+        fprintf(stderr, "mxc run: prompt cache %s: skipped %d of %d prompt tokens\n",
+                o.prompt_cache, skip, len);
+        if (skip < len) {
+            memcpy(cached, row, sizeof *cached * (size_t)padded);
+            row = cached;
+            prompt_cache_save(o.prompt_cache, &api.cache, state, tokens, len, padded, cached);
+        }
+    }
     uint64_t rng = o.seed;
     double t_decode = 0;
     for (long i = 0; i < o.n; i++) {
@@ -624,10 +658,12 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     fprintf(stderr, "mxc run: prefill %d tokens in %.2f ms (%.0f tokens/s); decode %ld tokens in "
-            "%.2f ms (%.0f tokens/s); seed %llu\n", len, 1e3 * t_prefill, rate(len, t_prefill), o.n,
+            "%.2f ms (%.0f tokens/s); seed %llu\n", len - skip, 1e3 * t_prefill,
+            rate(len - skip, t_prefill), o.n,
             1e3 * t_decode, rate((double)o.n, t_decode), (unsigned long long)o.seed);
     status = MXC_EXIT_OK;
 out:
+    free(cached);
     free(cand);
     free(logits);
     free(tokens);

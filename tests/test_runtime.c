@@ -957,6 +957,8 @@ static MxrtModelDesc fake_desc(void)
         .scratch_floats_per_row = 2,
         .forward_chunk = fake_forward,
         .step = fake_step,
+        .forward_trunk = fake_forward,
+        .forward_last = fake_forward,
     };
 }
 
