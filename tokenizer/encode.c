@@ -32,6 +32,11 @@ static int split_added(const MxcTokenizer *t, const Splitter *sp, const char *p,
     while (i < len) {
         unsigned char b = (unsigned char)p[i];
         size_t klen = 0;
+        if (sp->start[b] == sp->start[b + 1]) { i++; continue; }
+        if (!sp->single[b]) { /* cheap rejection on the second byte */
+            unsigned char c = i + 1 < len ? (unsigned char)p[i + 1] : 0;
+            if (i + 1 >= len || !(sp->second[b][c >> 3] & (1u << (c & 7)))) { i++; continue; }
+        }
         for (size_t k = sp->start[b]; k < sp->start[b + 1]; k++) {
             int32_t a = sp->order[k];
             if (sp->key_len[a] <= len - i && memcmp(sp->keys[a], p + i, sp->key_len[a]) == 0) {

@@ -550,7 +550,10 @@ static int build_splitter(Ctx *c, Splitter *sp, int normalized)
         sp->keys[i] = in_norm ? t->added_norm[i] : t->added[i].content;
         sp->key_len[i] = in_norm ? t->added_norm_len[i] : t->added[i].len;
         if (!sp->key_len[i]) continue;
-        count[(unsigned char)sp->keys[i][0]]++;
+        unsigned char b0 = (unsigned char)sp->keys[i][0];
+        count[b0]++;
+        if (sp->key_len[i] == 1) sp->single[b0] = 1;
+        else sp->second[b0][(unsigned char)sp->keys[i][1] >> 3] |= (unsigned char)(1u << ((unsigned char)sp->keys[i][1] & 7));
         n++;
     }
     sp->start[0] = 0;

@@ -7,15 +7,34 @@
 
 #include "tokenizer/tok.h"
 
-static int norm_form(const Buf *in, Buf *out, utf8proc_option_t opts, MxcTokError *err)
+static int norm_map(const unsigned char *s, size_t n, Buf *out, utf8proc_option_t opts,
+                    MxcTokError *err)
 {
     utf8proc_uint8_t *res = NULL;
-    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)(in->p ? in->p : ""),
-                                      (utf8proc_ssize_t)in->len, &res, opts | UTF8PROC_STABLE);
-    if (n < 0) return tok_fail(err, "normalizer: %s", utf8proc_errmsg(n));
-    int rc = buf_add(out, res, (size_t)n);
+    utf8proc_ssize_t r = utf8proc_map(s, (utf8proc_ssize_t)n, &res, opts | UTF8PROC_STABLE);
+    if (r < 0) return tok_fail(err, "normalizer: %s", utf8proc_errmsg(r));
+    int rc = buf_add(out, res, (size_t)r);
     free(res);
     return rc;
+}
+
+/* The Unicode forms leave ASCII alone, and no character composes with or reorders across an
+ * ASCII character that follows it: so only the stretches of non-ASCII text, each with the ASCII
+ * character before it (it may compose with a following mark), go through utf8proc. */
+static int norm_form(const Buf *in, Buf *out, utf8proc_option_t opts, MxcTokError *err)
+{
+    const unsigned char *s = (const unsigned char *)in->p;
+    size_t n = in->len, i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && s[j] < 0x80) j++;
+        if (j == n) return buf_add(out, s + i, n - i);
+        size_t a = j > i ? j - 1 : j, k = j;
+        while (k < n && s[k] >= 0x80) k++;
+        if (buf_add(out, s + i, a - i) != 0 || norm_map(s + a, k - a, out, opts, err) != 0) return -1;
+        i = k;
+    }
+    return 0;
 }
 
 /* Cased and Case_Ignorable (Unicode 3.13), from the general category and case mappings. */

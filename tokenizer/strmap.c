@@ -106,6 +106,9 @@ int buf_reserve(Buf *b, size_t extra)
     while (nc < b->len + extra + 1) nc *= 2;
     char *p = realloc(b->p, nc);
     if (!p) return -1;
+    /* PCRE2's JIT reads ahead of the subject's end inside its buffer (harmless); zeroing the new
+     * room keeps valgrind quiet about it */
+    memset(p + b->cap, 0, nc - b->cap);
     b->p = p;
     b->cap = nc;
     return 0;

@@ -105,6 +105,8 @@ typedef struct Splitter {
     int32_t *order;          /* indices into tok->added, by first byte then longest first */
     size_t start[257];       /* order[start[c] .. start[c+1]) begin with byte c */
     char **keys; size_t *key_len; /* key of each added token in this splitter */
+    unsigned char second[256][32]; /* bitmap of the second bytes of the keys of a bucket */
+    unsigned char single[256];     /* the bucket has a one-byte key */
 } Splitter;
 
 struct MxcTokenizer {
