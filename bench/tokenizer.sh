@@ -23,12 +23,16 @@ if [ -z "$text" ]; then
         i=$((i + 1))
     done > "$text"
 fi
+echo "load: $(uptime)"
 echo "tokenizer: $tok"
 echo "text: $text ($(wc -c < "$text") bytes)"
-"$bin" "$tok" "$text" 3
+# whole text as one string, then in pieces of about 4 KB ending at a newline
+"$bin" "$tok" "$text" 3 0
+"$bin" "$tok" "$text" 3 4096
 nm=${MXC_TOKREF_NODE_MODULES:-}
 if [ -n "$nm" ] && [ -f "$nm/@huggingface/tokenizers/dist/tokenizers.mjs" ] && command -v node > /dev/null; then
-    node "$src/bench/tokenizer_ref.mjs" "$nm" "$tok" "$text" 3
+    node "$src/bench/tokenizer_ref.mjs" "$nm" "$tok" "$text" 3 0
+    node "$src/bench/tokenizer_ref.mjs" "$nm" "$tok" "$text" 3 4096
 else
     echo "js:  skipped: set MXC_TOKREF_NODE_MODULES to a node_modules with @huggingface/tokenizers (and install node) to compare"
 fi

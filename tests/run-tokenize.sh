@@ -12,7 +12,7 @@ pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
-for tok in gpt2 gpt-neox-20b split normalized decomposed; do
+for tok in gpt2 gpt-neox-20b split normalized decomposed bytes; do
     for txt in "$D"/corpus/*.txt; do
         name=$(basename "$txt" .txt)
         exp="$D/expected/$tok/$name.ids"
@@ -42,6 +42,22 @@ printf 'ab\377cd' > "$T/bin"
 expect_fail "invalid UTF-8" "not valid UTF-8 (byte 2)" "$D/gpt2" "$T/bin"
 echo "12 x3" > "$T/word"
 expect_fail "not an id" "is not a token id" --decode "$D/gpt2" "$T/word"
+
+# mxc run --tokenizer: with one token per byte (id = byte value) the byte-level KJV demo model
+# must generate exactly what it generates without a tokenizer, printed through the streaming
+# decoder; a tokenizer whose ids pass the model's vocabulary is refused.
+KJV="$MXC_TEST_SRCDIR/../examples/kjv_mamba.mx"
+if "$MXC" run "$KJV" --prompt "In the beginning" -n 80 --seed 3 > "$T/run-bytes" 2> "$T/err" &&
+   "$MXC" run "$KJV" --prompt "In the beginning" -n 80 --seed 3 --tokenizer "$D/bytes" > "$T/run-tok" 2>> "$T/err"; then
+    if cmp -s "$T/run-bytes" "$T/run-tok" && [ "$(wc -c < "$T/run-tok")" -gt 80 ]; then ok
+    else bad "mxc run --tokenizer differs from mxc run on bytes"; fi
+else
+    bad "mxc run: $(cat "$T/err")"
+fi
+if "$MXC" run "$KJV" --prompt "In the beginning" -n 5 --tokenizer "$D/gpt2" > /dev/null 2> "$T/err"; then
+    bad "mxc run --tokenizer gpt2 on a 256-token model succeeded"
+elif grep -q "past this model's vocab_size 256" "$T/err"; then ok
+else bad "mxc run --tokenizer: message: $(cat "$T/err")"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -50,7 +50,7 @@ static int32_t *parse_ids(const char *s, size_t *n)
     return v;
 }
 
-static const char *tokenizers[] = { "gpt2", "gpt-neox-20b", "split", "normalized", "decomposed" };
+static const char *tokenizers[] = { "gpt2", "gpt-neox-20b", "split", "normalized", "decomposed", "bytes" };
 
 static void check_corpus(const char *tname)
 {
@@ -129,6 +129,7 @@ static void test_corpus_neox(void) { check_corpus(tokenizers[1]); }
 static void test_corpus_split(void) { check_corpus(tokenizers[2]); }
 static void test_corpus_normalized(void) { check_corpus(tokenizers[3]); }
 static void test_corpus_decomposed(void) { check_corpus(tokenizers[4]); }
+static void test_corpus_bytes(void) { check_corpus(tokenizers[5]); }
 
 static void test_neox_basics(void)
 {
@@ -506,6 +507,7 @@ int main(void)
     TEST_ADD(corpus, test_corpus_split);
     TEST_ADD(corpus, test_corpus_normalized);
     TEST_ADD(corpus, test_corpus_decomposed);
+    TEST_ADD(corpus, test_corpus_bytes);
     CU_pSuite api = CU_add_suite("api", NULL, NULL);
     TEST_ADD(api, test_neox_basics);
     TEST_ADD(api, test_specials_by_template);

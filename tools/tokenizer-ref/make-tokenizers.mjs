@@ -62,6 +62,22 @@ write("split", {
            merges: merges.map((m) => m.join(" ")) },
 });
 
+// One token per byte, id = byte value, no merges: the tokenization of mxc's byte-level demo
+// models (examples/kjv_*.mx), so that `mxc run --tokenizer` can be checked against `mxc run`.
+const byteChar = [];
+{
+  const keep = (b) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
+  let n = 0;
+  for (let b = 0; b < 256; b++) byteChar[b] = String.fromCharCode(keep(b) ? b : 256 + n++);
+}
+write("bytes", {
+  version: "1.0", truncation: null, padding: null, added_tokens: [], normalizer: null,
+  pre_tokenizer: byteLevel, post_processor: byteLevel, decoder: byteLevel,
+  model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null,
+           end_of_word_suffix: null, fuse_unk: false, byte_fallback: false,
+           vocab: Object.fromEntries(byteChar.map((c, b) => [c, b])), merges: [] },
+});
+
 // Decomposing: NFKD, StripAccents, Replace (a literal and a regex), Strip, Prepend; RoBERTa's
 // post-processor (one token before, one after).
 write("decomposed", {
