@@ -33,6 +33,7 @@
 #include "driver/driver.h"
 #include "driver/prompt_cache.h"
 #include "runtime/pool.h" /* MXRT_MAX_THREADS: the one thread range */
+#include "tokenizer/mxc_tokenizer.h"
 
 #define RUN_PREFIX "mxc_run_model" /* C prefix of models that `mxc run` compiles itself */
 
@@ -52,6 +53,8 @@ static const char run_usage[] =
     "  --temperature T     sampling temperature (default 0.8; 0 picks the likeliest token)\n"
     "  --top-k K           sample among the K likeliest tokens (default 40; 0 = all)\n"
     "  --seed S            seed of the sampler (default: from the clock; printed at the end)\n"
+    "  --tokenizer FILE    a tokenizer.json (or a folder holding one): the prompt is encoded with\n"
+    "                      it and the generated tokens are printed as text (docs/tokenizer.md)\n"
     "  --ids               print token ids instead of bytes\n"
     "  --no-echo           do not print the prompt before the generated text\n"
     "  --threads N         threads per call, 1-256 (default: $MXC_THREADS, else 1)\n"
@@ -71,6 +74,7 @@ typedef struct RunOptions {
     const char *model;
     const char *runtime;
     const char *prompt_cache;
+    const char *tokenizer;    /* --tokenizer: text in and out through it */
     long n;
     double temperature;
     long top_k;
@@ -411,6 +415,7 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             if (strcmp(a, "--weights") == 0 || strcmp(a, "-w") == 0) o->weights = v;
             else if (strcmp(a, "--prompt") == 0 || strcmp(a, "-p") == 0) o->prompt = v;
             else if (strcmp(a, "--prompt-ids") == 0) o->prompt_ids = v;
+            else if (strcmp(a, "--tokenizer") == 0) o->tokenizer = v;
             else if (strcmp(a, "--prefix") == 0) o->prefix = v;
             else if (strcmp(a, "--model") == 0) o->model = v;
             else if (strcmp(a, "--runtime") == 0) o->runtime = v;
@@ -448,6 +453,50 @@ static int parse_options(int argc, char **argv, RunOptions *o)
     if (!o->input) return usage("needs a spec or a shared object");
     if (o->prompt && o->prompt_ids) return usage("give --prompt or --prompt-ids, not both");
     return 0;
+}
+
+/* The prompt through the tokenizer (BOS/EOS of its post-processor included). */
+static int32_t *prompt_tokens_tok(const RunOptions *o, MxcTokenizer *tok, int32_t vocab, int *len)
+{
+    const char *text = o->prompt && *o->prompt ? o->prompt : "\n";
+    int32_t *ids;
+    size_t n;
+    MxcTokError err;
+    if (mxc_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n, &err) != 0) {
+        fprintf(stderr, "mxc run: error: --prompt: %s\n", err.msg);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= vocab) {
+            fprintf(stderr, "mxc run: error: the tokenizer gives the prompt token %d, past this model's "
+                    "vocab_size %d\n", ids[i], vocab);
+            free(ids);
+            return NULL;
+        }
+    if (!n) {
+        fprintf(stderr, "mxc run: error: the prompt encodes to no tokens\n");
+        return NULL;
+    }
+    *len = (int)n;
+    return ids;
+}
+
+/* One token out: an id (--ids), text through the tokenizer's streaming decoder, or a byte. */
+/* Print token t: its id, its byte, or through the tokenizer's stream the text it completes.
+ * 0, -1 for a tokenizer error (reported here), EMIT_WRITE_FAILED if stdout failed. */
+enum { EMIT_WRITE_FAILED = -2 };
+static int emit_token(int32_t t, bool ids, bool first, MxcTokStream *stream)
+{
+    if (ids || !stream) return emit(t, ids, first) ? 0 : EMIT_WRITE_FAILED;
+    const char *text;
+    size_t len;
+    MxcTokError err;
+    if (mxc_tokenizer_stream_put(stream, t, &text, &len, &err) != 0) {
+        fprintf(stderr, "\nmxc run: error: %s\n", err.msg);
+        return -1;
+    }
+    fwrite(text, 1, len, stdout);
+    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : EMIT_WRITE_FAILED;
 }
 
 /* The prompt as tokens. */
@@ -527,6 +576,8 @@ int cmd_run(int argc, char **argv)
     float *logits = NULL;
     Candidate *cand = NULL;
     float *cached = NULL; /* --prompt-cache: the logits of the prompt's last position */
+    MxcTokenizer *tkz = NULL;
+    MxcTokStream *stream = NULL;
 
     if (!o.weights && !shared) { /* beside the spec: NAME.mx -> NAME.safetensors */
         snprintf(weights_buf, sizeof weights_buf, "%.*s.safetensors",
@@ -586,7 +637,20 @@ int cmd_run(int argc, char **argv)
                 threads, cpus_available(), cpus_available());
     int32_t vocab = api.vocab_size(), padded = api.vocab_padded();
     int len;
-    tokens = prompt_tokens(&o, vocab, &len);
+    if (o.tokenizer) {
+        MxcTokError err;
+        if (mxc_tokenizer_open(o.tokenizer, &tkz, &err) != 0) {
+            fprintf(stderr, "mxc run: error: %s\n", err.msg);
+            goto out;
+        }
+        if (!(stream = mxc_tokenizer_stream_new(tkz, 1))) {
+            fprintf(stderr, "mxc run: error: out of memory\n");
+            goto out;
+        }
+        /* ids past the tokenizer's (a model's padded vocabulary) must never be sampled */
+        if (mxc_tokenizer_vocab_size(tkz) < vocab) vocab = mxc_tokenizer_vocab_size(tkz);
+    }
+    tokens = tkz && !o.prompt_ids ? prompt_tokens_tok(&o, tkz, vocab, &len) : prompt_tokens(&o, vocab, &len);
     if (!tokens) goto out;
     logits = malloc(sizeof *logits * (size_t)len * (size_t)padded);
     cand = malloc(sizeof *cand * (size_t)vocab);
@@ -595,11 +659,13 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     if (o.echo) {
-        for (int i = 0; i < len; i++)
-            if (!emit(tokens[i], o.print_ids, i == 0)) {
-                status = write_error();
+        for (int i = 0; i < len; i++) {
+            int e = emit_token(tokens[i], o.print_ids, i == 0, stream);
+            if (e) {
+                if (e == EMIT_WRITE_FAILED) status = write_error();
                 goto out;
             }
+        }
     }
 
     double t0 = now_seconds();
@@ -640,8 +706,9 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "\nmxc run: error: the model produced NaN logits\n");
             goto out;
         }
-        if (!emit(tok, o.print_ids, !o.echo && i == 0)) {
-            status = write_error();
+        int e = emit_token(tok, o.print_ids, !o.echo && i == 0, stream);
+        if (e) {
+            if (e == EMIT_WRITE_FAILED) status = write_error();
             goto out;
         }
         double t1 = now_seconds();
@@ -651,6 +718,11 @@ int cmd_run(int argc, char **argv)
         }
         t_decode += now_seconds() - t1;
         row = logits;
+    }
+    if (stream) {
+        const char *rest;
+        size_t rest_len;
+        if (mxc_tokenizer_stream_flush(stream, &rest, &rest_len) == 0) fwrite(rest, 1, rest_len, stdout);
     }
     putchar('\n');
     if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -664,6 +736,8 @@ int cmd_run(int argc, char **argv)
     status = MXC_EXIT_OK;
 out:
     free(cached);
+    mxc_tokenizer_stream_free(stream);
+    mxc_tokenizer_close(tkz);
     free(cand);
     free(logits);
     free(tokens);
