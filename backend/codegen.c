@@ -51,6 +51,10 @@ static void kernel_key(const Cg *cg, const Node *n, bool step, char *key, size_t
     case OP_MLSTM_CELL: case OP_SLSTM_CELL:
         KEY("{%d,%d}", n->attr.rec.heads, n->attr.rec.cuda_layout);
         break;
+    case OP_SSD_SCAN:
+        KEY("{%d,%d,%d,%a,%a}", n->attr.rec.heads, n->attr.rec.groups, n->attr.rec.chunk,
+            n->attr.rec.dt_min, n->attr.rec.dt_max);
+        break;
     case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_LINEAR: case OP_HEADWISE:
     case OP_SLICE: case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU:
     case OP_RELU2: case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
@@ -176,7 +180,7 @@ static bool node_has_code(const Node *n)
     case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM: case OP_LINEAR: case OP_HEADWISE:
     case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2:
     case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_CONV1D:
-    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+    case OP_SELECTIVE_SCAN: case OP_SSD_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
         return true;
     case OP_COUNT_:
         break;

@@ -78,7 +78,7 @@ static void emit_norm(Cg *cg, const Node *n)
 {
     int64_t d = ir_type_cols(&n->type);
     bool layer = n->op == OP_LAYERNORM;
-    int64_t groups = layer ? n->attr.norm.groups : 1, gs = d / groups;
+    int64_t groups = n->attr.norm.groups > 1 ? n->attr.norm.groups : 1, gs = d / groups;
     LLVMValueRef gain = cg_weight(cg, n->src[1]);
     LLVMValueRef bias = n->n_src > 2 ? cg_weight(cg, n->src[2]) : NULL;
     LLVMValueRef inv_d = cg_f32(cg, 1.0 / (double)gs);
@@ -197,8 +197,8 @@ static void emit_elementwise(Cg *cg, const Node *n)
         break;
     case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
     case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_CONV1D:
-    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL: case OP_OUTPUT:
-    case OP_COUNT_:
+    case OP_SELECTIVE_SCAN: case OP_SSD_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+    case OP_OUTPUT: case OP_COUNT_:
         mxc_die("%s is not elementwise", ir_op_name(n->op));
     }
     cg_store(cg, v, y, c);
@@ -476,6 +476,7 @@ bool cg_emit_node(Cg *cg, const Node *n)
         return true;
     case OP_CONV1D: emit_conv1d(cg, n); return true;
     case OP_SELECTIVE_SCAN: emit_selective_scan(cg, n); return true;
+    case OP_SSD_SCAN: cg_emit_ssd_scan(cg, n); return true;
     case OP_MLSTM_CELL: cg_emit_mlstm_cell(cg, n); return true;
     case OP_SLSTM_CELL: cg_emit_slstm_cell(cg, n); return true;
     case OP_OUTPUT:

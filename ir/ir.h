@@ -24,6 +24,11 @@
 #define IR_MAX_SRC 12
 #define IR_MAX_RANK 4
 
+/* The chunked form of OP_SSD_SCAN: blocks of at most SSD_CHUNK_MAX tokens (its Q x Q
+ * products live on the kernel's stack), taken by forward calls of at least SSD_CHUNK_MIN
+ * tokens; shorter calls and the step run the recurrence. */
+enum { SSD_CHUNK_MAX = 64, SSD_CHUNK_MIN = 4 };
+
 typedef enum { DT_F32, DT_I32 } DType;
 
 typedef struct Type {
@@ -73,8 +78,9 @@ struct Node {
         struct {       /* OP_RMSNORM, OP_LAYERNORM */
             double eps;
             bool gain_offset;     /* effective gain is 1 + w (xLSTM convention) */
-            int groups;           /* LAYERNORM: each row is normalised in this many equal
-                                     groups (multi-head norm); 1 = the whole row */
+            int groups;           /* each row is normalised in this many equal groups
+                                     (multi-head norm, Mamba-2's grouped gated norm);
+                                     0 or 1 = the whole row */
         } norm;
         struct {       /* OP_LINEAR, OP_HEADWISE: sources are x, W_1..W_parts, then
                           b_1..b_parts if bias, then the residual if residual */
@@ -93,6 +99,10 @@ struct Node {
             bool cuda_layout;     /* SLSTM_CELL: R [NH, DH, 4DH] and head-major bias */
             Op act;               /* CONV1D: activation of the output; SELECTIVE_SCAN: OP_SILU
                                      = output gated by SiLU of a 7th source z; OP_COUNT_ = none */
+            int groups;           /* SSD_SCAN: B/C groups (heads / groups heads share one) */
+            int chunk;            /* SSD_SCAN: block length of the chunked form in the forward
+                                     kernel (set by the ssd-chunked pass); 0 = recurrent form */
+            double dt_min, dt_max; /* SSD_SCAN: clamp of softplus(dt + dt_bias) */
         } rec;
     } attr;
 };
@@ -148,6 +158,12 @@ Node *ir_binary(Graph *g, Loc loc, Op op, Node *a, Node *b);
 Node *ir_conv1d(Graph *g, Loc loc, Node *x, Node *w, Node *bias, const char *what);
 Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, Node *b,
                         Node *c, Node *d, const char *what);
+/* RMSNorm of each of `groups` equal column groups (Mamba-2's gated norm). */
+Node *ir_rmsnorm_grouped(Graph *g, Loc loc, Node *x, Node *gain, double eps, int groups);
+/* Mamba-2 SSD scan: x [B,T,H*P], dt [B,T,H] (before dt_bias and softplus), dt_bias [H],
+ * A_log [H], B and C [B,T,G*N], D [H] or [H*P] -> y [B,T,H*P]; state h [H][P][N]. */
+Node *ir_ssd_scan(Graph *g, Loc loc, Node *const src[7], int heads, int groups, double dt_min,
+                  double dt_max, const char *what);
 /* q, k, v [B,T,NH*DH]; igate, fgate pre-activations [B,T,NH] -> h̃ [B,T,NH*DH] */
 Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, Node *fgate,
                     int heads, const char *what);

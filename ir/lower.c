@@ -55,6 +55,7 @@ Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
         case BLOCK_MAMBA: x = lower_mamba_block(g, m, prefix, x); break;
         case BLOCK_MLSTM: x = lower_mlstm_block(g, m, prefix, x); break;
         case BLOCK_SLSTM: x = lower_slstm_block(g, m, prefix, x); break;
+        case BLOCK_MAMBA2: x = lower_mamba2_block(g, m, prefix, x); break;
         }
     }
     if (m->family == FAMILY_MAMBA)

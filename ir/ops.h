@@ -32,6 +32,7 @@
     /* recurrent ops (carry state across positions and calls) */                            \
     X(CONV1D, "causal_conv1d", 2, 3, "depthwise causal conv over time (+ bias, activation)") \
     X(SELECTIVE_SCAN, "selective_scan", 6, 7, "Mamba scan: x, delta, A_log, B, C, D (, z)")  \
+    X(SSD_SCAN, "ssd_scan", 7, 7, "Mamba-2 scan: x, dt, dt_bias, A_log, B, C, D (per head A)")  \
     X(MLSTM_CELL, "mlstm_cell", 5, 5, "mLSTM matrix memory: q, k, v, igate, fgate")         \
     X(SLSTM_CELL, "slstm_cell", 6, 6, "sLSTM scalar memory: i, f, z, o, R, bias")           \
     /* graph output */                                                                      \

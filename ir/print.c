@@ -13,7 +13,9 @@ static void print_attrs(const Node *n, FILE *out)
         if (n->attr.weight.alt_name) fprintf(out, " | \"%s\"", n->attr.weight.alt_name);
         break;
     case OP_RMSNORM:
-        fprintf(out, " {eps=%g}", n->attr.norm.eps);
+        fprintf(out, " {eps=%g", n->attr.norm.eps);
+        if (n->attr.norm.groups > 1) fprintf(out, ", groups=%d", n->attr.norm.groups);
+        fprintf(out, "}");
         break;
     case OP_LAYERNORM:
         fprintf(out, " {eps=%g%s", n->attr.norm.eps, n->attr.norm.gain_offset ? ", gain=1+w" : "");
@@ -30,6 +32,13 @@ static void print_attrs(const Node *n, FILE *out)
         if (n->attr.rec.act != OP_COUNT_)
             fprintf(out, n->op == OP_CONV1D ? ", act=%s" : ", gate=%s", ir_op_name(n->attr.rec.act));
         fprintf(out, "}");
+        break;
+    case OP_SSD_SCAN:
+        fprintf(out, " {heads=%d, groups=%d, dt_limit=[%g, %g], ", n->attr.rec.heads,
+                n->attr.rec.groups, n->attr.rec.dt_min, n->attr.rec.dt_max);
+        if (n->attr.rec.chunk) fprintf(out, "chunk=%d", n->attr.rec.chunk);
+        else fprintf(out, "recurrent");
+        fprintf(out, ", state=%d}", n->attr.rec.state);
         break;
     case OP_MLSTM_CELL:
         fprintf(out, " {heads=%d, state=%d}", n->attr.rec.heads, n->attr.rec.state);
