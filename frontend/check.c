@@ -392,9 +392,20 @@ static void report_unknown(Checker *c, const ScopeDef *def, const Item *it)
         if (n_homes == 1 && homes[0] == scope_model.name)
             error_at(c, it->loc, "unknown %s '%s' %s; it belongs at model level", what, key.s,
                      here);
-        else
+        else if (n_homes == 1)
             error_at(c, it->loc, "unknown %s '%s' %s; it belongs in section '%s'", what,
                      key.s, here, list);
+        else { /* e.g. d_state: sections mamba and mamba2 */
+            char quoted[N_SCOPES][40];
+            const char *q[N_SCOPES];
+            for (int h = 0; h < n_homes; h++) {
+                snprintf(quoted[h], sizeof quoted[h], "'%s'", homes[h]);
+                q[h] = quoted[h];
+            }
+            join_names(list, sizeof list, q, n_homes);
+            error_at(c, it->loc, "unknown %s '%s' %s; it belongs in section %s", what, key.s,
+                     here, list);
+        }
         return;
     }
     if (def == &scope_model || section) {

@@ -72,7 +72,8 @@ struct Node {
     union {
         struct {       /* OP_WEIGHT */
             const char *name;     /* official parameter name */
-            const char *alt_name; /* also accepted under this name (tied head), or NULL */
+            const char *alt_name; /* also accepted under these names, separated by '\n'
+                                     (tied head, Hugging Face naming), or NULL */
             int slot;             /* index in the weight table, assigned by plan-memory */
         } weight;
         struct {       /* OP_RMSNORM, OP_LAYERNORM */

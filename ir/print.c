@@ -3,6 +3,8 @@
  * One line per live node: `%id = op sources {attributes} : type`, then the state slots and,
  * once memory is planned, where each value lives. The format is documented in docs/ir.md
  * and checked by golden files, so change both together. */
+#include <string.h>
+
 #include "ir/ir.h"
 
 static void print_attrs(const Node *n, FILE *out)
@@ -10,7 +12,11 @@ static void print_attrs(const Node *n, FILE *out)
     switch (n->op) {
     case OP_WEIGHT:
         fprintf(out, " \"%s\"", n->attr.weight.name);
-        if (n->attr.weight.alt_name) fprintf(out, " | \"%s\"", n->attr.weight.alt_name);
+        for (const char *a = n->attr.weight.alt_name; a && *a;) { /* '\n'-separated */
+            int len = (int)strcspn(a, "\n");
+            fprintf(out, " | \"%.*s\"", len, a);
+            a += len + (a[len] == '\n');
+        }
         break;
     case OP_RMSNORM:
         fprintf(out, " {eps=%g", n->attr.norm.eps);

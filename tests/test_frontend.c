@@ -669,7 +669,7 @@ static void test_error_unknown_key(void)
                     "'d_state'?\n");
     out = load_bad("model m { " MAMBA_OK " d_state = 4; }");
     ASSERT_HAS(out, "t.mx:1:59: error: unknown key 'd_state' at model level; it belongs in "
-                    "section 'mamba'\n");
+                    "section 'mamba' or 'mamba2'\n");
     out = load_bad("model m { " MAMBA_OK " mamba { zzz = 1; } }");
     ASSERT_HAS(out, "error: unknown key 'zzz' in section 'mamba'; expected d_state, d_conv, "
                     "expand, dt_rank, conv_bias, bias or d_intermediate\n");
