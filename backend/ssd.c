@@ -75,15 +75,12 @@ static LLVMValueRef ssd_dot(Cg *cg, LLVMValueRef a, LLVMValueRef b, int64_t n)
     return LLVMBuildLoad2(cg->b, cg->f32, acc, "");
 }
 
-/* dst[k] = dst[k] * scale + coef * src[k] over n floats (scale NULL: 1). */
-static void ssd_axpy(Cg *cg, LLVMValueRef dst, LLVMValueRef scale, LLVMValueRef coef,
-                     LLVMValueRef src, int64_t n)
+/* dst[k] += coef * src[k] over n floats. */
+static void ssd_axpy(Cg *cg, LLVMValueRef dst, LLVMValueRef coef, LLVMValueRef src, int64_t n)
 {
     CgLoop l;
     LLVMValueRef k = cg_loop_begin(cg, &l, cg_i64(cg, 0), cg_i64(cg, n), "k");
-    LLVMValueRef old = cg_load(cg, dst, k);
-    if (scale) old = fmulv(cg, old, scale);
-    cg_store(cg, cg_fma(cg, coef, cg_load(cg, src, k), old), dst, k);
+    cg_store(cg, cg_fma(cg, coef, cg_load(cg, src, k), cg_load(cg, dst, k)), dst, k);
     cg_loop_end(cg, &l);
 }
 
@@ -122,6 +119,8 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
     LLVMBuilderRef B = cg->b;
     LLVMValueRef dl = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "delta");
     LLVMValueRef cs = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "cumsum");
+    LLVMValueRef ws = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "w");
+    LLVMValueRef es = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "exp_s");
     LLVMValueRef lm = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)(q_max * q_max)), "L");
     LLVMValueRef run = cg_var(cg, "run");
     LLVMValueRef qm = cg_i64(cg, q_max);
@@ -140,6 +139,7 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
     LLVMValueRef sum = LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->f32, run, ""), fmulv(cg, delta, s->a), "");
     LLVMBuildStore(B, sum, run);
     cg_store(cg, sum, cs, i);
+    cg_store(cg, cg_exp(cg, sum), es, i);
     cg_loop_end(cg, &li);
 
     /* 2. L[i][j] = (C_i · B_j) exp(s_i - s_j) Δ_j for j ≤ i */
@@ -154,41 +154,50 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
     cg_loop_end(cg, &lj2);
     cg_loop_end(cg, &li2);
 
-    /* 3. y_i = exp(s_i) (h_prev C_i) + D x_i + Σ_{j≤i} L[i][j] x_j */
-    CgLoop li3, lp3, lj3;
-    i = cg_loop_begin(cg, &li3, cg_i64(cg, 0), q, "i");
-    LLVMValueRef ti = add(cg, t0, i);
-    LLVMValueRef ei = cg_exp(cg, cg_load(cg, cs, i));
-    LLVMValueRef yr = head_row(cg, s, s->n, ti), xr = head_row(cg, s, s->x, ti);
-    ci = group_row(cg, s, s->cm, ti);
+    /* 3. y_i = exp(s_i) (h_prev C_i) + D x_i, one state row p at a time (it stays in
+     *    cache across the block's tokens), then y_i += Σ_{j≤i} L[i][j] x_j */
+    CgLoop lp3, li3, li4, lj4;
     LLVMValueRef p = cg_loop_begin(cg, &lp3, cg_i64(cg, 0), cg_i64(cg, s->hd), "p");
     LLVMValueRef hrow = cg_gep(cg, cg->f32, s->state, mul(cg, p, cg_i64(cg, s->ns)));
-    LLVMValueRef off = fmulv(cg, ei, ssd_dot(cg, hrow, ci, s->ns));
-    cg_store(cg, cg_fma(cg, ssd_d(cg, s, p), cg_load(cg, xr, p), off), yr, p);
-    cg_loop_end(cg, &lp3);
-    lrow = cg_gep(cg, cg->f32, lm, mul(cg, i, qm));
-    j = cg_loop_begin(cg, &lj3, cg_i64(cg, 0), add(cg, i, cg_i64(cg, 1)), "j");
-    ssd_axpy(cg, yr, NULL, cg_load(cg, lrow, j), head_row(cg, s, s->x, add(cg, t0, j)), s->hd);
-    cg_loop_end(cg, &lj3);
+    LLVMValueRef dp = ssd_d(cg, s, p);
+    i = cg_loop_begin(cg, &li3, cg_i64(cg, 0), q, "i");
+    LLVMValueRef ti = add(cg, t0, i);
+    LLVMValueRef off = fmulv(cg, cg_load(cg, es, i),
+                             ssd_dot(cg, hrow, group_row(cg, s, s->cm, ti), s->ns));
+    cg_store(cg, cg_fma(cg, dp, cg_load(cg, head_row(cg, s, s->x, ti), p), off),
+             head_row(cg, s, s->n, ti), p);
     cg_loop_end(cg, &li3);
+    cg_loop_end(cg, &lp3);
+    i = cg_loop_begin(cg, &li4, cg_i64(cg, 0), q, "i");
+    LLVMValueRef yr = head_row(cg, s, s->n, add(cg, t0, i));
+    lrow = cg_gep(cg, cg->f32, lm, mul(cg, i, qm));
+    j = cg_loop_begin(cg, &lj4, cg_i64(cg, 0), add(cg, i, cg_i64(cg, 1)), "j");
+    ssd_axpy(cg, yr, cg_load(cg, lrow, j), head_row(cg, s, s->x, add(cg, t0, j)), s->hd);
+    cg_loop_end(cg, &lj4);
+    cg_loop_end(cg, &li4);
 
-    /* 4. h = exp(s_last) h_prev + Σ_j exp(s_last - s_j) Δ_j x_j ⊗ B_j */
+    /* 4. h = exp(s_last) h_prev + Σ_j exp(s_last - s_j) Δ_j x_j ⊗ B_j, again by state rows:
+     *    w_j first, then row p gets its q rank-one updates while it is in cache */
     LLVMValueRef slast = cg_load(cg, cs, LLVMBuildSub(B, q, cg_i64(cg, 1), ""));
-    CgLoop lp4, lj4, lp5;
     LLVMValueRef elast = cg_exp(cg, slast);
-    p = cg_loop_begin(cg, &lp4, cg_i64(cg, 0), cg_i64(cg, s->hd * s->ns), "pn");
-    cg_store(cg, fmulv(cg, cg_load(cg, s->state, p), elast), s->state, p);
-    cg_loop_end(cg, &lp4);
-    j = cg_loop_begin(cg, &lj4, cg_i64(cg, 0), q, "j");
-    LLVMValueRef tj = add(cg, t0, j);
+    CgLoop lw, lp5, lj5;
+    j = cg_loop_begin(cg, &lw, cg_i64(cg, 0), q, "j");
     LLVMValueRef wj = fmulv(cg, cg_exp(cg, LLVMBuildFSub(B, slast, cg_load(cg, cs, j), "")),
-                           cg_load(cg, dl, j));
-    LLVMValueRef xj = head_row(cg, s, s->x, tj), bj = group_row(cg, s, s->bm, tj);
+                            cg_load(cg, dl, j));
+    cg_store(cg, wj, ws, j);
+    cg_loop_end(cg, &lw);
+    CgLoop ln5;
     p = cg_loop_begin(cg, &lp5, cg_i64(cg, 0), cg_i64(cg, s->hd), "p");
     hrow = cg_gep(cg, cg->f32, s->state, mul(cg, p, cg_i64(cg, s->ns)));
-    ssd_axpy(cg, hrow, NULL, fmulv(cg, wj, cg_load(cg, xj, p)), bj, s->ns);
+    LLVMValueRef n = cg_loop_begin(cg, &ln5, cg_i64(cg, 0), cg_i64(cg, s->ns), "n");
+    cg_store(cg, fmulv(cg, cg_load(cg, hrow, n), elast), hrow, n);
+    cg_loop_end(cg, &ln5);
+    j = cg_loop_begin(cg, &lj5, cg_i64(cg, 0), q, "j");
+    LLVMValueRef tj = add(cg, t0, j);
+    LLVMValueRef coef = fmulv(cg, cg_load(cg, ws, j), cg_load(cg, head_row(cg, s, s->x, tj), p));
+    ssd_axpy(cg, hrow, coef, group_row(cg, s, s->bm, tj), s->ns);
+    cg_loop_end(cg, &lj5);
     cg_loop_end(cg, &lp5);
-    cg_loop_end(cg, &lj4);
 
     cg_loop_end(cg, &lc);
 }
