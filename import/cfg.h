@@ -115,5 +115,21 @@ typedef struct ConfigFormat {
 extern const ConfigFormat import_mamba_ssm;  /* mamba_ssm.c */
 extern const ConfigFormat import_xlstm;      /* xlstm.c */
 extern const ConfigFormat import_hf_mamba;   /* hf_mamba.c */
+extern const ConfigFormat import_hf_mamba2;  /* mamba2.c */
+
+/* mamba2.c: a MambaConfig whose ssm_cfg.layer is "Mamba2"; mamba_ssm.c reads the language
+ * model's keys and hands the mixer's over. */
+typedef struct MambaLmSettings {
+    int64_t d_model, n_layer, vocab_size, d_intermediate, pad_vocab_size_multiple;
+    bool rms_norm, tie_embeddings;
+} MambaLmSettings;
+bool import_mamba2_ssm(Importer *im, const CfgValue *ssm, const MambaLmSettings *lm,
+                       const char *name, FILE *out);
+
+/* Python's json module writes the bare tokens Infinity and -Infinity (transformers'
+ * time_step_limit = [0.0, Infinity]); strict JSON has none. Rewrites each outside a string to
+ * a number of the same width that reads as infinity (1e999), so offsets and lines stay. Only
+ * the time-step limits accept it; anywhere else it is refused as not finite. */
+void import_python_json_infinity(char *text, size_t len);
 
 #endif

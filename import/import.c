@@ -10,8 +10,11 @@
 #include "import/cfg.h"
 #include "import/import.h"
 
-/* Tried in order: a transformers config may keep mamba_ssm keys (d_model) beside its own. */
-static const ConfigFormat *const formats[] = {&import_hf_mamba, &import_mamba_ssm, &import_xlstm};
+/* Tried in order: a transformers config may keep mamba_ssm keys (d_model) beside its own, and
+ * hf_mamba takes every transformers config that no format before it took (and refuses it
+ * unless it is a MambaConfig). */
+static const ConfigFormat *const formats[] = {&import_hf_mamba2, &import_hf_mamba,
+                                              &import_mamba_ssm, &import_xlstm};
 
 bool import_is_folder(const char *path)
 {
@@ -114,11 +117,13 @@ static const ConfigFormat *detect(Importer *im, const CfgValue **cfg)
 }
 
 /* Parse `text` as JSON when it starts with '{' or '[', else as YAML. */
-static bool parse_config(Importer *im, const char *text, size_t len, CfgValue *root)
+static bool parse_config(Importer *im, char *text, size_t len, CfgValue *root)
 {
     size_t first = strspn(text, " \t\r\n");
-    if (first < len && (text[first] == '{' || text[first] == '['))
+    if (first < len && (text[first] == '{' || text[first] == '[')) {
+        import_python_json_infinity(text, len); /* transformers' time_step_limit */
         return cfg_read_json(im, text, len, root);
+    }
     if (memchr(text, 0, len)) {
         cfg_error(im, 0, "the file holds NUL bytes: not a text configuration");
         return false;

@@ -30,7 +30,7 @@ static bool write_spec(Importer *im, const CfgValue *c, const char *name, FILE *
     const CfgValue *attn = cfg_get(c, "attn_layer_idx");
     if (cfg_present(attn) && (attn->kind != CV_LIST || attn->count > 0)) {
         cfg_error(im, attn->line, "'attn_layer_idx' lists attention layers: mxc compiles Mamba "
-                  "blocks only (hybrid Mamba + attention models are not supported)");
+                  "and Mamba-2 blocks only (hybrid Mamba + attention models are not supported)");
         return false;
     }
     int64_t d_model, n_layer, vocab, d_inter, pad;
@@ -52,10 +52,14 @@ static bool write_spec(Importer *im, const CfgValue *c, const char *name, FILE *
     const char *layer = "Mamba1";
     if (ssm) {
         if (!cfg_string(im, ssm, "layer", "Mamba1", &layer)) return false;
+        if (strcmp(layer, "Mamba2") == 0) {
+            MambaLmSettings lm = {d_model, n_layer, vocab, d_inter, pad, rms, tie};
+            return import_mamba2_ssm(im, ssm, &lm, name, out);
+        }
         if (strcmp(layer, "Mamba1") != 0) {
             char q[CFG_CLIP];
-            cfg_error(im, cfg_line_of(ssm, "layer"), "'ssm_cfg.layer' is '%s': mxc compiles Mamba "
-                      "(v1) mixers only", cfg_clip(q, sizeof q, layer));
+            cfg_error(im, cfg_line_of(ssm, "layer"), "'ssm_cfg.layer' is '%s': mxc compiles the "
+                      "mixers 'Mamba1' and 'Mamba2'", cfg_clip(q, sizeof q, layer));
             return false;
         }
         if (!cfg_check_keys(im, ssm, "ssm_cfg (the Mamba mixer's arguments)", ssm_keys)) return false;

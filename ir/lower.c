@@ -29,30 +29,30 @@ Node *lower_block_norm(Graph *g, const ModelSpec *m, const char *prefix, Node *x
     return ir_layernorm(g, m->loc, x, gain, bias, m->norm_eps, false, 1);
 }
 
-/* embedding_alt: the embedding's name in the transformers port (MambaForCausalLM), whose
- * other names are mamba_ssm's; accepting it at binding makes every compiled Mamba model load
- * both kinds of checkpoint. */
 typedef struct FrameNames {
-    const char *embedding, *embedding_alt, *block_fmt, *final_norm;
+    const char *embedding, *block_fmt, *final_norm;
+    const char *hf_embedding; /* the embedding's Hugging Face name, if it differs */
 } FrameNames;
 
-static const FrameNames mamba_names = {"backbone.embedding.weight", "backbone.embeddings.weight",
-                                       "backbone.layers.%d", "backbone.norm_f"};
-static const FrameNames xlstm_names = {"token_embedding.weight", NULL,
-                                       "xlstm_block_stack.blocks.%d",
-                                       "xlstm_block_stack.post_blocks_norm"};
+static const FrameNames mamba_names = {"backbone.embedding.weight", "backbone.layers.%d",
+                                       "backbone.norm_f", "backbone.embeddings.weight"};
+static const FrameNames xlstm_names = {"token_embedding.weight", "xlstm_block_stack.blocks.%d",
+                                       "xlstm_block_stack.post_blocks_norm", NULL};
 
 Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
 {
     (void)diag; /* every checked spec lowers; kept for refusals of future features */
     const FrameNames *names = m->family == FAMILY_MAMBA ? &mamba_names : &xlstm_names;
-    Graph *g = ir_graph_new(m, chunk_len);
+    IrModel facts = {m->name, m->vocab_size, m->vocab_padded, m->d_model, m->n_blocks};
+    Graph *g = ir_graph_new(&facts, chunk_len);
     int64_t emb_dims[2] = {m->vocab_padded, m->d_model};
     Node *tokens = ir_tokens(g, m->loc);
-    /* A tied head may be stored under either name; the embedding's is canonical, then its
-     * transformers spelling, then the head's. */
-    Node *emb = ir_weight(g, m->loc, names->embedding, names->embedding_alt, 2, emb_dims);
-    if (m->tie_weights) ir_weight_add_name(g, emb, "lm_head.weight");
+    /* A tied head may be stored under either name; the embedding's is canonical. Hugging
+     * Face's MambaForCausalLM / Mamba2ForCausalLM call the embedding backbone.embeddings. */
+    const char *alt = names->hf_embedding;
+    if (m->tie_weights)
+        alt = alt ? ir_strfmt(g, "%s\nlm_head.weight", alt) : "lm_head.weight";
+    Node *emb = ir_weight(g, m->loc, names->embedding, alt, 2, emb_dims);
     Node *x = ir_embed(g, m->loc, tokens, emb);
     for (int i = 0; i < m->n_blocks; i++) {
         const char *prefix = ir_strfmt(g, names->block_fmt, i);
@@ -60,6 +60,7 @@ Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
         case BLOCK_MAMBA: x = lower_mamba_block(g, m, prefix, x); break;
         case BLOCK_MLSTM: x = lower_mlstm_block(g, m, prefix, x); break;
         case BLOCK_SLSTM: x = lower_slstm_block(g, m, prefix, x); break;
+        case BLOCK_MAMBA2: x = lower_mamba2_block(g, m, prefix, x); break;
         }
     }
     if (m->family == FAMILY_MAMBA)

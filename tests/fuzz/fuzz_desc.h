@@ -2,7 +2,7 @@
  * that st_seeds writes valid files for.
  *
  * It resembles a real compiled model at toy sizes (so that fuzzed files can satisfy it):
- * a one-layer Mamba block with a tied head (alt_names), plus an sLSTM cell's rank-3
+ * a one-layer Mamba block with a tied head (alt_name), plus an sLSTM cell's rank-3
  * recurrent kernel and an mLSTM headwise projection, as the xLSTM layouts have them. Only
  * the weight table matters here; bind_weights never calls the kernels. */
 #ifndef MXC_FUZZ_DESC_H
@@ -11,7 +11,7 @@
 #include "runtime/mxrt.h"
 
 static const MxrtTensorSpec fuzz_weights[] = {
-    {"backbone.embedding.weight", (const char *const[]){"lm_head.weight", NULL}, 2, 0, {8, 4}},
+    {"backbone.embedding.weight", "lm_head.weight", 2, 0, {8, 4}},
     {"backbone.layers.0.norm.weight", NULL, 1, 0, {4}},
     {"backbone.layers.0.mixer.in_proj.weight", NULL, 2, 0, {16, 4}},
     {"backbone.layers.0.mixer.conv1d.weight", NULL, 3, 0, {8, 1, 2}},
@@ -25,7 +25,7 @@ static const MxrtTensorSpec fuzz_weights[] = {
     {"xlstm_block_stack.blocks.1.xlstm.slstm_cell._recurrent_kernel_", NULL, 3, 0, {2, 8, 2}},
     {"xlstm_block_stack.blocks.2.xlstm.q_proj.weight", NULL, 3, 0, {2, 2, 2}},
     {"backbone.norm_f.weight", NULL, 1, 0, {4}},
-    {"lm_head.weight", (const char *const[]){"backbone.embedding.weight", NULL}, 2, 0, {8, 4}},
+    {"lm_head.weight", "backbone.embedding.weight", 2, 0, {8, 4}},
 };
 
 static const MxrtModelDesc fuzz_desc = {

@@ -85,7 +85,7 @@ static void seed_model(Seed *s, StDtype dtype, const char *head_name)
     memset(s, 0, sizeof *s);
     for (int i = 0; i < fuzz_desc.n_weights; i++) {
         const char *name = fuzz_desc.weights[i].name;
-        int tied = fuzz_desc.weights[i].alt_names != NULL;
+        int tied = fuzz_desc.weights[i].alt_name != NULL;
         if (tied && head_name && strcmp(name, head_name) != 0)
             continue;
         seed_add(s, name, i, dtype);
