@@ -46,7 +46,7 @@ static const char run_usage[] =
     "\n"
     "options:\n"
     "  --weights FILE      safetensors weights (default: the spec's name with .safetensors,\n"
-    "                      DIR/model.safetensors for a folder)\n"
+    "                      for a folder DIR its model.safetensors or sharded index)\n"
     "  --prompt TEXT       text to start from (default: a newline)\n"
     "  --prompt-ids LIST   token ids to start from instead, e.g. \"1 2 3\"\n"
     "  --prompt-cache FILE keep the state after the prompt in FILE; a later run whose prompt\n"
@@ -581,16 +581,19 @@ int cmd_run(int argc, char **argv)
     MxcTokenizer *tkz = NULL;
     MxcTokStream *stream = NULL;
 
-    if (!o.weights && S_ISDIR(st.st_mode)) { /* a model folder: DIR/model.safetensors */
+    if (!o.weights && S_ISDIR(st.st_mode)) { /* a model folder: P_open reads its weights */
+        char index[PATH_MAX];
         snprintf(weights_buf, sizeof weights_buf, "%s/model.safetensors", o.input);
-        if (access(weights_buf, R_OK) == 0) o.weights = weights_buf;
+        snprintf(index, sizeof index, "%s/model.safetensors.index.json", o.input);
+        if (access(weights_buf, R_OK) == 0 || access(index, R_OK) == 0) o.weights = o.input;
     } else if (!o.weights && !shared) { /* beside the spec: NAME.mx -> NAME.safetensors */
         snprintf(weights_buf, sizeof weights_buf, "%.*s.safetensors",
                  (int)(ends_with(o.input, ".mx") ? strlen(o.input) - 3 : strlen(o.input)), o.input);
         if (access(weights_buf, R_OK) == 0) o.weights = weights_buf;
     }
     if (!o.weights && S_ISDIR(st.st_mode))
-        return run_error("no weights: %s has no model.safetensors; give --weights FILE", o.input);
+        return run_error("no weights: %s has no model.safetensors nor "
+                         "model.safetensors.index.json; give --weights FILE", o.input);
     if (!o.weights) return run_error("no weights: give --weights FILE");
 
     if (shared) {
