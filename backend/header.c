@@ -66,6 +66,44 @@ bool backend_write_header(const Graph *g, const char *p, const char *path)
             "int32_t %s_d_model(void);\nint32_t %s_n_blocks(void);\n\n",
             p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, up, p, p, p, up, p, p,
             p, p, p, p, p, p);
+    /* Stateful serving; every %1$s is the prefix, %2$s the upper-case prefix. */
+    fprintf(f,
+            "/* --- stateful serving (docs/c-api.md) ---\n"
+            " *\n"
+            " * Saved states: a header (format version, this build's fingerprint: the compiled\n"
+            " * graph with its sizes and state layout, and the mxc version; batch; positions\n"
+            " * processed), the state and a checksum. Loading refuses a blob of another model or\n"
+            " * build, of another batch, a truncated or altered one, with a message, and leaves\n"
+            " * s unchanged. The fingerprint names the compiled model, not its weights file. */\n"
+            "int64_t %1$s_state_save_size(const %1$s_state *s); /* bytes; 0 on error */\n"
+            "int %1$s_state_save(const %1$s_state *s, void *buf, int64_t size);\n"
+            "int %1$s_state_load(%1$s_state *s, const void *buf, int64_t size);\n"
+            "int %1$s_state_save_file(const %1$s_state *s, const char *path); /* atomic rename */\n"
+            "int %1$s_state_load_file(%1$s_state *s, const char *path);\n\n"
+            "/* Sequences of a batch are independent slots. Slot dst_slot of dst becomes a copy of\n"
+            " * slot src_slot of src (same model, any batches; dst may be src); the other slots are\n"
+            " * untouched. */\n"
+            "int %1$s_state_copy_slot(%1$s_state *dst, int dst_slot, const %1$s_state *src, int src_slot);\n"
+            "int %1$s_state_reset_slot(%1$s_state *s, int slot);\n"
+            "/* Tokens slot has processed since its reset (forward, step, load and copies carry\n"
+            " * it); -1 on error. */\n"
+            "int64_t %1$s_state_positions(const %1$s_state *s, int slot);\n\n"
+            "/* As forward, but the head (final norm, LM head) runs for the last position only:\n"
+            " * logits [batch][%2$s_VOCAB_PADDED]. The state afterwards is bit-identical to\n"
+            " * forward's; the logits equal forward's last row (bit for bit when the last chunk has\n"
+            " * fewer than 32 rows, batch x positions; else to ~1e-6: forward's head then takes\n"
+            " * the packed projection, which sums in another order). */\n"
+            "int %1$s_forward_last(%1$s_model *m, %1$s_state *s, const int32_t *tokens, int len, float *logits);\n"
+            "/* As forward without any logits (prompt prefill): only the state advances. */\n"
+            "int %1$s_prefill(%1$s_model *m, %1$s_state *s, const int32_t *tokens, int len);\n"
+            "/* As forward (logits of every position; none when logits is NULL), and snaps[i]\n"
+            " * becomes a copy of the state after after[i] tokens (strictly increasing, in\n"
+            " * [1, len]); after == NULL: after (i + 1) * every tokens. Snapshots are states of the\n"
+            " * same model and batch. Cost: one state copy per snapshot, and a chunk ends at\n"
+            " * each snapshot position. For rolling back draft tokens in speculative decoding. */\n"
+            "int %1$s_forward_snapshots(%1$s_model *m, %1$s_state *s, const int32_t *tokens, int len,\n"
+            "        float *logits, const int32_t *after, int every, int n, %1$s_state *const *snaps);\n\n",
+            p, up);
     fprintf(f, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
     bool failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {

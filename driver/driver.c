@@ -42,6 +42,7 @@ static const char usage_text[] =
     "  build SPEC     compile a model into a shared object and a C header\n"
     "  run SPEC|SO    generate text with a model (see `mxc run --help`)\n"
     "  import CONFIG  write a spec for an upstream config (see `mxc import --help`)\n"
+    "  tokenize TOKENIZER FILE  the token ids of a text (see `mxc tokenize --help`)\n"
     "  ir SPEC        print the IR graph (after all passes, or --dump-after PASS)\n"
     "  check SPEC     parse and check a spec; --resolved prints it with all defaults\n"
     "  passes         list the passes in pipeline order\n"
@@ -384,6 +385,7 @@ static int mxc_dispatch(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "import") == 0) return cmd_import(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "cache") == 0) return cmd_cache(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     Options o = {.chunk = DEFAULT_CHUNK};
     o.backend.opt_level = 3;
     bool resolved = false;

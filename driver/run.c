@@ -31,7 +31,9 @@
 
 #include "driver/cache.h"
 #include "driver/driver.h"
+#include "driver/prompt_cache.h"
 #include "runtime/pool.h" /* MXRT_MAX_THREADS: the one thread range */
+#include "tokenizer/mxc_tokenizer.h"
 
 #define RUN_PREFIX "mxc_run_model" /* C prefix of models that `mxc run` compiles itself */
 
@@ -45,10 +47,14 @@ static const char run_usage[] =
     "  --weights FILE      safetensors weights (default: the spec's name with .safetensors)\n"
     "  --prompt TEXT       text to start from (default: a newline)\n"
     "  --prompt-ids LIST   token ids to start from instead, e.g. \"1 2 3\"\n"
+    "  --prompt-cache FILE keep the state after the prompt in FILE; a later run whose prompt\n"
+    "                      starts with that prompt loads it and reads only the rest\n"
     "  -n N                tokens to generate (default 200)\n"
     "  --temperature T     sampling temperature (default 0.8; 0 picks the likeliest token)\n"
     "  --top-k K           sample among the K likeliest tokens (default 40; 0 = all)\n"
     "  --seed S            seed of the sampler (default: from the clock; printed at the end)\n"
+    "  --tokenizer FILE    a tokenizer.json (or a folder holding one): the prompt is encoded with\n"
+    "                      it and the generated tokens are printed as text (docs/tokenizer.md)\n"
     "  --ids               print token ids instead of bytes\n"
     "  --no-echo           do not print the prompt before the generated text\n"
     "  --threads N         threads per call, 1-256 (default: $MXC_THREADS, else 1)\n"
@@ -67,6 +73,8 @@ typedef struct RunOptions {
     const char *prefix;
     const char *model;
     const char *runtime;
+    const char *prompt_cache;
+    const char *tokenizer;    /* --tokenizer: text in and out through it */
     long n;
     double temperature;
     long top_k;
@@ -88,6 +96,7 @@ typedef struct ModelApi {
     const char *(*last_error)(void);
     int32_t (*vocab_size)(void);
     int32_t (*vocab_padded)(void);
+    PromptCacheApi cache; /* optional: models before ABI 5 lack it */
 } ModelApi;
 
 /* Print "mxc run: <lead>MESSAGE\n" with MESSAGE cut at about 1 KB: arguments are echoed in
@@ -249,6 +258,10 @@ static int load_api(const char *path, const char *prefix, ModelApi *api)
     *(void **)&api->vocab_size = need(api, prefix, "vocab_size", &ok);
     *(void **)&api->vocab_padded = need(api, prefix, "vocab_padded", &ok);
     *(void **)&api->state_set_threads = need(api, prefix, "state_set_threads", NULL);
+    *(void **)&api->cache.save_size = need(api, prefix, "state_save_size", NULL);
+    *(void **)&api->cache.save = need(api, prefix, "state_save", NULL);
+    *(void **)&api->cache.load = need(api, prefix, "state_load", NULL);
+    api->cache.last_error = api->last_error;
     if (!ok) {
         dlclose(api->lib);
         return run_error("%s does not export the API of a model with prefix '%s' (use --prefix)",
@@ -409,9 +422,11 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             if (strcmp(a, "--weights") == 0 || strcmp(a, "-w") == 0) o->weights = v;
             else if (strcmp(a, "--prompt") == 0 || strcmp(a, "-p") == 0) o->prompt = v;
             else if (strcmp(a, "--prompt-ids") == 0) o->prompt_ids = v;
+            else if (strcmp(a, "--tokenizer") == 0) o->tokenizer = v;
             else if (strcmp(a, "--prefix") == 0) o->prefix = v;
             else if (strcmp(a, "--model") == 0) o->model = v;
             else if (strcmp(a, "--runtime") == 0) o->runtime = v;
+            else if (strcmp(a, "--prompt-cache") == 0) o->prompt_cache = v;
             else if (strcmp(a, "-n") == 0) {
                 if (!parse_long(v, 0, 100000000, &o->n))
                     return usage("-n takes a count of tokens, not '%s'", v);
@@ -445,6 +460,50 @@ static int parse_options(int argc, char **argv, RunOptions *o)
     if (!o->input) return usage("needs a spec or a shared object");
     if (o->prompt && o->prompt_ids) return usage("give --prompt or --prompt-ids, not both");
     return 0;
+}
+
+/* The prompt through the tokenizer (BOS/EOS of its post-processor included). */
+static int32_t *prompt_tokens_tok(const RunOptions *o, MxcTokenizer *tok, int32_t vocab, int *len)
+{
+    const char *text = o->prompt && *o->prompt ? o->prompt : "\n";
+    int32_t *ids;
+    size_t n;
+    MxcTokError err;
+    if (mxc_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n, &err) != 0) {
+        fprintf(stderr, "mxc run: error: --prompt: %s\n", err.msg);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= vocab) {
+            fprintf(stderr, "mxc run: error: the tokenizer gives the prompt token %d, past this model's "
+                    "vocab_size %d\n", ids[i], vocab);
+            free(ids);
+            return NULL;
+        }
+    if (!n) {
+        fprintf(stderr, "mxc run: error: the prompt encodes to no tokens\n");
+        return NULL;
+    }
+    *len = (int)n;
+    return ids;
+}
+
+/* One token out: an id (--ids), text through the tokenizer's streaming decoder, or a byte. */
+/* Print token t: its id, its byte, or through the tokenizer's stream the text it completes.
+ * 0, -1 for a tokenizer error (reported here), EMIT_WRITE_FAILED if stdout failed. */
+enum { EMIT_WRITE_FAILED = -2 };
+static int emit_token(int32_t t, bool ids, bool first, MxcTokStream *stream)
+{
+    if (ids || !stream) return emit(t, ids, first) ? 0 : EMIT_WRITE_FAILED;
+    const char *text;
+    size_t len;
+    MxcTokError err;
+    if (mxc_tokenizer_stream_put(stream, t, &text, &len, &err) != 0) {
+        fprintf(stderr, "\nmxc run: error: %s\n", err.msg);
+        return -1;
+    }
+    fwrite(text, 1, len, stdout);
+    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : EMIT_WRITE_FAILED;
 }
 
 /* The prompt as tokens. */
@@ -515,7 +574,7 @@ int cmd_run(int argc, char **argv)
     if (stat(o.input, &st) != 0) return run_error("cannot open %s: %s", o.input, strerror(errno));
     bool shared = is_elf(o.input);
     char so[PATH_MAX] = "", dir[PATH_MAX] = "", prefix[256], weights_buf[PATH_MAX];
-    char cached[PATH_MAX + 64];
+    char cached_so[PATH_MAX + 64];
     const char *so_path = o.input;
     int status = MXC_EXIT_ERROR;
     ModelApi api = {0};
@@ -523,6 +582,9 @@ int cmd_run(int argc, char **argv)
     int32_t *tokens = NULL;
     float *logits = NULL;
     Candidate *cand = NULL;
+    float *cached = NULL; /* --prompt-cache: the logits of the prompt's last position */
+    MxcTokenizer *tkz = NULL;
+    MxcTokStream *stream = NULL;
 
     if (!o.weights && !shared) { /* beside the spec: NAME.mx -> NAME.safetensors */
         snprintf(weights_buf, sizeof weights_buf, "%.*s.safetensors",
@@ -537,8 +599,8 @@ int cmd_run(int argc, char **argv)
             return run_error("cannot tell the C prefix of %s from its name (not libNAME.so): "
                              "give --prefix", o.input);
     } else if (!o.no_cache) {
-        if (cached_build(&o, cached, sizeof cached) != MXC_EXIT_OK) goto out;
-        so_path = cached; /* the cache keeps it */
+        if (cached_build(&o, cached_so, sizeof cached_so) != MXC_EXIT_OK) goto out;
+        so_path = cached_so; /* the cache keeps it */
         snprintf(prefix, sizeof prefix, "%s", RUN_PREFIX);
     } else {
         const char *tmp = getenv("TMPDIR");
@@ -582,7 +644,20 @@ int cmd_run(int argc, char **argv)
                 threads, cpus_available(), cpus_available());
     int32_t vocab = api.vocab_size(), padded = api.vocab_padded();
     int len;
-    tokens = prompt_tokens(&o, vocab, &len);
+    if (o.tokenizer) {
+        MxcTokError err;
+        if (mxc_tokenizer_open(o.tokenizer, &tkz, &err) != 0) {
+            fprintf(stderr, "mxc run: error: %s\n", err.msg);
+            goto out;
+        }
+        if (!(stream = mxc_tokenizer_stream_new(tkz, 1))) {
+            fprintf(stderr, "mxc run: error: out of memory\n");
+            goto out;
+        }
+        /* ids past the tokenizer's (a model's padded vocabulary) must never be sampled */
+        if (mxc_tokenizer_vocab_size(tkz) < vocab) vocab = mxc_tokenizer_vocab_size(tkz);
+    }
+    tokens = tkz && !o.prompt_ids ? prompt_tokens_tok(&o, tkz, vocab, &len) : prompt_tokens(&o, vocab, &len);
     if (!tokens) goto out;
     logits = malloc(sizeof *logits * (size_t)len * (size_t)padded);
     cand = malloc(sizeof *cand * (size_t)vocab);
@@ -591,20 +666,45 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     if (o.echo) {
-        for (int i = 0; i < len; i++)
-            if (!emit(tokens[i], o.print_ids, i == 0)) {
-                status = write_error();
+        for (int i = 0; i < len; i++) {
+            int e = emit_token(tokens[i], o.print_ids, i == 0, stream);
+            if (e) {
+                if (e == EMIT_WRITE_FAILED) status = write_error();
                 goto out;
             }
+        }
     }
 
     double t0 = now_seconds();
-    if (api.forward(model, state, tokens, len, logits) != 0) {
+    int skip = 0; /* prompt tokens the cache covers */
+    if (o.prompt_cache) {
+        if (!api.cache.save_size || !api.cache.save || !api.cache.load) {
+            fprintf(stderr, "\nmxc run: error: --prompt-cache: this model has no state API "
+                    "(rebuild it with this mxc)\n");
+            goto out;
+        }
+        cached = malloc(sizeof *cached * (size_t)padded);
+        if (!cached) {
+            fprintf(stderr, "mxc run: error: out of memory\n");
+            goto out;
+        }
+        skip = prompt_cache_load(o.prompt_cache, &api.cache, state, tokens, len, padded, cached);
+    }
+    if (skip < len && api.forward(model, state, tokens + skip, len - skip, logits) != 0) {
         fprintf(stderr, "\nmxc run: error: %s\n", api.last_error());
         goto out;
     }
     double t_prefill = now_seconds() - t0;
-    const float *row = logits + (size_t)(len - 1) * (size_t)padded;
+    const float *row = skip < len ? logits + (size_t)(len - skip - 1) * (size_t)padded : cached;
+    if (o.prompt_cache) {
+        fprintf(stderr, "mxc run: prompt cache %s: skipped %d of %d prompt tokens\n",
+                o.prompt_cache, skip, len);
+        if (skip < len) {
+            memcpy(cached, row, sizeof *cached * (size_t)padded);
+            row = cached;
+            prompt_cache_save(o.prompt_cache, &api.cache, state, tokens, len, padded, cached);
+        }
+    }
     uint64_t rng = o.seed;
     double t_decode = 0;
     for (long i = 0; i < o.n; i++) {
@@ -613,8 +713,9 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "\nmxc run: error: the model produced NaN logits\n");
             goto out;
         }
-        if (!emit(tok, o.print_ids, !o.echo && i == 0)) {
-            status = write_error();
+        int e = emit_token(tok, o.print_ids, !o.echo && i == 0, stream);
+        if (e) {
+            if (e == EMIT_WRITE_FAILED) status = write_error();
             goto out;
         }
         double t1 = now_seconds();
@@ -625,16 +726,25 @@ int cmd_run(int argc, char **argv)
         t_decode += now_seconds() - t1;
         row = logits;
     }
+    if (stream) {
+        const char *rest;
+        size_t rest_len;
+        if (mxc_tokenizer_stream_flush(stream, &rest, &rest_len) == 0) fwrite(rest, 1, rest_len, stdout);
+    }
     putchar('\n');
     if (fflush(stdout) != 0 || ferror(stdout)) {
         status = write_error();
         goto out;
     }
     fprintf(stderr, "mxc run: prefill %d tokens in %.2f ms (%.0f tokens/s); decode %ld tokens in "
-            "%.2f ms (%.0f tokens/s); seed %llu\n", len, 1e3 * t_prefill, rate(len, t_prefill), o.n,
+            "%.2f ms (%.0f tokens/s); seed %llu\n", len - skip, 1e3 * t_prefill,
+            rate(len - skip, t_prefill), o.n,
             1e3 * t_decode, rate((double)o.n, t_decode), (unsigned long long)o.seed);
     status = MXC_EXIT_OK;
 out:
+    free(cached);
+    mxc_tokenizer_stream_free(stream);
+    mxc_tokenizer_close(tkz);
     free(cand);
     free(logits);
     free(tokens);

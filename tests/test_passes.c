@@ -17,7 +17,7 @@ static const Loc L = {"t.mx", 1, 1};
 /* A graph with its tokens and an embedded input row x: f32[B,T,D]. */
 static Graph *graph_with_input(Node **x)
 {
-    Graph *g = ir_graph_new(NULL, 16);
+    Graph *g = ir_graph_new(NULL, 16); /* no model facts: outputs of any width */
     Node *tok = ir_tokens(g, L);
     Node *table = ir_weight(g, L, "embedding", NULL, 2, (int64_t[]){V, D});
     *x = ir_embed(g, L, tok, table);
