@@ -250,7 +250,7 @@ static void test_tokens_overlapping_logits(void)
  * id back after the call. The embed must read only ids that were checked: each call runs or
  * stops with a message, and never indexes the embedding out of range (before the fix: a
  * SIGSEGV in the embed kernel). */
-enum { RW_LEN = 1024, RW_AT = 1000, RW_ROUNDS = 400, RW_HITS = 5 };
+enum { RW_LEN = 1024, RW_AT = 1000, RW_ROUNDS = 200, RW_HITS = 3 };
 
 typedef struct Rewriter {
     int32_t *tok;
