@@ -89,7 +89,7 @@ static void ssd_recurrent(Cg *cg, const Ssd *s)
 {
     LLVMBuilderRef B = cg->b;
     CgLoop lt, lp, ln;
-    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->f->len, "t");
     LLVMValueRef delta = ssd_delta(cg, s, t);
     LLVMValueRef decay = cg_exp(cg, fmulv(cg, delta, s->a));
     LLVMValueRef xr = head_row(cg, s, s->x, t), yr = head_row(cg, s, s->n, t);
@@ -126,8 +126,8 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
     LLVMValueRef qm = cg_i64(cg, q_max);
 
     CgLoop lc;
-    LLVMValueRef t0 = cg_loop_begin_step(cg, &lc, cg_i64(cg, 0), cg->len, q_max, "t0");
-    LLVMValueRef left = LLVMBuildSub(B, cg->len, t0, "");
+    LLVMValueRef t0 = cg_loop_begin_step(cg, &lc, cg_i64(cg, 0), cg->f->len, q_max, "t0");
+    LLVMValueRef left = LLVMBuildSub(B, cg->f->len, t0, "");
     LLVMValueRef q = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, left, qm, ""), left, qm, "q");
 
     /* 1. Δ_i and s_i = Σ_{r≤i} Δ_r A */
@@ -214,10 +214,10 @@ void cg_emit_ssd_scan(Cg *cg, const Node *n)
     s.ns = ir_type_cols(&bm->type) / s.groups;
     s.d_per_channel = ir_type_cols(&n->src[6]->type) != s.heads;
     /* The step kernel (T the constant 1) always takes the recurrent form. */
-    bool chunked = n->attr.rec.chunk > 0 && !LLVMIsAConstantInt(cg->len);
+    bool chunked = n->attr.rec.chunk > 0 && !LLVMIsAConstantInt(cg->f->len);
 
     LLVMValueRef lo, hi;
-    cg_split(cg, mul(cg, cg->batch, cg_i64(cg, s.heads)), &lo, &hi);
+    cg_split(cg, mul(cg, cg->f->batch, cg_i64(cg, s.heads)), &lo, &hi);
     CgLoop lw;
     LLVMValueRef w = cg_loop_begin(cg, &lw, lo, hi, "pair");
     s.b = LLVMBuildSDiv(B, w, cg_i64(cg, s.heads), "b");
@@ -226,10 +226,10 @@ void cg_emit_ssd_scan(Cg *cg, const Node *n)
                      mul(cg, s.h, cg_i64(cg, s.hd * s.ns)));
     s.a = LLVMBuildFNeg(B, cg_exp(cg, cg_load(cg, s.a_log, s.h)), "A");
     if (chunked) { /* by blocks when the call is long enough, else token by token */
-        LLVMBasicBlockRef blocks = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ssd_blocks");
-        LLVMBasicBlockRef tokens = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ssd_tokens");
-        LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "ssd_join");
-        LLVMValueRef long_call = LLVMBuildICmp(B, LLVMIntSGE, cg->len, cg_i64(cg, SSD_CHUNK_MIN), "");
+        LLVMBasicBlockRef blocks = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, "ssd_blocks");
+        LLVMBasicBlockRef tokens = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, "ssd_tokens");
+        LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, "ssd_join");
+        LLVMValueRef long_call = LLVMBuildICmp(B, LLVMIntSGE, cg->f->len, cg_i64(cg, SSD_CHUNK_MIN), "");
         LLVMBuildCondBr(B, long_call, blocks, tokens);
         LLVMPositionBuilderAtEnd(B, blocks);
         ssd_chunked(cg, &s, n->attr.rec.chunk);
