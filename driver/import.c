@@ -806,7 +806,7 @@ static bool import_hf_mamba2(Importer *im, const CfgValue *c, const char *name, 
         return false;
     }
     double d_inner = floor(s.expand * (double)s.d_model);
-    if ((double)(heads * s.headdim) != d_inner || (inter >= 0 && (double)inter != d_inner)) {
+    if ((double)heads * (double)s.headdim != d_inner || (inter >= 0 && (double)inter != d_inner)) {
         import_error(im, line_of(c, "num_heads"), "num_heads * head_dim = %lld * %lld must equal "
                      "int(expand * hidden_size) = %.0f%s", (long long)heads, (long long)s.headdim,
                      d_inner, inter >= 0 ? " and intermediate_size" : "");

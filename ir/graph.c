@@ -545,7 +545,7 @@ Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, No
 }
 
 Node *ir_ssd_scan(Graph *g, Loc loc, Node *const src[7], int heads, int groups, double dt_min,
-                  double dt_max, const char *what)
+                  double dt_max, int block, const char *what)
 {
     Node *n = node_new(g, OP_SSD_SCAN, loc, 7, src);
     n->attr.rec.act = OP_COUNT_;
@@ -553,6 +553,7 @@ Node *ir_ssd_scan(Graph *g, Loc loc, Node *const src[7], int heads, int groups, 
     n->attr.rec.groups = groups;
     n->attr.rec.dt_min = dt_min;
     n->attr.rec.dt_max = dt_max;
+    n->attr.rec.block = block;
     typed(n);
     /* h [H][P][N], as upstream's ssm_state (B, H, P, N) */
     int64_t gn = ir_type_cols(&src[4]->type);

@@ -117,10 +117,9 @@ struct Node {
             Op act;               /* CONV1D: activation of the output; SELECTIVE_SCAN: OP_SILU
                                      = output gated by SiLU of a 7th source z; OP_COUNT_ = none */
             int groups;           /* SSD_SCAN: B/C groups (heads / groups heads share one) */
+            int block;            /* SSD_SCAN: the spec's chunk_size (the preferred block) */
             int chunk;            /* SSD_SCAN: block length of the chunked form in the forward
                                      kernel (set by the ssd-chunked pass); 0 = recurrent form */
-            int chunk_size;       /* SSD_SCAN: the model's chunk_size (upstream's), the block
-                                     length the ssd-chunked pass starts from */
             double dt_min, dt_max; /* SSD_SCAN: clamp of softplus(dt + dt_bias) */
         } rec;
     } attr;
@@ -196,7 +195,7 @@ Node *ir_rmsnorm_grouped(Graph *g, Loc loc, Node *x, Node *gain, double eps, int
 /* Mamba-2 SSD scan: x [B,T,H*P], dt [B,T,H] (before dt_bias and softplus), dt_bias [H],
  * A_log [H], B and C [B,T,G*N], D [H] or [H*P] -> y [B,T,H*P]; state h [H][P][N]. */
 Node *ir_ssd_scan(Graph *g, Loc loc, Node *const src[7], int heads, int groups, double dt_min,
-                  double dt_max, const char *what);
+                  double dt_max, int block, const char *what);
 /* q, k, v [B,T,NH*DH]; igate, fgate pre-activations [B,T,NH] -> h̃ [B,T,NH*DH] */
 Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, Node *fgate,
                     int heads, const char *what);
