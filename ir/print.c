@@ -99,9 +99,12 @@ static void print_attrs(const Node *n, FILE *out)
             fprintf(out, " | \"%.*s\"", len, a);
             a += len + (a[len] == '\n');
         }
-        if (n->attr.weight.layout == WEIGHT_SWAP_MIDDLE) {
+        if (n->attr.weight.layout == WEIGHT_SWAP_MIDDLE) { /* the checkpoint's shape */
+            fprintf(out, " {stored=[");
+            for (int d = 0; d < n->attr.weight.stored_rank; d++)
+                fprintf(out, "%s%lld", d ? "," : "", (long long)n->attr.weight.stored_dim[d]);
             const int64_t *v = n->attr.weight.view;
-            fprintf(out, " {stored=[%lld][%lld][%lld][%lld] swapped}", (long long)v[0],
+            fprintf(out, "], swapped=[%lld][%lld][%lld][%lld]}", (long long)v[0],
                     (long long)v[1], (long long)v[2], (long long)v[3]);
         }
         return;
