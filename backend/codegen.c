@@ -48,13 +48,22 @@ static void kernel_key(const Cg *cg, const Node *n, bool step, char *key, size_t
     case OP_RMSNORM: case OP_LAYERNORM:
         KEY("{%a,%d,%d}", n->attr.norm.eps, n->attr.norm.gain_offset, n->attr.norm.groups);
         break;
-    case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+    case OP_SLSTM_CELL:
         KEY("{%d,%d}", n->attr.rec.heads, n->attr.rec.cuda_layout);
         break;
+    case OP_MLSTM_CELL: {
+        const MlstmNumerics *num = &n->attr.rec.mlstm;
+        KEY("{%d,%a,%a,%a,%a,%d}", n->attr.rec.heads, num->eps, num->q_scale, num->k_scale,
+            num->gate_cap, num->chunk);
+        break;
+    }
     case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_LINEAR: case OP_HEADWISE:
     case OP_SLICE: case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU:
     case OP_RELU2: case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
     case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_OUTPUT: case OP_COUNT_:
+        break;
+    case OP_SOFTCAP:
+        KEY("{%a}", n->attr.softcap.cap);
         break;
     }
     for (int i = 0; i <= n->n_src; i++) {
@@ -176,7 +185,7 @@ static bool node_has_code(const Node *n)
     case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM: case OP_LINEAR: case OP_HEADWISE:
     case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2:
     case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_CONV1D:
-    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL: case OP_SOFTCAP:
         return true;
     case OP_COUNT_:
         break;

@@ -195,6 +195,11 @@ static void emit_elementwise(Cg *cg, const Node *n)
     case OP_SELU:
         v = cg_unary(cg, n->op, x);
         break;
+    case OP_SOFTCAP: { /* divide, tanh, multiply: the order of torch's cap * tanh(x / cap) */
+        LLVMValueRef cap = cg_f32(cg, n->attr.softcap.cap);
+        v = LLVMBuildFMul(cg->b, cap, cg_tanh(cg, LLVMBuildFDiv(cg->b, x, cap, "")), "");
+        break;
+    }
     case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
     case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_CONV1D:
     case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL: case OP_OUTPUT:
@@ -471,7 +476,7 @@ bool cg_emit_node(Cg *cg, const Node *n)
     case OP_HEADWISE: emit_headwise(cg, n); return true;
     case OP_CONCAT: emit_concat(cg, n); return true;
     case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
-    case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
+    case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_SOFTCAP:
         emit_elementwise(cg, n);
         return true;
     case OP_CONV1D: emit_conv1d(cg, n); return true;

@@ -51,6 +51,18 @@ typedef struct Storage {
     int64_t col_offset; /* first column inside the row */
 } Storage;
 
+/* The numeric rules of an mLSTM cell, which differ between the classic block (SEMANTICS
+ * B.8) and xLSTM-large (D.6). Both start from the zero state (m = 0). The key head size is
+ * that of q and k, the value head size that of v (the types tell them apart). */
+typedef struct MlstmNumerics {
+    double eps;      /* h = qᵀC / (max(|q·n|, exp(-m)) + eps) */
+    double q_scale;  /* q enters as q · q_scale (large: 1/sqrt(DHqk)) */
+    double k_scale;  /* k enters the state as k · k_scale (classic: 1/sqrt(DH)) */
+    double gate_cap; /* > 0: both gate pre-activations become cap·tanh(x/cap) first */
+    int chunk;       /* > 1: a forward runs the chunkwise form with chunks of this many
+                        positions (set by the mlstm-chunkwise pass); a step is recurrent */
+} MlstmNumerics;
+
 typedef struct Node Node;
 struct Node {
     Op op;
@@ -93,7 +105,11 @@ struct Node {
             bool cuda_layout;     /* SLSTM_CELL: R [NH, DH, 4DH] and head-major bias */
             Op act;               /* CONV1D: activation of the output; SELECTIVE_SCAN: OP_SILU
                                      = output gated by SiLU of a 7th source z; OP_COUNT_ = none */
+            MlstmNumerics mlstm;  /* MLSTM_CELL */
         } rec;
+        struct {       /* OP_SOFTCAP */
+            double cap;           /* > 0 */
+        } softcap;
     } attr;
 };
 
@@ -136,7 +152,7 @@ Node *ir_tokens(Graph *g, Loc loc);
 Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int rank,
                 const int64_t *dims);
 Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table);
-Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps);
+Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps);
 Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps,
                    bool gain_offset, int groups);
 Node *ir_linear(Graph *g, Loc loc, Node *x, Node *w, Node *bias);
@@ -148,9 +164,12 @@ Node *ir_binary(Graph *g, Loc loc, Op op, Node *a, Node *b);
 Node *ir_conv1d(Graph *g, Loc loc, Node *x, Node *w, Node *bias, const char *what);
 Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, Node *b,
                         Node *c, Node *d, const char *what);
-/* q, k, v [B,T,NH*DH]; igate, fgate pre-activations [B,T,NH] -> h̃ [B,T,NH*DH] */
+/* q, k [B,T,NH*DHqk], v [B,T,NH*DHv]; igate, fgate pre-activations [B,T,NH]
+ * -> h̃ [B,T,NH*DHv] (the classic block has DHqk = DHv) */
 Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, Node *fgate,
-                    int heads, const char *what);
+                    int heads, const MlstmNumerics *num, const char *what);
+/* cap · tanh(x / cap), elementwise (xLSTM-large's logits) */
+Node *ir_softcap(Graph *g, Loc loc, Node *x, double cap);
 /* i, f, z, o pre-activations [B,T,E] (input side); R and bias as stored -> h [B,T,E] */
 Node *ir_slstm_cell(Graph *g, Loc loc, Node *const gates[4], Node *r, Node *bias, int heads,
                     bool cuda_layout, const char *what);

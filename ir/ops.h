@@ -13,7 +13,7 @@
     X(WEIGHT, "weight", 0, 0, "a named parameter bound at load time")                       \
     /* per-token ops (rows are independent) */                                              \
     X(EMBED, "embed", 2, 2, "row lookup: table[tokens]")                                    \
-    X(RMSNORM, "rmsnorm", 2, 2, "x * rsqrt(mean(x^2) + eps) * gain")                        \
+    X(RMSNORM, "rmsnorm", 2, 3, "x * rsqrt(mean(x^2) + eps) * gain (+ bias)")               \
     X(LAYERNORM, "layernorm", 2, 3, "per group: (x - mean) * rsqrt(var + eps) * gain (+ bias)") \
     X(LINEAR, "linear", 2, 10, "x W^T (+ bias), W [N, K]; fused: parts, act, residual")     \
     X(HEADWISE, "headwise", 2, 9, "block-diagonal linear: W [heads, out, in] (+ bias)")     \
@@ -29,6 +29,7 @@
     X(SCALE, "scale", 2, 2, "x * w, w a per-column weight")                                 \
     X(MUL, "mul", 2, 2, "elementwise product")                                              \
     X(ADD, "add", 2, 2, "elementwise sum")                                                  \
+    X(SOFTCAP, "softcap", 1, 1, "cap * tanh(x / cap)")                                      \
     /* recurrent ops (carry state across positions and calls) */                            \
     X(CONV1D, "causal_conv1d", 2, 3, "depthwise causal conv over time (+ bias, activation)") \
     X(SELECTIVE_SCAN, "selective_scan", 6, 7, "Mamba scan: x, delta, A_log, B, C, D (, z)")  \

@@ -31,8 +31,17 @@ static void print_attrs(const Node *n, FILE *out)
             fprintf(out, n->op == OP_CONV1D ? ", act=%s" : ", gate=%s", ir_op_name(n->attr.rec.act));
         fprintf(out, "}");
         break;
-    case OP_MLSTM_CELL:
-        fprintf(out, " {heads=%d, state=%d}", n->attr.rec.heads, n->attr.rec.state);
+    case OP_MLSTM_CELL: {
+        const MlstmNumerics *num = &n->attr.rec.mlstm;
+        fprintf(out, " {heads=%d, eps=%g, q_scale=%g, k_scale=%g", n->attr.rec.heads, num->eps,
+                num->q_scale, num->k_scale);
+        if (num->gate_cap > 0) fprintf(out, ", gate_cap=%g", num->gate_cap);
+        if (num->chunk > 1) fprintf(out, ", chunk=%d", num->chunk);
+        fprintf(out, ", state=%d}", n->attr.rec.state);
+        break;
+    }
+    case OP_SOFTCAP:
+        fprintf(out, " {cap=%g}", n->attr.softcap.cap);
         break;
     case OP_SLSTM_CELL:
         fprintf(out, " {heads=%d, layout=%s, state=%d}", n->attr.rec.heads,

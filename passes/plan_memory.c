@@ -93,7 +93,7 @@ static bool needs_scratch(const Node *n)
     case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM: case OP_LINEAR: case OP_HEADWISE:
     case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2:
     case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_CONV1D:
-    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL: case OP_SOFTCAP:
         return true;
     case OP_TOKENS: case OP_WEIGHT: case OP_SLICE: case OP_OUTPUT: case OP_COUNT_:
         return false;
@@ -148,6 +148,7 @@ void pass_plan_memory(Graph *g)
         case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU:
         case OP_RELU2: case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
         case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+        case OP_SOFTCAP:
             if (node == produced && direct_output)
                 node->store = (Storage){STORE_LOGITS, 0, cols, 0};
             else

@@ -783,7 +783,7 @@ static void test_error_enum(void)
                        "or layernorm\n");
     out = load_bad("model m { " MAMBA_OK " family = mambo; }");
     ASSERT_STARTS(out, "t.mx:1:68: error: invalid value 'mambo' for 'family'; did you mean "
-                       "'mamba'? (expected mamba or xlstm)\n");
+                       "'mamba'? (expected mamba, xlstm or xlstm_large)\n");
     out = load_bad("model x { embedding_dim = 64; vocab_size = 8; blocks = [slstm];"
                    " slstm { feedforward { act_fn = tanh; } } }");
     ASSERT_HAS(out, "error: invalid value 'tanh' for 'act_fn'; expected gelu, relu, relu2, "
