@@ -36,7 +36,7 @@ static void case_path(char *buf, size_t len, const char *name, const char *file)
     snprintf(buf, len, "%s/golden/%s/%s", test_srcdir(), name, file);
 }
 
-static inline void out_path(char *buf, size_t len, const char *file)
+static void out_path(char *buf, size_t len, const char *file)
 {
     snprintf(buf, len, "%s/out/%s", test_builddir(), file);
 }
@@ -223,6 +223,269 @@ static void check_golden(const char *name, const char *extra)
     st_close(g.io);
 }
 
+/* ---- checkpoint names: weight modes, transformers names, errors ------------------------ */
+
+/* A tensor list being assembled for st_write; owns the names and concatenated data. */
+typedef struct Tensors {
+    StWriteTensor t[256];
+    int64_t shape[256][ST_MAX_RANK];
+    void *owned[512];
+    int n, n_owned;
+} Tensors;
+
+static char *own_str(Tensors *ts, const char *s)
+{
+    char *p = strdup(s);
+    ts->owned[ts->n_owned++] = p;
+    return p;
+}
+
+static void add_tensor(Tensors *ts, const char *name, int rank, const int64_t *shape, const void *data)
+{
+    int k = ts->n++;
+    memcpy(ts->shape[k], shape, sizeof(int64_t) * (size_t)rank);
+    ts->t[k] = (StWriteTensor){own_str(ts, name), ST_F32, rank, ts->shape[k], data};
+}
+
+/* Rows of the named F32 tensors of f, concatenated (the fused checkpoint layout, D.2). */
+static void add_concat(Tensors *ts, const StFile *f, const char *name, const char *const *parts, int n)
+{
+    int64_t rows = 0, cols = 1;
+    int rank = 0;
+    for (int i = 0; i < n; i++) {
+        const StTensor *p = st_find(f, parts[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        rows += p->shape[0];
+        rank = p->rank;
+        cols = p->rank > 1 ? p->shape[1] : 1;
+    }
+    float *data = malloc(sizeof *data * (size_t)(rows * cols)), *at = data;
+    ts->owned[ts->n_owned++] = data;
+    for (int i = 0; i < n; i++) {
+        const StTensor *p = st_find(f, parts[i]);
+        size_t count = (size_t)(p->shape[0] * cols);
+        memcpy(at, p->data, count * sizeof *at);
+        at += count;
+    }
+    int64_t shape[2] = {rows, cols};
+    add_tensor(ts, name, rank, shape, data);
+}
+
+static void tensors_free(Tensors *ts)
+{
+    for (int i = 0; i < ts->n_owned; i++) free(ts->owned[i]);
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && strcmp(s + n - m, tail) == 0;
+}
+
+/* The golden F32 weights rewritten: `fused` concatenates the projections of every block
+ * as weight_mode "fused" stores them; `hf` uses transformers' names (backbone.embeddings,
+ * query/key/value). */
+static void write_weights(const char *name, const char *out, bool fused, bool hf)
+{
+    char w[600], buf[256];
+    case_path(w, sizeof w, name, "model.safetensors");
+    StFile *f;
+    CU_ASSERT_EQUAL_FATAL(st_open(w, &f), 0);
+    Tensors *ts = calloc(1, sizeof *ts);
+    for (int i = 0; i < st_count(f); i++) {
+        const StTensor *t = st_at(f, i);
+        CU_ASSERT_EQUAL_FATAL(t->dtype, ST_F32);
+        const char *nm = t->name;
+        const char *layer = strstr(nm, ".mlstm_layer.");
+        const char *ffn = strstr(nm, ".ffn.proj_up");
+        if (fused && layer && !strstr(nm, "multihead_norm") && !strstr(nm, "out_proj")) {
+            if (!ends_with(nm, ".q.weight") && !ends_with(nm, ".igate_preact.weight") &&
+                !ends_with(nm, ".igate_preact.bias"))
+                continue; /* the parts are written with their group */
+            char pre[200];
+            snprintf(pre, sizeof pre, "%.*s", (int)(layer - nm), nm);
+            char p[4][256];
+            if (ends_with(nm, ".q.weight")) {
+                const char *parts[4] = {p[0], p[1], p[2], p[3]};
+                const char *names[4] = {"q", "k", "v", "ogate_preact"};
+                for (int k = 0; k < 4; k++) snprintf(p[k], sizeof p[k], "%s.mlstm_layer.%s.weight", pre, names[k]);
+                snprintf(buf, sizeof buf, "%s.mlstm_layer.qkv_opreact.weight", pre);
+                add_concat(ts, f, buf, parts, 4);
+            } else {
+                const char *kind = ends_with(nm, ".weight") ? "weight" : "bias";
+                snprintf(p[0], sizeof p[0], "%s.mlstm_layer.igate_preact.%s", pre, kind);
+                snprintf(p[1], sizeof p[1], "%s.mlstm_layer.fgate_preact.%s", pre, kind);
+                const char *parts[2] = {p[0], p[1]};
+                snprintf(buf, sizeof buf, "%s.mlstm_layer.ifgate_preact.%s", pre, kind);
+                add_concat(ts, f, buf, parts, 2);
+            }
+            continue;
+        }
+        if (fused && ffn) {
+            if (!ends_with(nm, ".proj_up_gate.weight")) continue;
+            char p[2][256];
+            snprintf(p[0], sizeof p[0], "%.*s.ffn.proj_up_gate.weight", (int)(ffn - nm), nm);
+            snprintf(p[1], sizeof p[1], "%.*s.ffn.proj_up.weight", (int)(ffn - nm), nm);
+            const char *parts[2] = {p[0], p[1]};
+            snprintf(buf, sizeof buf, "%.*s.ffn.proj_up_gate_z.weight", (int)(ffn - nm), nm);
+            add_concat(ts, f, buf, parts, 2);
+            continue;
+        }
+        snprintf(buf, sizeof buf, "%s", nm);
+        if (hf && strcmp(nm, "embedding.weight") == 0)
+            snprintf(buf, sizeof buf, "backbone.embeddings.weight");
+        const char *from[3] = {".mlstm_layer.q.", ".mlstm_layer.k.", ".mlstm_layer.v."};
+        const char *to[3] = {".mlstm_layer.query.", ".mlstm_layer.key.", ".mlstm_layer.value."};
+        for (int k = 0; hf && k < 3; k++) {
+            const char *at = strstr(nm, from[k]);
+            if (at)
+                snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - nm), nm, to[k], at + strlen(from[k]));
+        }
+        add_tensor(ts, buf, t->rank, t->shape, t->data);
+    }
+    CU_ASSERT_EQUAL(st_write(out, ts->t, ts->n, NULL), 0);
+    tensors_free(ts);
+    free(ts);
+    st_close(f);
+}
+
+/* A spec file in the output directory. */
+static void write_spec(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static const char *const TINY_FUSED =
+    "model tiny_fused {\n"
+    "    family = xlstm_large; vocab_size = 128; embedding_dim = 64; num_blocks = 2;\n"
+    "    mlstm_large { num_heads = 4; weight_mode = fused; }\n"
+    "}\n";
+
+/* Logits of the golden forward with the given spec and weights. */
+static float *golden_forward(const char *spec, const char *prefix, const char *weights, const Golden *g)
+{
+    Run r;
+    if (!run_open(&r, spec, prefix, NULL, weights, g->batch)) return NULL;
+    size_t n = (size_t)g->batch * g->len * g->vocab;
+    float *out = malloc(n * sizeof *out);
+    forward_all(&r, g->ids, g->batch, g->len, g->vocab, out);
+    run_close(&r);
+    return out;
+}
+
+/* weight_mode fused reads [q; k; v; ogate], [i; f], [gate; up] and gives the same logits. */
+static void test_fused_weights_same_logits(void)
+{
+    char spec[600], fw[600], sw[600], single_spec[600];
+    out_path(spec, sizeof spec, "tiny_fused.mx");
+    out_path(fw, sizeof fw, "tiny_fused.safetensors");
+    case_path(sw, sizeof sw, "xlstm_large_tiny", "model.safetensors");
+    case_path(single_spec, sizeof single_spec, "xlstm_large_tiny", "model.mx");
+    write_spec(spec, TINY_FUSED);
+    write_weights("xlstm_large_tiny", fw, true, false);
+    Golden g;
+    CU_ASSERT_FATAL(golden_load(&g, "xlstm_large_tiny"));
+    float *single = golden_forward(single_spec, "tiny_single", sw, &g);
+    float *fused = golden_forward(spec, "tiny_fused", fw, &g);
+    CU_ASSERT_FATAL(single && fused);
+    size_t n = (size_t)g.batch * g.len * g.vocab;
+    double d = max_abs_diff(single, fused, n), d_gold = max_abs_diff(fused, g.logits, n);
+    printf("\n    |fused - single| %.2e, |fused - official| %.2e ", d, d_gold);
+    CU_ASSERT(d <= 1e-6);
+    CU_ASSERT(d_gold <= GOLDEN_TOL);
+
+    /* single weights are refused by the fused model, with the missing tensor named */
+    Run r;
+    char so[600];
+    CU_ASSERT_EQUAL_FATAL(build(spec, "tiny_fused", NULL, so, sizeof so), 0);
+    CU_ASSERT_FATAL(api_load(&r.a, so, "tiny_fused"));
+    void *m = NULL;
+    CU_ASSERT_NOT_EQUAL(r.a.open(sw, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.a.last_error(), "backbone.blocks.0.mlstm_layer.qkv_opreact.weight"));
+    dlclose(r.a.so);
+    free(single);
+    free(fused);
+    st_close(g.io);
+    unlink(fw);
+}
+
+/* transformers' xLSTMForCausalLM names (backbone.embeddings, query/key/value) bind too. */
+static void test_hf_names_same_logits(void)
+{
+    char spec[600], sw[600], hw[600];
+    case_path(spec, sizeof spec, "xlstm_large_tiny", "model.mx");
+    case_path(sw, sizeof sw, "xlstm_large_tiny", "model.safetensors");
+    out_path(hw, sizeof hw, "tiny_hf.safetensors");
+    write_weights("xlstm_large_tiny", hw, false, true);
+    Golden g;
+    CU_ASSERT_FATAL(golden_load(&g, "xlstm_large_tiny"));
+    float *official = golden_forward(spec, "tiny_off", sw, &g);
+    float *hf = golden_forward(spec, "tiny_hf", hw, &g);
+    CU_ASSERT_FATAL(official && hf);
+    size_t n = (size_t)g.batch * g.len * g.vocab;
+    CU_ASSERT_EQUAL(memcmp(official, hf, n * sizeof *hf), 0);
+    free(official);
+    free(hf);
+    st_close(g.io);
+    unlink(hw);
+}
+
+/* One tensor dropped or given another shape: the error names it (and both shapes). */
+static void write_without(const char *out, const char *victim, bool drop)
+{
+    char w[600];
+    case_path(w, sizeof w, "xlstm_large_tiny", "model.safetensors");
+    StFile *f;
+    CU_ASSERT_EQUAL_FATAL(st_open(w, &f), 0);
+    Tensors *ts = calloc(1, sizeof *ts);
+    for (int i = 0; i < st_count(f); i++) {
+        const StTensor *t = st_at(f, i);
+        bool hit = strcmp(t->name, victim) == 0;
+        if (hit && drop) continue;
+        add_tensor(ts, t->name, t->rank, t->shape, t->data);
+        if (hit) { /* same bytes, the two dimensions swapped */
+            int64_t tmp = ts->shape[ts->n - 1][0];
+            ts->shape[ts->n - 1][0] = ts->shape[ts->n - 1][1];
+            ts->shape[ts->n - 1][1] = tmp;
+        }
+    }
+    CU_ASSERT_EQUAL(st_write(out, ts->t, ts->n, NULL), 0);
+    tensors_free(ts);
+    free(ts);
+    st_close(f);
+}
+
+static void test_missing_and_misshapen_named(void)
+{
+    char spec[600], so[600], path[600];
+    case_path(spec, sizeof spec, "xlstm_large_tiny", "model.mx");
+    out_path(path, sizeof path, "tiny_variant.safetensors");
+    CU_ASSERT_EQUAL_FATAL(build(spec, "tiny_errs", NULL, so, sizeof so), 0);
+    Api a;
+    CU_ASSERT_FATAL(api_load(&a, so, "tiny_errs"));
+    void *m = NULL;
+    const char *gate_bias = "backbone.blocks.1.mlstm_layer.fgate_preact.bias";
+    write_without(path, gate_bias, true);
+    CU_ASSERT_NOT_EQUAL(a.open(path, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.last_error(), gate_bias));
+    const char *k = "backbone.blocks.0.mlstm_layer.k.weight";
+    write_without(path, k, false);
+    CU_ASSERT_NOT_EQUAL(a.open(path, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.last_error(), k));
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.last_error(), "[64, 32]"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.last_error(), "[32, 64]"));
+    write_without(path, "embedding.weight", true);
+    CU_ASSERT_NOT_EQUAL(a.open(path, &m), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.last_error(), "'embedding.weight' (also looked for "
+                                                  "'backbone.embeddings.weight')"));
+    CU_ASSERT_PTR_NULL(m);
+    unlink(path);
+    dlclose(a.so);
+}
+
 static void test_xlstm_large_tiny(void) { check_golden("xlstm_large_tiny", NULL); }
 static void test_xlstm_large_tiny_chunk5(void) { check_golden("xlstm_large_tiny", "--chunk 5"); }
 static void test_xlstm_large_bf16(void) { check_golden("xlstm_large_bf16", NULL); }
@@ -234,5 +497,9 @@ int main(void)
     TEST_ADD(golden, test_xlstm_large_tiny);
     TEST_ADD(golden, test_xlstm_large_tiny_chunk5);
     TEST_ADD(golden, test_xlstm_large_bf16);
+    CU_pSuite names = CU_add_suite("xlstm-large checkpoints", NULL, NULL);
+    TEST_ADD(names, test_fused_weights_same_logits);
+    TEST_ADD(names, test_hf_names_same_logits);
+    TEST_ADD(names, test_missing_and_misshapen_named);
     return test_run_all();
 }
