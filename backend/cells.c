@@ -206,6 +206,11 @@ static void mlstm_block(Cg *cg, const Node *n, MlstmBlock *m, LLVMValueRef b, LL
 
 void cg_emit_mlstm_cell(Cg *cg, const Node *n)
 {
+    /* A forward kernel (T not the constant 1 of a step) may take the chunkwise form. */
+    if (n->attr.rec.mlstm.chunk > 1 && !LLVMIsConstant(cg->len)) {
+        cg_emit_mlstm_chunkwise(cg, n);
+        return;
+    }
     int64_t heads = n->attr.rec.heads, qk = ir_type_cols(&n->src[0]->type);
     int64_t dk = qk / heads, dv = ir_type_cols(&n->type) / heads;
     LLVMBuilderRef B = cg->b;

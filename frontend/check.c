@@ -100,7 +100,7 @@ static const KeyDef ffn_keys[FF_NKEYS] = {
 };
 
 enum { XL_NUM_HEADS, XL_QK_FACTOR, XL_V_FACTOR, XL_GATE_CAP, XL_EPS, XL_FFN_FACTOR, XL_FFN_ROUND,
-       XL_WEIGHT_MODE, XL_NKEYS };
+       XL_WEIGHT_MODE, XL_CHUNK, XL_NKEYS };
 static const KeyDef mlstm_large_keys[XL_NKEYS] = {
     [XL_NUM_HEADS] = {"num_heads", FORM_VALUE},
     [XL_QK_FACTOR] = {"qk_dim_factor", FORM_VALUE},
@@ -110,6 +110,7 @@ static const KeyDef mlstm_large_keys[XL_NKEYS] = {
     [XL_FFN_FACTOR] = {"ffn_proj_factor", FORM_VALUE},
     [XL_FFN_ROUND] = {"ffn_round_up_to_multiple_of", FORM_VALUE},
     [XL_WEIGHT_MODE] = {"weight_mode", FORM_VALUE},
+    [XL_CHUNK] = {"chunk_size", FORM_VALUE},
 };
 
 static const ScopeDef scope_model = {"model", model_keys, M_NKEYS};
@@ -1063,6 +1064,7 @@ static void check_mlstm_large(Checker *c, const Item *sec, ModelSpec *m, bool us
     int mode = xl->weight_mode;
     if (want_enum(c, s.slot[XL_WEIGHT_MODE], weight_mode_names, N_OF(weight_mode_names), &mode))
         xl->weight_mode = (WeightMode)mode;
+    want_int(c, s.slot[XL_CHUNK], 0, SPEC_KERNEL_MAX, &xl->chunk_size);
 
     if (!used) {
         warn_unused(c, sec, "mlstm_large");

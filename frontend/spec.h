@@ -91,6 +91,8 @@ typedef struct MlstmLargeSpec {
     double ffn_proj_factor;          /* 2.6667 */
     int ffn_round_up_to_multiple_of; /* 64 */
     WeightMode weight_mode;          /* single: q, k, v, ...; fused: qkv_opreact, ... */
+    int chunk_size;                  /* 0: a forward runs the recurrent cell; >= 2: the
+                                        chunkwise form in pieces of this many positions */
     int qk_dim, v_dim;               /* derived: int(E * factor) */
     int qk_head_dim, v_head_dim;     /* derived: / num_heads */
     int ffn_dim;                     /* derived: upstream's round-up to the multiple */

@@ -71,7 +71,8 @@ Node *lower_mlstm_large_block(Graph *g, const ModelSpec *m, const char *prefix, 
     }
     /* D.6: q carries 1/sqrt(DHqk), the state holds unscaled k vᵀ; gates capped first */
     MlstmNumerics num = {.eps = s->eps, .q_scale = 1.0 / sqrt((double)s->qk_head_dim),
-                         .k_scale = 1.0, .gate_cap = s->gate_soft_cap};
+                         .k_scale = 1.0, .gate_cap = s->gate_soft_cap,
+                         .chunk_request = s->chunk_size};
     Node *h = ir_mlstm_cell(g, loc, q, k, val, ig, fg, (int)nh, &num,
                             ir_strfmt(g, "%s state (C, n, m)", layer));
     const char *mh = ir_strfmt(g, "%s.multihead_norm", layer);

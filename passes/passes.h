@@ -42,5 +42,6 @@ void pass_fuse_conv(Graph *g);     /* fuse_conv.c */
 void pass_fuse_elementwise(Graph *g); /* fuse_elementwise.c */
 void pass_dce(Graph *g);           /* dce.c */
 void pass_plan_memory(Graph *g);   /* plan_memory.c */
+void pass_mlstm_chunkwise(Graph *g); /* mlstm_chunkwise.c */
 
 #endif

@@ -156,12 +156,13 @@ static void step_all(Run *r, const int32_t *ids, int batch, int len, int vocab, 
 }
 
 /* Everything a golden case must satisfy. */
-static void check_golden(const char *name, const char *extra)
+static void check_golden(const char *name, const char *spec_file, const char *extra)
 {
     char spec[600], weights[600], prefix[128];
-    case_path(spec, sizeof spec, name, "model.mx");
+    case_path(spec, sizeof spec, name, spec_file);
     case_path(weights, sizeof weights, name, "model.safetensors");
-    snprintf(prefix, sizeof prefix, "%s%s", name, extra ? "_x" : "");
+    snprintf(prefix, sizeof prefix, "%s%s%s", name, extra ? "_x" : "",
+             strcmp(spec_file, "model.mx") ? "_cw" : "");
     Golden g;
     CU_ASSERT_FATAL(golden_load(&g, name));
     Run r;
@@ -486,9 +487,137 @@ static void test_missing_and_misshapen_named(void)
     dlclose(a.so);
 }
 
-static void test_xlstm_large_tiny(void) { check_golden("xlstm_large_tiny", NULL); }
-static void test_xlstm_large_tiny_chunk5(void) { check_golden("xlstm_large_tiny", "--chunk 5"); }
-static void test_xlstm_large_bf16(void) { check_golden("xlstm_large_bf16", NULL); }
+/* ---- other dimensions: random weights, the compiler against itself ------------------- */
+
+/* Deterministic weights for every tensor `mxc ir SPEC` lists (`weight "NAME" : f32[...]`):
+ * small uniform matrices, norm gains near 1, the forget-gate biases of fused and single
+ * checkpoints shifted to 3..6 as the official init does. */
+static bool write_random_weights(const char *spec, const char *out)
+{
+    char list[700], cmd[1600], line[4096];
+    snprintf(list, sizeof list, "%s.ir", out);
+    snprintf(cmd, sizeof cmd, "'%s' ir '%s' > '%s'", mxc_path(), spec, list);
+    if (run_command(cmd) != 0) return false;
+    FILE *fp = fopen(list, "r");
+    if (!fp) return false;
+    Tensors *ts = calloc(1, sizeof *ts);
+    uint32_t seed = 12345;
+    while (fgets(line, sizeof line, fp)) {
+        char *w = strstr(line, "= weight \"");
+        if (!w) continue;
+        char *name = w + 10, *end = strchr(name, '"');
+        *end = '\0';
+        char *dims = strstr(end + 1, "f32[");
+        int64_t shape[ST_MAX_RANK];
+        int rank = 0;
+        for (char *p = dims + 4; *p && *p != ']' && rank < ST_MAX_RANK;) {
+            shape[rank++] = strtoll(p, &p, 10);
+            if (*p == ',') p++;
+        }
+        int64_t count = 1;
+        for (int d = 0; d < rank; d++) count *= shape[d];
+        float *data = malloc(sizeof *data * (size_t)count);
+        bool norm = strstr(name, "norm") != NULL, fbias = strstr(name, "gate_preact.bias") != NULL;
+        for (int64_t i = 0; i < count; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            float u = (float)((seed >> 8) / 16777216.0 * 2.0 - 1.0);
+            float x = rank == 1 ? 0.1f * u : 0.15f * u;
+            if (strstr(name, "embedding")) x = u;
+            if (norm && ends_with(name, ".weight")) x = 1.0f + 0.1f * u;
+            bool f_half = strstr(name, "fgate_preact.bias") || (strstr(name, "ifgate") && i >= count / 2);
+            if (fbias && f_half) x = 3.0f + 3.0f * (u + 1.0f) / 2.0f;
+            else if (fbias) x = u;
+            data[i] = x;
+        }
+        ts->owned[ts->n_owned++] = data;
+        add_tensor(ts, name, rank, shape, data);
+    }
+    fclose(fp);
+    unlink(list);
+    bool ok = ts->n > 0 && st_write(out, ts->t, ts->n, NULL) == 0;
+    tensors_free(ts);
+    free(ts);
+    return ok;
+}
+
+/* Everything an xLSTM-large spec without golden numbers must satisfy against itself, on
+ * `batch` random sequences of `len` tokens: chunkwise (the spec's chunk_size) vs recurrent
+ * forward, step vs forward, forward in pieces, 1-3 threads. */
+static void check_self(const char *tag, const char *text, int batch, int len)
+{
+    char spec[600], weights[600], p_cw[64], p_rc[64];
+    snprintf(spec, sizeof spec, "%s/out/%s.mx", test_builddir(), tag);
+    snprintf(weights, sizeof weights, "%s/out/%s.safetensors", test_builddir(), tag);
+    snprintf(p_cw, sizeof p_cw, "%s_cw", tag);
+    snprintf(p_rc, sizeof p_rc, "%s_rc", tag);
+    write_spec(spec, text);
+    CU_ASSERT_FATAL(write_random_weights(spec, weights));
+    Run cw, rc;
+    CU_ASSERT_FATAL(run_open(&cw, spec, p_cw, NULL, weights, batch));
+    CU_ASSERT_FATAL(run_open(&rc, spec, p_rc, "--disable-pass mlstm-chunkwise", weights, batch));
+    int vocab = cw.a.vocab_padded();
+    int32_t *ids = malloc(sizeof *ids * (size_t)batch * len);
+    for (int i = 0; i < batch * len; i++) ids[i] = (int32_t)((i * 7919u + 13u * (unsigned)(i / len)) % (unsigned)cw.a.vocab_size());
+    size_t n = (size_t)batch * len * vocab;
+    float *f_cw = malloc(n * sizeof(float)), *f_rc = malloc(n * sizeof(float));
+    float *stp = malloc(n * sizeof(float)), *pcs = malloc(n * sizeof(float)), *oth = malloc(n * sizeof(float));
+    forward_all(&cw, ids, batch, len, vocab, f_cw);
+    forward_all(&rc, ids, batch, len, vocab, f_rc);
+    step_all(&rc, ids, batch, len, vocab, stp);
+    int cuts[3] = {1, len / 3, len / 3 + 2};
+    forward_pieces(&cw, ids, batch, len, vocab, cuts, 3, pcs);
+    double d_form = max_abs_diff(f_cw, f_rc, n), d_step = max_abs_diff(stp, f_cw, n);
+    double d_pcs = max_abs_diff(pcs, f_cw, n);
+    double mag = 0;
+    for (size_t i = 0; i < n; i++) mag = fmax(mag, fabs(f_cw[i]));
+    printf("\n    %s [%d x %d]: |chunkwise - recurrent| %.2e, |step - forward| %.2e, |pieces - "
+           "forward| %.2e, max |logit| %.2f ", tag, batch, len, d_form, d_step, d_pcs, mag);
+    CU_ASSERT(d_form <= SELF_TOL);
+    CU_ASSERT(d_step <= SELF_TOL);
+    CU_ASSERT(d_pcs <= SELF_TOL);
+    CU_ASSERT(mag > 0.1); /* not a degenerate model */
+    for (int threads = 2; threads <= 3; threads++) {
+        CU_ASSERT_EQUAL(cw.a.set_threads(cw.s, threads), 0);
+        forward_all(&cw, ids, batch, len, vocab, oth);
+        CU_ASSERT_EQUAL(memcmp(oth, f_cw, n * sizeof *oth), 0);
+    }
+    run_close(&cw);
+    run_close(&rc);
+    free(ids);
+    free(f_cw);
+    free(f_rc);
+    free(stp);
+    free(pcs);
+    free(oth);
+    unlink(weights);
+}
+
+static const char *const ODD_SPEC =
+    "model odd {\n"
+    "    family = xlstm_large; vocab_size = 97; embedding_dim = 96; num_blocks = 3;\n"
+    "    use_bias = true; output_logit_soft_cap = 20;\n"
+    "    mlstm_large { num_heads = 3; weight_mode = fused; gate_soft_cap = 10;\n"
+    "                  ffn_proj_factor = 1.3; chunk_size = 16; }\n"
+    "}\n";
+
+static const char *const ODD_SINGLE_SPEC =
+    "model odd_single {\n"
+    "    family = xlstm_large; vocab_size = 97; embedding_dim = 96; num_blocks = 3;\n"
+    "    output_logit_soft_cap = none; add_out_norm = false;\n"
+    "    mlstm_large { num_heads = 3; qk_dim_factor = 1.0; v_dim_factor = 0.5;\n"
+    "                  gate_soft_cap = none; chunk_size = 64; }\n"
+    "}\n";
+
+static void test_odd_dims_40(void) { check_self("odd40", ODD_SPEC, 3, 40); }
+static void test_odd_dims_512(void) { check_self("odd512", ODD_SPEC, 3, 512); }
+static void test_odd_single_uncapped_40(void) { check_self("odds40", ODD_SINGLE_SPEC, 3, 40); }
+static void test_odd_single_uncapped_512(void) { check_self("odds512", ODD_SINGLE_SPEC, 2, 512); }
+
+static void test_xlstm_large_tiny(void) { check_golden("xlstm_large_tiny", "model.mx", NULL); }
+static void test_xlstm_large_tiny_chunk5(void) { check_golden("xlstm_large_tiny", "model.mx", "--chunk 5"); }
+static void test_xlstm_large_tiny_chunkwise(void) { check_golden("xlstm_large_tiny", "model_chunkwise.mx", NULL); }
+static void test_xlstm_large_tiny_chunkwise5(void) { check_golden("xlstm_large_tiny", "model_chunkwise.mx", "--chunk 5"); }
+static void test_xlstm_large_bf16(void) { check_golden("xlstm_large_bf16", "model.mx", NULL); }
 
 int main(void)
 {
@@ -496,10 +625,17 @@ int main(void)
     CU_pSuite golden = CU_add_suite("xlstm-large golden", NULL, NULL);
     TEST_ADD(golden, test_xlstm_large_tiny);
     TEST_ADD(golden, test_xlstm_large_tiny_chunk5);
+    TEST_ADD(golden, test_xlstm_large_tiny_chunkwise);
+    TEST_ADD(golden, test_xlstm_large_tiny_chunkwise5);
     TEST_ADD(golden, test_xlstm_large_bf16);
     CU_pSuite names = CU_add_suite("xlstm-large checkpoints", NULL, NULL);
     TEST_ADD(names, test_fused_weights_same_logits);
     TEST_ADD(names, test_hf_names_same_logits);
     TEST_ADD(names, test_missing_and_misshapen_named);
+    CU_pSuite self = CU_add_suite("xlstm-large other dimensions", NULL, NULL);
+    TEST_ADD(self, test_odd_dims_40);
+    TEST_ADD(self, test_odd_dims_512);
+    TEST_ADD(self, test_odd_single_uncapped_40);
+    TEST_ADD(self, test_odd_single_uncapped_512);
     return test_run_all();
 }
