@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "driver/driver.h"
+#include "driver/import_xlstm_large.h"
 #include "frontend/spec.h"
 #include "runtime/json.h"
 
@@ -1137,13 +1138,14 @@ int cmd_import(int argc, char **argv)
     size_t first = 0;
     while (first < len && strchr(" \t\r\n", text[first])) first++;
     bool parsed;
+    JsonDoc *doc = NULL;
+    const JsonValue *large = NULL; /* an xLSTM-large config: import_xlstm_large.c reads it */
     if (first < len && (text[first] == '{' || text[first] == '[')) {
-        JsonDoc *doc;
         JsonError jerr;
         parsed = json_parse(text, len, NULL, &doc, &jerr) == 0;
         if (parsed) {
-            parsed = from_json(&im, text, json_root(doc), &root);
-            json_free(doc);
+            large = xlarge_config_find(json_root(doc));
+            if (!large) parsed = from_json(&im, text, json_root(doc), &root);
         } else {
             import_error(&im, line_of_offset(text, jerr.offset), "invalid JSON: %s", jerr.msg);
         }
@@ -1162,14 +1164,18 @@ int cmd_import(int argc, char **argv)
     size_t spec_len = 0;
     FILE *out = NULL;
     const CfgValue *cfg = &root;
-    int kind = parsed ? detect(&im, &cfg) : 0;
+    int kind = large ? 'L' : parsed ? detect(&im, &cfg) : 0;
     if (!kind) goto done;
     model_name(path, name, model, sizeof model);
     out = open_memstream(&spec, &spec_len);
     if (!out) goto done;
     fprintf(out, "# %s: imported by `mxc import` from %s (%s).\n", model, path,
-            kind == 'm' ? "a mamba_ssm MambaConfig" : "an xlstm xLSTMLMModelConfig");
-    bool ok = kind == 'm' ? import_mamba(&im, cfg, model, out) : import_xlstm(&im, cfg, model, out);
+            kind == 'm'   ? "a mamba_ssm MambaConfig"
+            : kind == 'x' ? "an xlstm xLSTMLMModelConfig"
+                          : "an xLSTM-large xLSTMLargeConfig or transformers xLSTMConfig");
+    bool ok = kind == 'm'   ? import_mamba(&im, cfg, model, out)
+              : kind == 'x' ? import_xlstm(&im, cfg, model, out)
+                            : xlarge_config_import(path, large, model, out);
     fclose(out);
     if (!ok) goto done;
 
@@ -1187,6 +1193,7 @@ int cmd_import(int argc, char **argv)
     fputs(spec, stdout);
     status = MXC_EXIT_OK;
 done:
+    json_free(doc);
     free(spec);
     free(text);
     pool_free(&im.pool);
