@@ -613,6 +613,64 @@ static void test_odd_dims_512(void) { check_self("odd512", ODD_SPEC, 3, 512); }
 static void test_odd_single_uncapped_40(void) { check_self("odds40", ODD_SINGLE_SPEC, 3, 40); }
 static void test_odd_single_uncapped_512(void) { check_self("odds512", ODD_SINGLE_SPEC, 2, 512); }
 
+/* ---- reference cases: tools/xlstm_large_ref.py (float64 NumPy of Part D) --------------- */
+
+/* Forward (recurrent and chunkwise builds) and step of tests/xlarge_ref/CASE against the
+ * reference logits, for each input of its io file ("" and "long_"). */
+static void check_reference(const char *name)
+{
+    char dir[600], spec[700], weights[700], io_path[700];
+    snprintf(dir, sizeof dir, "%s/xlarge_ref/%s", test_srcdir(), name);
+    snprintf(spec, sizeof spec, "%s/model.mx", dir);
+    snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
+    snprintf(io_path, sizeof io_path, "%s/io.safetensors", dir);
+    StFile *io;
+    CU_ASSERT_EQUAL_FATAL(st_open(io_path, &io), 0);
+    const char *prefixes[2] = {"", "long_"};
+    for (int i = 0; i < 2; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%sinput_ids", prefixes[i]);
+        const StTensor *ids = st_find(io, key);
+        snprintf(key, sizeof key, "%slogits", prefixes[i]);
+        const StTensor *ref = st_find(io, key);
+        if (!ids && i > 0) continue;
+        CU_ASSERT_FATAL(ids && ref && ref->rank == 3 && ids->dtype == ST_I32);
+        int batch = (int)ref->shape[0], len = (int)ref->shape[1], vocab = (int)ref->shape[2];
+        size_t n = (size_t)batch * len * vocab;
+        float *out = malloc(n * sizeof *out);
+        const char *flags[3] = {NULL, "--disable-pass mlstm-chunkwise", NULL};
+        const char *what[3] = {"forward", "forward (recurrent)", "step"};
+        for (int form = 0; form < 3; form++) {
+            char prefix[128], chunk_spec[800];
+            snprintf(prefix, sizeof prefix, "%s_ref%d", name, form);
+            const char *use = spec;
+            if (form == 0) { /* the same spec with chunk_size = 16 */
+                snprintf(chunk_spec, sizeof chunk_spec, "%s/out/%s_chunkwise.mx", test_builddir(), name);
+                char cmd[2400];
+                snprintf(cmd, sizeof cmd, "sed 's/mlstm_large {/mlstm_large { chunk_size = 16;/' '%s' > '%s'",
+                         spec, chunk_spec);
+                CU_ASSERT_EQUAL_FATAL(run_command(cmd), 0);
+                use = chunk_spec;
+            }
+            Run r;
+            CU_ASSERT_FATAL(run_open(&r, use, prefix, flags[form], weights, batch));
+            CU_ASSERT_EQUAL(r.a.vocab_padded(), vocab);
+            if (form < 2) forward_all(&r, ids->data, batch, len, vocab, out);
+            else step_all(&r, ids->data, batch, len, vocab, out);
+            double d = max_abs_diff(out, ref->data, n);
+            printf("\n    %s [%d x %d] %s%s: |mxc - reference| %.2e ", name, batch, len, what[form],
+                   form == 0 ? " (chunkwise 16)" : "", d);
+            CU_ASSERT(d <= GOLDEN_TOL);
+            run_close(&r);
+        }
+        free(out);
+    }
+    st_close(io);
+}
+
+static void test_reference_odd(void) { check_reference("xlstm_large_odd"); }
+static void test_reference_odd_single(void) { check_reference("xlstm_large_odd_single"); }
+
 static void test_xlstm_large_tiny(void) { check_golden("xlstm_large_tiny", "model.mx", NULL); }
 static void test_xlstm_large_tiny_chunk5(void) { check_golden("xlstm_large_tiny", "model.mx", "--chunk 5"); }
 static void test_xlstm_large_tiny_chunkwise(void) { check_golden("xlstm_large_tiny", "model_chunkwise.mx", NULL); }
@@ -633,6 +691,8 @@ int main(void)
     TEST_ADD(names, test_hf_names_same_logits);
     TEST_ADD(names, test_missing_and_misshapen_named);
     CU_pSuite self = CU_add_suite("xlstm-large other dimensions", NULL, NULL);
+    TEST_ADD(self, test_reference_odd);
+    TEST_ADD(self, test_reference_odd_single);
     TEST_ADD(self, test_odd_dims_40);
     TEST_ADD(self, test_odd_dims_512);
     TEST_ADD(self, test_odd_single_uncapped_40);
