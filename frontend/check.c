@@ -1064,7 +1064,7 @@ static void check_mlstm_large(Checker *c, const Item *sec, ModelSpec *m, bool us
     int mode = xl->weight_mode;
     if (want_enum(c, s.slot[XL_WEIGHT_MODE], weight_mode_names, N_OF(weight_mode_names), &mode))
         xl->weight_mode = (WeightMode)mode;
-    want_int(c, s.slot[XL_CHUNK], 0, SPEC_KERNEL_MAX, &xl->chunk_size);
+    want_int(c, s.slot[XL_CHUNK], 0, SPEC_MLSTM_CHUNK_MAX, &xl->chunk_size);
 
     if (!used) {
         warn_unused(c, sec, "mlstm_large");

@@ -20,6 +20,8 @@
 #define SPEC_BLOCKS_MAX 4096      /* blocks in the stack */
 #define SPEC_KERNEL_MAX 1024      /* conv kernel sizes */
 #define SPEC_FACTOR_MAX 1024.0    /* expand, proj_factor */
+#define SPEC_MLSTM_CHUNK_MAX 256  /* mlstm_large chunk_size: the chunkwise cell keeps an L x L
+                                     matrix on the stack (256 KiB at the maximum) */
 
 /* FAMILY_XLSTM_LARGE: NX-AI xlstm.xlstm_large (the xLSTM-7B release), SEMANTICS-xlstm-large.md. */
 typedef enum { FAMILY_MAMBA, FAMILY_XLSTM, FAMILY_XLSTM_LARGE } Family;
