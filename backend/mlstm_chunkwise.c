@@ -21,7 +21,7 @@
 static void items_begin(Cg *cg, CgLoop *l, int64_t heads, LLVMValueRef *b, LLVMValueRef *h)
 {
     LLVMValueRef lo, hi;
-    cg_split(cg, LLVMBuildMul(cg->b, cg->batch, cg_i64(cg, heads), ""), &lo, &hi);
+    cg_split(cg, LLVMBuildMul(cg->b, cg->f->batch, cg_i64(cg, heads), ""), &lo, &hi);
     LLVMValueRef item = cg_loop_begin(cg, l, lo, hi, "item");
     *b = LLVMBuildSDiv(cg->b, item, cg_i64(cg, heads), "b");
     *h = LLVMBuildSub(cg->b, item, LLVMBuildMul(cg->b, *b, cg_i64(cg, heads), ""), "h");
@@ -92,8 +92,8 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
     LLVMValueRef mptr = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dk * dv + qk), h, ""));
 #define ROW(node, t, off) cg_gep(cg, cg->f32, cg_row(cg, node, b, t), off)
 
-    LLVMValueRef c0 = cg_loop_begin_step(cg, &lc, cg_i64(cg, 0), cg->len, L, "c0");
-    LLVMValueRef rest = LLVMBuildSub(B, cg->len, c0, "");
+    LLVMValueRef c0 = cg_loop_begin_step(cg, &lc, cg_i64(cg, 0), cg->f->len, L, "c0");
+    LLVMValueRef rest = LLVMBuildSub(B, cg->f->len, c0, "");
     LLVMValueRef cnt = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, rest, cg_i64(cg, L), ""), rest,
                                        cg_i64(cg, L), "n");
     LLVMValueRef m_prev = LLVMBuildLoad2(B, cg->f32, mptr, "m_prev");

@@ -57,15 +57,15 @@ char *ir_strfmt(Graph *g, const char *fmt, ...)
     return p;
 }
 
-Graph *ir_graph_new(const ModelSpec *spec, int chunk_len)
+Graph *ir_graph_new(const IrModel *model, int chunk_len)
 {
     Graph *g = calloc(1, sizeof *g);
     Arena *a = calloc(1, sizeof *a);
     if (!g || !a) mxc_die("out of memory");
     g->arena = a;
-    g->spec = spec;
     g->chunk_len = chunk_len;
-    g->name = ir_strdup(g, spec ? spec->name : "graph");
+    if (model) g->model = *model;
+    g->model.name = ir_strdup(g, model && model->name ? model->name : "graph");
     return g;
 }
 
@@ -104,8 +104,10 @@ int ir_add_state(Graph *g, const char *what, int64_t floats)
 static const struct {
     const char *name;
     int min_src, max_src;
+    OpKind kind;
+    int flags;
 } op_info[] = {
-#define IR_OP_INFO(name, str, min_src, max_src, doc) {str, min_src, max_src},
+#define IR_OP_INFO(name, str, min_src, max_src, kind, flags, doc) {str, min_src, max_src, kind, flags},
     IR_OPS(IR_OP_INFO)
 #undef IR_OP_INFO
 };
@@ -114,23 +116,11 @@ _Static_assert(sizeof op_info / sizeof op_info[0] == OP_COUNT_, "op table out of
 const char *ir_op_name(Op op) { return op_info[op].name; }
 int ir_op_min_src(Op op) { return op_info[op].min_src; }
 int ir_op_max_src(Op op) { return op_info[op].max_src; }
-
-bool ir_op_is_recurrent(Op op)
-{
-    switch (op) {
-    case OP_CONV1D:
-    case OP_SELECTIVE_SCAN:
-    case OP_MLSTM_CELL:
-    case OP_SLSTM_CELL:
-        return true;
-    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
-    case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_SILU:
-    case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID: case OP_SELU:
-    case OP_SCALE: case OP_MUL: case OP_ADD: case OP_SOFTCAP: case OP_OUTPUT: case OP_COUNT_:
-        return false;
-    }
-    return false;
-}
+OpKind ir_op_kind(Op op) { return op_info[op].kind; }
+bool ir_op_is_recurrent(Op op) { return op_info[op].kind == OPK_RECURRENT; }
+bool ir_op_is_activation(Op op) { return op < OP_COUNT_ && op_info[op].kind == OPK_UNARY; }
+bool ir_op_has_code(Op op) { return (op_info[op].flags & OPF_CODE) != 0; }
+bool ir_op_needs_scratch(Op op) { return (op_info[op].flags & OPF_SCRATCH) != 0; }
 
 /* --- types ------------------------------------------------------------------------------ */
 
@@ -210,10 +200,10 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
     case OP_RMSNORM:
     case OP_LAYERNORM:
         if (!is_seq_f32(x)) FAIL("%s input must be f32[B,T,...]", ir_op_name(n->op));
-        if (n->op == OP_LAYERNORM &&
-            (n->attr.norm.groups < 1 || cols % n->attr.norm.groups != 0))
-            FAIL("layernorm groups %d do not divide %lld columns", n->attr.norm.groups,
-                 (long long)cols);
+        if ((n->op == OP_LAYERNORM && n->attr.norm.groups < 1) || n->attr.norm.groups < 0 ||
+            (n->attr.norm.groups > 1 && cols % n->attr.norm.groups != 0))
+            FAIL("%s groups %d do not divide %lld columns", ir_op_name(n->op),
+                 n->attr.norm.groups, (long long)cols);
         if (!is_vector(n->src[1], cols)) FAIL("norm gain must be f32[%lld]", (long long)cols);
         if (n->n_src > 2 && !is_vector(n->src[2], cols))
             FAIL("norm bias must be f32[%lld]", (long long)cols);
@@ -332,6 +322,28 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
         *out = seq_type(cols);
         return true;
     }
+    case OP_SSD_SCAN: {
+        /* x [B,T,H*P], dt [B,T,H], dt_bias [H], A_log [H], B, C [B,T,G*N], D [H] or [H*P] */
+        int heads = n->attr.rec.heads, groups = n->attr.rec.groups;
+        if (heads < 1 || groups < 1 || heads % groups != 0 || cols % heads != 0)
+            FAIL("ssd heads %d and groups %d do not fit %lld channels", heads, groups,
+                 (long long)cols);
+        if (!is_seq_f32(x)) FAIL("ssd x must be f32[B,T,%lld]", (long long)cols);
+        if (!is_seq_f32(n->src[1]) || ir_type_cols(&n->src[1]->type) != heads)
+            FAIL("ssd dt must be f32[B,T,%d]", heads);
+        if (!is_vector(n->src[2], heads) || !is_vector(n->src[3], heads))
+            FAIL("ssd dt_bias and A_log must be f32[%d]", heads);
+        const Node *bm = n->src[4], *cm = n->src[5];
+        int64_t gn = ir_type_cols(&bm->type);
+        if (!is_seq_f32(bm) || !is_seq_f32(cm) || gn % groups != 0 || gn < groups ||
+            ir_type_cols(&cm->type) != gn)
+            FAIL("ssd B and C must be f32[B,T,groups*N] of one shape");
+        if (!is_vector(n->src[6], heads) && !is_vector(n->src[6], cols))
+            FAIL("ssd D must be f32[%d] or f32[%lld]", heads, (long long)cols);
+        if (n->attr.rec.chunk < 0) FAIL("ssd chunk %d", n->attr.rec.chunk);
+        *out = seq_type(cols);
+        return true;
+    }
     case OP_MLSTM_CELL: {
         /* q, k [B,T,NH*DHqk]; v [B,T,NH*DHv]; igate, fgate [B,T,NH] */
         int heads = n->attr.rec.heads;
@@ -353,7 +365,7 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
         return true;
     }
     case OP_SLSTM_CELL: {
-        /* i, f, z, o [B,T,E]; R [NH, 4DH, DH] (vanilla) or [NH, DH, 4DH] (cuda); bias [4E] */
+        /* i, f, z, o [B,T,E]; R [NH, 4DH, DH]; bias [4E], gate-major */
         int heads = n->attr.rec.heads;
         if (heads < 1 || cols % heads != 0) FAIL("slstm heads %d do not divide %lld", heads,
                                                  (long long)cols);
@@ -362,8 +374,7 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
             if (!is_seq_f32(n->src[i]) || !ir_type_equal(&n->src[i]->type, &x->type))
                 FAIL("slstm gate inputs must be f32[B,T,%lld]", (long long)cols);
         const Node *r = n->src[4];
-        int64_t want1 = n->attr.rec.cuda_layout ? dh : 4 * dh;
-        int64_t want2 = n->attr.rec.cuda_layout ? 4 * dh : dh;
+        int64_t want1 = 4 * dh, want2 = dh;
         if (r->type.seq || r->type.rank != 3 || r->type.dim[0] != heads ||
             r->type.dim[1] != want1 || r->type.dim[2] != want2)
             FAIL("slstm recurrent kernel must be [%d, %lld, %lld]", heads, (long long)want1,
@@ -435,6 +446,21 @@ Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int r
     return n;
 }
 
+void ir_weight_stored_swapped(Node *w, int stored_rank, const int64_t *stored_dims,
+                              const int64_t view[4])
+{
+    int64_t stored = 1, seen = 1;
+    for (int i = 0; i < stored_rank; i++) stored *= stored_dims[i];
+    for (int i = 0; i < 4; i++) seen *= view[i];
+    if (w->op != OP_WEIGHT || stored_rank < 1 || stored_rank > IR_MAX_RANK ||
+        stored != ir_type_elems(&w->type) || seen != stored)
+        mxc_die("weight layout does not fit %%%d", w->id);
+    w->attr.weight.layout = WEIGHT_SWAP_MIDDLE;
+    w->attr.weight.stored_rank = stored_rank;
+    for (int i = 0; i < stored_rank; i++) w->attr.weight.stored_dim[i] = stored_dims[i];
+    for (int i = 0; i < 4; i++) w->attr.weight.view[i] = view[i];
+}
+
 Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table)
 {
     return typed(node_new(g, OP_EMBED, loc, 2, (Node *[]){tokens, table}));
@@ -444,6 +470,14 @@ Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps)
 {
     Node *n = node_new(g, OP_RMSNORM, loc, 3, (Node *[]){x, gain, bias});
     n->attr.norm.eps = eps;
+    return typed(n);
+}
+
+Node *ir_rmsnorm_grouped(Graph *g, Loc loc, Node *x, Node *gain, double eps, int groups)
+{
+    Node *n = node_new(g, OP_RMSNORM, loc, 2, (Node *[]){x, gain});
+    n->attr.norm.eps = eps;
+    n->attr.norm.groups = groups;
     return typed(n);
 }
 
@@ -521,6 +555,22 @@ Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, No
     return n;
 }
 
+Node *ir_ssd_scan(Graph *g, Loc loc, Node *const src[7], int heads, int groups, double dt_min,
+                  double dt_max, const char *what)
+{
+    Node *n = node_new(g, OP_SSD_SCAN, loc, 7, src);
+    n->attr.rec.act = OP_COUNT_;
+    n->attr.rec.heads = heads;
+    n->attr.rec.groups = groups;
+    n->attr.rec.dt_min = dt_min;
+    n->attr.rec.dt_max = dt_max;
+    typed(n);
+    /* h [H][P][N], as upstream's ssm_state (B, H, P, N) */
+    int64_t gn = ir_type_cols(&src[4]->type);
+    n->attr.rec.state = ir_add_state(g, what, ir_type_cols(&src[0]->type) * (gn / groups));
+    return n;
+}
+
 Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, Node *fgate,
                     int heads, const MlstmNumerics *num, const char *what)
 {
@@ -542,12 +592,11 @@ Node *ir_softcap(Graph *g, Loc loc, Node *x, double cap)
 }
 
 Node *ir_slstm_cell(Graph *g, Loc loc, Node *const gates[4], Node *r, Node *bias, int heads,
-                    bool cuda_layout, const char *what)
+                    const char *what)
 {
     Node *n = node_new(g, OP_SLSTM_CELL, loc, 6,
                        (Node *[]){gates[0], gates[1], gates[2], gates[3], r, bias});
     n->attr.rec.heads = heads;
-    n->attr.rec.cuda_layout = cuda_layout;
     typed(n);
     /* (y, c, n, m), each [E] */
     n->attr.rec.state = ir_add_state(g, what, 4 * ir_type_cols(&gates[0]->type));

@@ -67,7 +67,7 @@ static bool golden_load(Golden *g, const char *name)
     return true;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
+static double xl_max_diff(const float *a, const float *b, size_t n)
 {
     double m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -114,7 +114,7 @@ static int32_t *token_slice(const int32_t *ids, int batch, int len, int from, in
 
 /* Forward of ids [batch][len] from a reset state, cut at `cuts`, logits packed as
  * [batch][len][vocab]. */
-static void forward_pieces(Run *r, const int32_t *ids, int batch, int len, int vocab,
+static void xl_forward_pieces(Run *r, const int32_t *ids, int batch, int len, int vocab,
                            const int *cuts, int n_cuts, float *out)
 {
     r->a.state_reset(r->s);
@@ -133,13 +133,13 @@ static void forward_pieces(Run *r, const int32_t *ids, int batch, int len, int v
     }
 }
 
-static void forward_all(Run *r, const int32_t *ids, int batch, int len, int vocab, float *out)
+static void xl_forward_all(Run *r, const int32_t *ids, int batch, int len, int vocab, float *out)
 {
-    forward_pieces(r, ids, batch, len, vocab, NULL, 0, out);
+    xl_forward_pieces(r, ids, batch, len, vocab, NULL, 0, out);
 }
 
 /* Token by token from a reset state. */
-static void step_all(Run *r, const int32_t *ids, int batch, int len, int vocab, float *out)
+static void xl_step_all(Run *r, const int32_t *ids, int batch, int len, int vocab, float *out)
 {
     r->a.state_reset(r->s);
     int32_t *tok = malloc(sizeof *tok * (size_t)batch);
@@ -172,12 +172,12 @@ static void check_golden(const char *name, const char *spec_file, const char *ex
     float *fwd = malloc(n * sizeof *fwd), *stp = malloc(n * sizeof *stp);
     float *pieces = malloc(n * sizeof *pieces), *other = malloc(n * sizeof *other);
 
-    forward_all(&r, g.ids, g.batch, g.len, g.vocab, fwd);
-    step_all(&r, g.ids, g.batch, g.len, g.vocab, stp);
+    xl_forward_all(&r, g.ids, g.batch, g.len, g.vocab, fwd);
+    xl_step_all(&r, g.ids, g.batch, g.len, g.vocab, stp);
     int cuts[3] = {1, g.len / 3, g.len / 3 + 2};
-    forward_pieces(&r, g.ids, g.batch, g.len, g.vocab, cuts, 3, pieces);
-    double d_fwd = max_abs_diff(fwd, g.logits, n), d_step = max_abs_diff(stp, g.step_logits, n);
-    double d_self = max_abs_diff(stp, fwd, n), d_pieces = max_abs_diff(pieces, fwd, n);
+    xl_forward_pieces(&r, g.ids, g.batch, g.len, g.vocab, cuts, 3, pieces);
+    double d_fwd = xl_max_diff(fwd, g.logits, n), d_step = xl_max_diff(stp, g.step_logits, n);
+    double d_self = xl_max_diff(stp, fwd, n), d_pieces = xl_max_diff(pieces, fwd, n);
     printf("\n    %s: |forward - official| %.2e, |step - official step| %.2e, |step - forward| "
            "%.2e, |pieces - forward| %.2e ", prefix, d_fwd, d_step, d_self, d_pieces);
     CU_ASSERT(d_fwd <= GOLDEN_TOL);
@@ -188,9 +188,9 @@ static void check_golden(const char *name, const char *spec_file, const char *ex
     /* 1, 2, 3 threads: the same bits, forward and step */
     for (int threads = 1; threads <= 3; threads++) {
         CU_ASSERT_EQUAL(r.a.set_threads(r.s, threads), 0);
-        forward_all(&r, g.ids, g.batch, g.len, g.vocab, other);
+        xl_forward_all(&r, g.ids, g.batch, g.len, g.vocab, other);
         CU_ASSERT_EQUAL(memcmp(other, fwd, n * sizeof *fwd), 0);
-        step_all(&r, g.ids, g.batch, g.len, g.vocab, other);
+        xl_step_all(&r, g.ids, g.batch, g.len, g.vocab, other);
         CU_ASSERT_EQUAL(memcmp(other, stp, n * sizeof *stp), 0);
     }
     run_close(&r);
@@ -202,12 +202,12 @@ static void check_golden(const char *name, const char *spec_file, const char *ex
     size_t n3 = (size_t)b3 * g.len * g.vocab, row = (size_t)g.len * g.vocab;
     float *f3 = malloc(n3 * sizeof *f3), *s3 = malloc(n3 * sizeof *s3);
     CU_ASSERT_FATAL(run_open(&r, spec, prefix, extra, weights, b3));
-    forward_all(&r, ids3, b3, g.len, g.vocab, f3);
-    step_all(&r, ids3, b3, g.len, g.vocab, s3);
+    xl_forward_all(&r, ids3, b3, g.len, g.vocab, f3);
+    xl_step_all(&r, ids3, b3, g.len, g.vocab, s3);
     double d_b3 = 0;
     for (int b = 0; b < b3; b++) {
-        double d1 = max_abs_diff(f3 + b * row, fwd + (b % g.batch) * row, row);
-        double d2 = max_abs_diff(s3 + b * row, stp + (b % g.batch) * row, row);
+        double d1 = xl_max_diff(f3 + b * row, fwd + (b % g.batch) * row, row);
+        double d2 = xl_max_diff(s3 + b * row, stp + (b % g.batch) * row, row);
         d_b3 = fmax(d_b3, fmax(d1, d2));
     }
     printf("|batch 3 - batch %d| %.2e ", g.batch, d_b3);
@@ -372,7 +372,7 @@ static float *golden_forward(const char *spec, const char *prefix, const char *w
     if (!run_open(&r, spec, prefix, NULL, weights, g->batch)) return NULL;
     size_t n = (size_t)g->batch * g->len * g->vocab;
     float *out = malloc(n * sizeof *out);
-    forward_all(&r, g->ids, g->batch, g->len, g->vocab, out);
+    xl_forward_all(&r, g->ids, g->batch, g->len, g->vocab, out);
     run_close(&r);
     return out;
 }
@@ -393,7 +393,7 @@ static void test_fused_weights_same_logits(void)
     float *fused = golden_forward(spec, "tiny_fused", fw, &g);
     CU_ASSERT_FATAL(single && fused);
     size_t n = (size_t)g.batch * g.len * g.vocab;
-    double d = max_abs_diff(single, fused, n), d_gold = max_abs_diff(fused, g.logits, n);
+    double d = xl_max_diff(single, fused, n), d_gold = xl_max_diff(fused, g.logits, n);
     printf("\n    |fused - single| %.2e, |fused - official| %.2e ", d, d_gold);
     CU_ASSERT(d <= 1e-6);
     CU_ASSERT(d_gold <= GOLDEN_TOL);
@@ -561,13 +561,13 @@ static void check_self(const char *tag, const char *text, int batch, int len)
     size_t n = (size_t)batch * len * vocab;
     float *f_cw = malloc(n * sizeof(float)), *f_rc = malloc(n * sizeof(float));
     float *stp = malloc(n * sizeof(float)), *pcs = malloc(n * sizeof(float)), *oth = malloc(n * sizeof(float));
-    forward_all(&cw, ids, batch, len, vocab, f_cw);
-    forward_all(&rc, ids, batch, len, vocab, f_rc);
-    step_all(&rc, ids, batch, len, vocab, stp);
+    xl_forward_all(&cw, ids, batch, len, vocab, f_cw);
+    xl_forward_all(&rc, ids, batch, len, vocab, f_rc);
+    xl_step_all(&rc, ids, batch, len, vocab, stp);
     int cuts[3] = {1, len / 3, len / 3 + 2};
-    forward_pieces(&cw, ids, batch, len, vocab, cuts, 3, pcs);
-    double d_form = max_abs_diff(f_cw, f_rc, n), d_step = max_abs_diff(stp, f_cw, n);
-    double d_pcs = max_abs_diff(pcs, f_cw, n);
+    xl_forward_pieces(&cw, ids, batch, len, vocab, cuts, 3, pcs);
+    double d_form = xl_max_diff(f_cw, f_rc, n), d_step = xl_max_diff(stp, f_cw, n);
+    double d_pcs = xl_max_diff(pcs, f_cw, n);
     double mag = 0;
     for (size_t i = 0; i < n; i++) mag = fmax(mag, fabs(f_cw[i]));
     printf("\n    %s [%d x %d]: |chunkwise - recurrent| %.2e, |step - forward| %.2e, |pieces - "
@@ -578,7 +578,7 @@ static void check_self(const char *tag, const char *text, int batch, int len)
     CU_ASSERT(mag > 0.1); /* not a degenerate model */
     for (int threads = 2; threads <= 3; threads++) {
         CU_ASSERT_EQUAL(cw.a.set_threads(cw.s, threads), 0);
-        forward_all(&cw, ids, batch, len, vocab, oth);
+        xl_forward_all(&cw, ids, batch, len, vocab, oth);
         CU_ASSERT_EQUAL(memcmp(oth, f_cw, n * sizeof *oth), 0);
     }
     run_close(&cw);
@@ -655,9 +655,9 @@ static void check_reference(const char *name)
             Run r;
             CU_ASSERT_FATAL(run_open(&r, use, prefix, flags[form], weights, batch));
             CU_ASSERT_EQUAL(r.a.vocab_padded(), vocab);
-            if (form < 2) forward_all(&r, ids->data, batch, len, vocab, out);
-            else step_all(&r, ids->data, batch, len, vocab, out);
-            double d = max_abs_diff(out, ref->data, n);
+            if (form < 2) xl_forward_all(&r, ids->data, batch, len, vocab, out);
+            else xl_step_all(&r, ids->data, batch, len, vocab, out);
+            double d = xl_max_diff(out, ref->data, n);
             printf("\n    %s [%d x %d] %s%s: |mxc - reference| %.2e ", name, batch, len, what[form],
                    form == 0 ? " (chunkwise 16)" : "", d);
             CU_ASSERT(d <= GOLDEN_TOL);
