@@ -28,6 +28,11 @@ bool backend_link(const char *obj_path, const char *runtime_archive, const char 
                   const char *so_path, const char *extra_flags);
 bool backend_write_header(const Graph *g, const char *prefix, const char *header_path);
 
+/* Is `cpu` (--target-cpu; NULL or "native": the host) one LLVM can generate x86-64 code for?
+ * If not, prints `mxc: error: unknown --target-cpu ...` with the nearest known names (or why
+ * it cannot be used) and returns false. */
+bool backend_target_cpu_ok(const char *cpu);
+
 /* A C identifier usable as a prefix (letters, digits, underscores; not starting with a
  * digit). */
 bool backend_prefix_ok(const char *prefix);

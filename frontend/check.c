@@ -1002,6 +1002,11 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
     scope_collect(c, &s, am->items);
     m->name = ast_strndup(am->name, strlen(am->name));
     m->loc = am->loc;
+    size_t name_len = strlen(am->name);
+    if (name_len > SPEC_NAME_MAX)
+        error_at(c, am->name_loc, "model name '%s' is too long (%zu characters): it is the "
+                 "default C prefix of the compiled API, at most %d characters", clip(am->name).s,
+                 name_len, SPEC_NAME_MAX);
 
     /* The width, and from it the family when `family` is absent. */
     const Item *dm = s.slot[M_D_MODEL], *ed = s.slot[M_EMBEDDING_DIM];
@@ -1091,7 +1096,7 @@ void check_models(const AstModel *models, SpecFile *f, DiagSink *diag)
     for (const AstModel *am = models; am; am = am->next)
         n++;
     if (n == 0) {
-        error_at(&c, (Loc){f->path, 0, 0}, "no model in this file; expected 'model NAME { ... }'");
+        error_at(&c, (Loc){f->path, 1, 1}, "no model in this file; expected 'model NAME { ... }'");
         flush(&c);
         free(c.pending);
         return;

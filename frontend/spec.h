@@ -20,6 +20,7 @@
 #define SPEC_BLOCKS_MAX 4096      /* blocks in the stack */
 #define SPEC_KERNEL_MAX 1024      /* conv kernel sizes */
 #define SPEC_FACTOR_MAX 1024.0    /* expand, proj_factor */
+#define SPEC_NAME_MAX 64          /* model name: the default C prefix (backend_prefix_ok) */
 
 typedef enum { FAMILY_MAMBA, FAMILY_XLSTM } Family;
 typedef enum { BLOCK_MAMBA, BLOCK_MLSTM, BLOCK_SLSTM } BlockKind;
@@ -125,7 +126,7 @@ const char *spec_norm_name(NormKind n);
 const char *spec_act_name(ActFn a);
 const char *spec_layout_name(SlstmLayout l);
 
-/* Print a model back as spec text with every default made explicit (mxc spec --resolved). */
+/* Print a model back as spec text with every default made explicit (mxc check --resolved). */
 void spec_print(FILE *out, const ModelSpec *m);
 
 #endif

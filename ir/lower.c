@@ -42,7 +42,8 @@ Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
 {
     (void)diag; /* every checked spec lowers; kept for refusals of future features */
     const FrameNames *names = m->family == FAMILY_MAMBA ? &mamba_names : &xlstm_names;
-    Graph *g = ir_graph_new(m, chunk_len);
+    IrModel facts = {m->name, m->vocab_size, m->vocab_padded, m->d_model, m->n_blocks};
+    Graph *g = ir_graph_new(&facts, chunk_len);
     int64_t emb_dims[2] = {m->vocab_padded, m->d_model};
     Node *tokens = ir_tokens(g, m->loc);
     /* A tied head may be stored under either name; the embedding's is canonical. */

@@ -6,10 +6,12 @@
 #ifndef MXC_LOWER_H
 #define MXC_LOWER_H
 
+#include "frontend/spec.h"
 #include "ir/ir.h"
 
-/* Lower one model. Returns NULL, with a diagnostic, for block kinds the backend cannot
- * compile yet. `chunk_len` is the longest chunk the generated forward kernel takes. */
+/* Lower one model; every checked spec lowers, so this never fails (`diag` is unused, kept for
+ * refusals of future features). `chunk_len` is the longest chunk the generated forward
+ * kernel takes. */
 Graph *ir_lower_model(const ModelSpec *spec, int chunk_len, DiagSink *diag);
 
 /* Shared by the block lowerings: a weight named prefix + "." + suffix. */

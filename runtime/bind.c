@@ -7,6 +7,7 @@
 #include "runtime/error.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,17 +61,27 @@ static int bind_check_spec(const MxrtModelDesc *desc, int i)
     for (int d = 0; d < s->rank; d++)
         if (s->dims[d] < 0)
             return mxrt_set_error("model '%s': weight '%s' has a negative dimension", model, q);
-    if (s->transform != MXRT_XFORM_NONE)
+    if (s->transform == MXRT_XFORM_SWAP_MIDDLE) {
+        int64_t stored = 1, seen = 1;
+        for (int d = 0; d < s->rank; d++)
+            stored *= s->dims[d];
+        for (int d = 0; d < 4; d++)
+            seen = s->xform_dims[d] > 0 ? seen * s->xform_dims[d] : -1;
+        if (seen != stored)
+            return mxrt_set_error("model '%s': weight '%s' has a layout transform that does "
+                                  "not fit its shape", model, q);
+    } else if (s->transform != MXRT_XFORM_NONE) {
         return mxrt_set_error("model '%s': weight '%s' asks for transform %d, which this "
                               "runtime does not know (runtime too old?)", model, q,
                               (int)s->transform);
+    }
     return 0;
 }
 
 /* Find the tensor for slot `s`, or record why it cannot be used. */
 static const StTensor *bind_resolve(const MxrtTensorSpec *s, const StFile *f, BindProblems *p)
 {
-    char qn[MXRT_QUOTE_CAP], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
+    char qn[2 * MXRT_QUOTE_CAP + 8], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
     const StTensor *t = st_find(f, s->name);
     if (!t && s->alt_name)
         t = st_find(f, s->alt_name);
@@ -83,7 +94,14 @@ static const StTensor *bind_resolve(const MxrtTensorSpec *s, const StFile *f, Bi
             bind_problem(p, "missing tensor '%s'", qn);
         return NULL;
     }
-    mxrt_quote(qn, sizeof qn, t->name);
+    /* A tensor of a sharded checkpoint is named with its shard. */
+    const char *in = st_tensor_file(f, t);
+    mxrt_quote(qn, MXRT_QUOTE_CAP, t->name);
+    if (strcmp(in, st_label(f)) != 0) {
+        size_t at = strlen(qn);
+        snprintf(qn + at, sizeof qn - at, "' in '");
+        mxrt_quote(qn + at + 6, MXRT_QUOTE_CAP, in);
+    }
     int same = t->rank == s->rank;
     for (int d = 0; same && d < s->rank; d++)
         same = t->shape[d] == s->dims[d];
@@ -101,22 +119,51 @@ static const StTensor *bind_resolve(const MxrtTensorSpec *s, const StFile *f, Bi
     return t;
 }
 
-/* Point slot i at tensor t: in place, shared with an earlier slot, or a fresh copy. */
-static int bind_slot(BoundWeights *b, const StTensor **src, int i, const StTensor *t)
+/* MXRT_XFORM_SWAP_MIDDLE: from [a][b][c][d] to [a][c][b][d]. */
+static void swap_middle(const float *from, float *to, const int64_t v[4])
 {
+    int64_t a = v[0], b = v[1], c = v[2], d = v[3];
+    for (int64_t i = 0; i < a; i++)
+        for (int64_t j = 0; j < b; j++)
+            for (int64_t k = 0; k < c; k++)
+                memcpy(to + ((i * c + k) * b + j) * d, from + ((i * b + j) * c + k) * d,
+                       (size_t)d * sizeof *to);
+}
+
+/* Point slot i (spec s) at tensor t: in place, shared with an earlier slot that reads t the
+ * same way, or a fresh copy (converted, rearranged, or both). */
+static int bind_slot(BoundWeights *b, const StTensor **src, const MxrtModelDesc *desc, int i,
+                     const StTensor *t)
+{
+    const MxrtTensorSpec *s = &desc->weights[i];
     src[i] = t;
     for (int j = 0; j < i; j++)
-        if (src[j] == t) {
+        if (src[j] == t && desc->weights[j].transform == s->transform) {
             b->slots[i] = b->slots[j];
             return 0;
         }
-    if (st_is_f32_in_place(t)) {
+    bool swap = s->transform == MXRT_XFORM_SWAP_MIDDLE;
+    if (!swap && st_is_f32_in_place(t)) {
         b->slots[i] = t->data;
         return 0;
     }
-    float *copy;
-    if (st_read_f32(t, &copy))
+    float *copy = NULL;
+    if (!st_is_f32_in_place(t) && st_read_f32(t, &copy))
         return -1;
+    if (swap) {
+        const float *from = copy ? copy : t->data;
+        size_t n = (size_t)st_numel(t);
+        float *moved = malloc((n ? n : 1) * sizeof *moved);
+        if (!moved) {
+            free(copy);
+            char q[MXRT_QUOTE_CAP];
+            return mxrt_set_error("out of memory rearranging tensor '%s'",
+                                  mxrt_quote(q, sizeof q, t->name));
+        }
+        swap_middle(from, moved, s->xform_dims);
+        free(copy);
+        copy = moved;
+    }
     b->owned[b->n_owned++] = copy;
     b->slots[i] = copy;
     return 0;
@@ -166,7 +213,7 @@ int bind_weights(const MxrtModelDesc *desc, const StFile *f, BoundWeights **out)
                             st_label(f), model, p.count, p.count == 1 ? "" : "s", p.text, more);
     }
     for (int i = 0; rc == 0 && i < n; i++)
-        rc = bind_slot(b, src, i, src[i]);
+        rc = bind_slot(b, src, desc, i, src[i]);
     free(src);
     if (rc != 0) {
         bind_free(b);

@@ -14,12 +14,14 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 3
+#define MXRT_ABI_VERSION 5
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
 typedef enum {
-    MXRT_XFORM_NONE = 0, /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_NONE = 0,        /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_SWAP_MIDDLE = 1, /* the stored data, seen as [a][b][c][d] (xform_dims), is
+                                   rearranged once at open into [a][c][b][d] (a copy) */
 } MxrtTransform;
 
 /* One weight the kernels need, in the order of the weight-slot array. */
@@ -28,7 +30,8 @@ typedef struct MxrtTensorSpec {
     const char *alt_name; /* also accepted under this name (tied head), or NULL */
     int32_t rank;         /* 1..MXRT_MAX_RANK */
     int32_t transform;    /* MxrtTransform */
-    int64_t dims[MXRT_MAX_RANK]; /* expected shape; unused entries 0 */
+    int64_t dims[MXRT_MAX_RANK]; /* expected shape as stored; unused entries 0 */
+    int64_t xform_dims[4];       /* MXRT_XFORM_SWAP_MIDDLE: [a, b, c, d]; else 0 */
 } MxrtTensorSpec;
 
 /* Execution context of one thread running a chunk kernel. Every thread of a state's pool
@@ -72,6 +75,16 @@ typedef struct MxrtModelDesc {
     const unsigned char *embedded_weights; /* a safetensors file built into the shared object
                                               (mxc build --embed-weights), or NULL */
     int64_t embedded_size;                 /* its size in bytes */
+    /* ABI 5: stateful serving (docs/c-api.md). */
+    uint64_t fingerprint;           /* hash of the compiled graph (ops, attributes, types,
+                                       weights, state layout) and the mxc version: a saved
+                                       state loads only into a state of the same fingerprint */
+    const char *mxc_version;        /* of the compiler that built the model */
+    MxrtChunkFn forward_trunk;      /* forward_chunk without the head: logits untouched (may
+                                       be NULL) */
+    MxrtChunkFn forward_last;       /* forward_chunk with the head for position len-1 only:
+                                       logit b, v at logits[b * logits_bstride + v]; scratch
+                                       [batch * (len + 1) * scratch_floats_per_row] */
 } MxrtModelDesc;
 
 typedef struct MxrtModel MxrtModel;
@@ -89,8 +102,34 @@ int mxrt_state_copy(MxrtState *dst, const MxrtState *src);
 int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, float *logits);
 int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits);
 int mxrt_state_batch(const MxrtState *s);
-/* Threads this state's calls run on (default: $MXC_THREADS, else the online CPUs). Results
- * are identical for every thread count. */
+
+/* Stateful serving (ABI 5; contract in docs/c-api.md). */
+/* Bytes mxrt_state_save writes for this state (header, positions, state); 0 on error. */
+int64_t mxrt_state_save_size(const MxrtState *s);
+int mxrt_state_save(const MxrtState *s, void *buf, int64_t size);
+/* Refuses a blob of another model build, batch, a truncated or altered one; the state is
+ * unchanged on failure. */
+int mxrt_state_load(MxrtState *s, const void *buf, int64_t size);
+int mxrt_state_save_file(const MxrtState *s, const char *path);
+int mxrt_state_load_file(MxrtState *s, const char *path);
+/* Sequence dst_slot of dst becomes a copy of sequence src_slot of src (same model; dst and
+ * src may be one state). */
+int mxrt_state_copy_slot(MxrtState *dst, int dst_slot, const MxrtState *src, int src_slot);
+int mxrt_state_reset_slot(MxrtState *s, int slot);
+/* Tokens sequence `slot` has processed since its last reset (-1 on error). */
+int64_t mxrt_state_positions(const MxrtState *s, int slot);
+/* forward with the head for the last position only: logits [batch][vocab_padded]. */
+int mxrt_forward_last(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, float *logits);
+/* forward without the head: only the state advances. */
+int mxrt_prefill(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len);
+/* forward (logits of every position, or none when logits is NULL) that also copies the state
+ * after after[i] tokens into snaps[i], i < n; after == NULL means after (i+1) * every. */
+int mxrt_forward_snapshots(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len,
+                           float *logits, const int32_t *after, int every, int n,
+                           MxrtState *const *snaps);
+/* Threads this state's calls run on, 1..256 (default: $MXC_THREADS, else one per 4M weights,
+ * at most the CPUs of the affinity mask: pool_default_threads). Results are identical for
+ * every thread count. */
 int mxrt_state_set_threads(MxrtState *s, int n);
 /* The message of this thread's most recent failure, "" if none yet (never NULL). Successful
  * calls leave it unchanged, like errno: read it only after a non-zero return. */

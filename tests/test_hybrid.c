@@ -106,7 +106,7 @@ static const Build *build_of(const char *prefix)
 }
 
 /* Load the compiled model `prefix`; false (and a failure) if it did not build. */
-static bool model_load(Api *a, const char *prefix)
+static bool load_built(Api *a, const char *prefix)
 {
     const Build *b = build_of(prefix);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b);
@@ -204,20 +204,6 @@ static bool weights_write(const WeightList *l, const char *path)
 
 /* --- seeded random weights ------------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [-1, 1). */
-static float uniform(uint64_t *s)
-{
-    return (float)((double)(splitmix64(s) >> 11) * 0x1p-52 - 1.0);
-}
-
 static uint64_t fnv1a(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -247,7 +233,7 @@ static void weight_init_random(Weight *w, uint64_t seed)
     bool gain = ends_with(name, ".norm.weight") || ends_with(name, ".norm2.weight") ||
                 ends_with(name, ".norm_f.weight");
     for (int64_t i = 0; i < n; i++) {
-        float u = uniform(&s), v;
+        float u = uniform_pm1(&s), v;
         if (ends_with(name, ".A_log"))
             v = logf((float)(i % w->shape[1] + 1));
         else if (ends_with(name, ".D"))
@@ -272,61 +258,12 @@ static void weight_init_random(Weight *w, uint64_t seed)
 
 /* --- helpers on logits ----------------------------------------------------------------------- */
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d; /* NaN propagates as a failure */
-    }
-    return m;
-}
-
 static double max_abs(const float *a, size_t n)
 {
     double m = 0;
     for (size_t i = 0; i < n; i++)
         if (!(fabs((double)a[i]) <= m)) m = fabs((double)a[i]);
     return m;
-}
-
-/* Token-by-token step over tokens[batch][len] from the state as it is, logits packed as
- * [batch][len][vocab] like forward's. */
-static void step_all(Api *a, void *m, void *s, const int32_t *ids, int batch, int len, int vocab,
-                     float *out)
-{
-    int32_t *tok = malloc(sizeof *tok * (size_t)batch);
-    float *lg = malloc(sizeof *lg * (size_t)batch * (size_t)vocab);
-    for (int t = 0; t < len; t++) {
-        for (int b = 0; b < batch; b++) tok[b] = ids[b * len + t];
-        CU_ASSERT_EQUAL(a->step(m, s, tok, lg), 0);
-        for (int b = 0; b < batch; b++)
-            memcpy(out + ((size_t)b * len + t) * vocab, lg + (size_t)b * vocab,
-                   sizeof *lg * (size_t)vocab);
-    }
-    free(tok);
-    free(lg);
-}
-
-/* forward over tokens[batch][len] in pieces of the given lengths (summing to len). */
-static void forward_pieces(Api *a, void *m, void *s, const int32_t *ids, int batch, int len,
-                           int vocab, const int *pieces, int n_pieces, float *out)
-{
-    int from = 0;
-    for (int p = 0; p < n_pieces; p++) {
-        int n = pieces[p];
-        int32_t *tok = malloc(sizeof *tok * (size_t)batch * (size_t)n);
-        float *lg = malloc(sizeof *lg * (size_t)batch * (size_t)n * (size_t)vocab);
-        for (int b = 0; b < batch; b++) memcpy(tok + b * n, ids + b * len + from, sizeof *tok * (size_t)n);
-        CU_ASSERT_EQUAL(a->forward(m, s, tok, n, lg), 0);
-        for (int b = 0; b < batch; b++)
-            memcpy(out + ((size_t)b * len + from) * vocab, lg + (size_t)b * n * vocab,
-                   sizeof *lg * (size_t)n * vocab);
-        free(tok);
-        free(lg);
-        from += n;
-    }
-    CU_ASSERT_EQUAL(from, len);
 }
 
 /* --- 1. golden reproduction through a zero block ------------------------------------------ */
@@ -478,7 +415,7 @@ static void check_zero_block(const ZeroCase *c)
     CU_ASSERT_FATAL(zero_block_weights(c, false, gf, control));
 
     Api a;
-    if (!model_load(&a, c->prefix)) goto out;
+    if (!load_built(&a, c->prefix)) goto out;
     CU_ASSERT_EQUAL(a.vocab_padded(), vocab);
     void *m = NULL, *s = NULL;
     if (a.open(weights, &m) != 0) fprintf(stderr, "%s: open: %s\n", c->prefix, a.last_error());
@@ -489,7 +426,7 @@ static void check_zero_block(const ZeroCase *c)
     CU_ASSERT_EQUAL(a.forward(m, s, ids->data, len, fwd), 0);
     double d_fwd = max_abs_diff(fwd, lg->data, n);
     a.state_reset(s);
-    step_all(&a, m, s, ids->data, batch, len, vocab, stp);
+    CU_ASSERT_EQUAL(step_all(&a, m, s, ids->data, batch, len, stp), 0);
     double d_step = max_abs_diff(stp, sl->data, n);
     a.state_free(s);
     a.close(m);
@@ -579,7 +516,7 @@ static void check_self_consistency(const char *spec, const char *prefix)
     weights_free(&l);
 
     Api a;
-    if (!model_load(&a, prefix)) {
+    if (!load_built(&a, prefix)) {
         unlink(weights);
         return;
     }
@@ -600,9 +537,9 @@ static void check_self_consistency(const char *spec, const char *prefix)
     CU_ASSERT_EQUAL(a.set_threads(s, 1), 0);
     CU_ASSERT_EQUAL(a.forward(m, s, ids, LEN, fwd), 0);
     a.state_reset(s);
-    step_all(&a, m, s, ids, BATCH, LEN, vocab, stp);
+    CU_ASSERT_EQUAL(step_all(&a, m, s, ids, BATCH, LEN, stp), 0);
     a.state_reset(s);
-    forward_pieces(&a, m, s, ids, BATCH, LEN, vocab, pieces, 3, pcs);
+    CU_ASSERT_EQUAL(forward_pieces(&a, m, s, ids, BATCH, LEN, pieces, 3, pcs), 0);
     double d_step = max_abs_diff(stp, fwd, n), d_pieces = max_abs_diff(pcs, fwd, n);
     double scale = max_abs(fwd, n);
 
@@ -612,10 +549,10 @@ static void check_self_consistency(const char *spec, const char *prefix)
     CU_ASSERT_EQUAL(a.forward(m, s, ids, LEN, again), 0);
     bool same_fwd = memcmp(again, fwd, n * sizeof *fwd) == 0;
     a.state_reset(s);
-    step_all(&a, m, s, ids, BATCH, LEN, vocab, again);
+    CU_ASSERT_EQUAL(step_all(&a, m, s, ids, BATCH, LEN, again), 0);
     bool same_step = memcmp(again, stp, n * sizeof *stp) == 0;
     a.state_reset(s);
-    forward_pieces(&a, m, s, ids, BATCH, LEN, vocab, pieces, 3, again);
+    CU_ASSERT_EQUAL(forward_pieces(&a, m, s, ids, BATCH, LEN, pieces, 3, again), 0);
     bool same_pieces = memcmp(again, pcs, n * sizeof *pcs) == 0;
 
     /* each sequence alone (batch 1) as in the batch: per-sequence state and rows are not
@@ -689,14 +626,14 @@ static void test_slstm_layout_mismatch(void)
     static const char vanilla_shape[] = "[4, 64, 16]", cuda_shape[] = "[4, 16, 64]";
     Api v, c;
     void *m = NULL;
-    if (model_load(&c, "hy_slstm_cuda")) {
+    if (load_built(&c, "hy_slstm_cuda")) {
         /* layout = cuda spec, vanilla file: refused; its own layout: accepted */
         expect_layout_error(&c, vanilla, vanilla_shape, cuda_shape);
         CU_ASSERT_EQUAL(c.open(cuda, &m), 0);
         c.close(m);
         dlclose(c.so);
     }
-    if (model_load(&v, "hy_slstm_vanilla")) {
+    if (load_built(&v, "hy_slstm_vanilla")) {
         /* vanilla spec, cuda-layout file: refused; its own layout: accepted */
         expect_layout_error(&v, cuda, cuda_shape, vanilla_shape);
         m = NULL;

@@ -6,6 +6,7 @@
  * byte; each must be refused with a message that names the file and the offending tensor. The
  * model descriptors here are hand-made, with a fake kernel that records its calls. */
 #include "runtime/bind.h"
+#include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/json.h"
 #include "runtime/mxrt.h"
@@ -538,6 +539,131 @@ static void test_st_write_read(void)
     CHECK_ERROR(st_write(tmp_path("no/such/dir.safetensors"), w, 1, NULL), "cannot create");
 }
 
+/* Hostile headers: each file (a header text and `data` zero bytes after it) must be refused
+ * with a message holding the file's path and every fragment in `want`. */
+typedef struct HostileHeader {
+    const char *file;
+    size_t data;
+    const char *header;
+    const char *want[4];
+} HostileHeader;
+
+static const HostileHeader hostile_headers[] = {
+    {"notjson.safetensors", 0,
+     "{not json}",
+     {"header is not valid JSON", "header byte 1"}},
+    {"zerolen.safetensors", 0,
+     "",
+     {"not valid JSON", "end of input"}},
+    {"array.safetensors", 0,
+     "[1, 2]",
+     {"header is a JSON array, expected an object"}},
+    {"deep.safetensors", 0,
+     "{\"a\": [[[[[[[[[[1]]]]]]]]]]}",
+     {"nesting deeper"}},
+    {"range.safetensors", 3000,
+     "{\"backbone.layers.0.mixer.A_log\": {\"dtype\": \"F32\", \"shape\": [997],"
+     " \"data_offsets\": [10, 4000]}}",
+     {"tensor 'backbone.layers.0.mixer.A_log': data_offsets [10, 4000] run past "
+      "the end of the file (3000 bytes of data)"}},
+    /* Truncated: a valid header whose data got cut short. */
+    {"trunc.safetensors", 10,
+     "{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}",
+     {"tensor 'w'", "run past the end of the file (10 bytes of data)"}},
+    {"reversed.safetensors", 16,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": [0], \"data_offsets\": [8, 4]}}",
+     {"tensor 'w'", "end before they begin"}},
+    {"overlap.safetensors", 16,
+     "{\"first\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]},"
+     " \"empty\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [4, 4]},"
+     " \"second\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}}",
+     {"tensors 'first'", "'second'", "overlap"}},
+    {"overlap2.safetensors", 32,
+     "{\"big\": {\"dtype\": \"U8\", \"shape\": [32], \"data_offsets\": [0, 32]}, \"a\":"
+     " {\"dtype\": \"U8\", \"shape\": [4], \"data_offsets\": [4, 8]}, \"b\": {\"dtype\":"
+     " \"U8\", \"shape\": [4], \"data_offsets\": [16, 20]}}",
+     {"'big'", "'a'", "overlap"}},
+    {"size.safetensors", 16,
+     "{\"w\": {\"dtype\": \"F32\", \"shape\": [2, 2], \"data_offsets\": [0, 12]}}",
+     {"tensor 'w': shape [2, 2] of F32 needs 16 bytes but data_offsets [0, 12] hold 12"}},
+    {"size16.safetensors", 8,
+     "{\"h\": {\"dtype\": \"BF16\", \"shape\": [3], \"data_offsets\": [0, 8]}}",
+     {"tensor 'h'", "needs 6 bytes"}},
+    {"overflow.safetensors", 16,
+     "{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296, 16],"
+     " \"data_offsets\": [0, 16]}}",
+     {"tensor 'w'", "too large"}},
+    {"overflow2.safetensors", 16,
+     "{\"w\": {\"dtype\": \"F64\", \"shape\": [2305843009213693952], \"data_offsets\":"
+     " [0, 0]}}",
+     {"tensor 'w'", "too large"}},
+    {"bigint.safetensors", 16,
+     "{\"w\": {\"dtype\": \"F32\", \"shape\": [99999999999999999999], \"data_offsets\":"
+     " [0, 16]}}",
+     {"tensor 'w'", "shape entry 0 is not a non-negative"}},
+    {"dup.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}, \"w\":"
+     " {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [1, 2]}}",
+     {"tensor 'w' appears twice"}},
+    {"dtype.safetensors", 2,
+     "{\"w\": {\"dtype\": \"Q4_K\", \"shape\": [1], \"data_offsets\": [0, 1]}}",
+     {"tensor 'w': unknown dtype 'Q4_K'"}},
+    {"dtype4.safetensors", 2,
+     "{\"w\": {\"dtype\": \"F4\", \"shape\": [2], \"data_offsets\": [0, 1]}}",
+     {"unknown dtype 'F4'"}},
+    {"dtypenum.safetensors", 2,
+     "{\"w\": {\"dtype\": 4, \"shape\": [1], \"data_offsets\": [0, 1]}}",
+     {"tensor 'w'", "\"dtype\" is a JSON number"}},
+    {"missing.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1]}}",
+     {"tensor 'w': missing \"data_offsets\""}},
+    {"twice.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"dtype\": \"U8\", \"shape\": [1], \"data_offsets\":"
+     " [0, 1]}}",
+     {"tensor 'w': \"dtype\" appears twice"}},
+    {"three.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1, 2]}}",
+     {"tensor 'w'", "two integers"}},
+    {"negoff.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [-1, 0]}}",
+     {"tensor 'w'", "data_offsets entry 0"}},
+    {"fracoff.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1.0]}}",
+     {"tensor 'w'", "data_offsets entry 1"}},
+    {"negdim.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": [-1], \"data_offsets\": [0, 1]}}",
+     {"tensor 'w'", "shape entry 0"}},
+    {"fracdim.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1, 2.5], \"data_offsets\": [0, 1]}}",
+     {"tensor 'w'", "shape entry 1"}},
+    {"shapeobj.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": {}, \"data_offsets\": [0, 1]}}",
+     {"tensor 'w'", "\"shape\" is a JSON object"}},
+    {"rank.safetensors", 2,
+     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0,"
+     " 1]}}",
+     {"tensor 'w'", "rank 9"}},
+    {"entry.safetensors", 2,
+     "{\"w\": [1, 2]}",
+     {"tensor 'w': entry is a JSON array"}},
+    {"nul.safetensors", 2,
+     "{\"a\\u0000b\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}}",
+     {"NUL character"}},
+    {"meta.safetensors", 0,
+     "{\"__metadata__\": {\"k\": 1}}",
+     {"metadata 'k' is a JSON number"}},
+    {"meta2.safetensors", 0,
+     "{\"__metadata__\": [], \"w\": 1}",
+     {"\"__metadata__\" is a JSON array"}},
+    {"meta3.safetensors", 0,
+     "{\"__metadata__\": {}, \"__metadata__\": {}}",
+     {"\"__metadata__\" appears twice"}},
+    /* Hostile names stay readable and bounded in messages. */
+    {"ctrl.safetensors", 2,
+     "{\"bad\\nname'\": {\"dtype\": \"X\", \"shape\": [1], \"data_offsets\": [0, 1]}}",
+     {"tensor 'bad\\x0aname\\'': unknown dtype 'X'"}},
+};
+
 static void test_st_hostile(void)
 {
     unsigned char zeros[64] = {0};
@@ -575,69 +701,19 @@ static void test_st_hostile(void)
     CHECK_REFUSED(p, "above the limit");
     unlink(p);
 
-    p = write_st_raw("notjson.safetensors", "{not json}", NULL, 0);
-    CHECK_REFUSED(p, "header is not valid JSON", "header byte 1");
-    p = write_st_raw("zerolen.safetensors", "", NULL, 0);
-    CHECK_REFUSED(p, "not valid JSON", "end of input");
-    p = write_st_raw("array.safetensors", "[1, 2]", NULL, 0);
-    CHECK_REFUSED(p, "header is a JSON array, expected an object");
-    p = write_st_raw("deep.safetensors", "{\"a\": [[[[[[[[[[1]]]]]]]]]]}", NULL, 0);
-    CHECK_REFUSED(p, "nesting deeper");
-
-    /* Offsets past the end of the data. */
-    {
-        /* 3000 bytes of data. */
-        char header[] = "{\"backbone.layers.0.mixer.A_log\": {\"dtype\": \"F32\", \"shape\": "
-                        "[997], \"data_offsets\": [10, 4000]}}";
-        unsigned char *data = calloc(3000, 1);
-        p = write_st_raw("range.safetensors", header, data, 3000);
+    for (size_t i = 0; i < sizeof hostile_headers / sizeof hostile_headers[0]; i++) {
+        const HostileHeader *h = &hostile_headers[i];
+        unsigned char *data = calloc(h->data + 1, 1);
+        p = write_st_raw(h->file, h->header, data, h->data);
         free(data);
+        StFile *f = (StFile *)1;
+        int rc = st_open(p, &f);
+        CU_ASSERT(f == NULL);
+        check_error_at(rc, __LINE__, p, h->want[0], h->want[1], h->want[2], h->want[3],
+                       (const char *)NULL);
+        if (rc == 0)
+            st_close(f);
     }
-    CHECK_REFUSED(p, "tensor 'backbone.layers.0.mixer.A_log': data_offsets [10, 4000] run past "
-                     "the end of the file (3000 bytes of data)");
-
-    /* Truncated: a valid header whose data got cut short. */
-    p = write_st_raw("trunc.safetensors",
-                     "{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}",
-                     zeros, 10);
-    CHECK_REFUSED(p, "tensor 'w'", "run past the end of the file (10 bytes of data)");
-
-    p = write_st_raw("reversed.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"shape\": [0], \"data_offsets\": [8, 4]}}",
-                     zeros, 16);
-    CHECK_REFUSED(p, "tensor 'w'", "end before they begin");
-
-    p = write_st_raw("overlap.safetensors",
-                     "{\"first\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]},"
-                     " \"empty\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [4, 4]},"
-                     " \"second\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}"
-                     "}", zeros, 16);
-    CHECK_REFUSED(p, "tensors 'first'", "'second'", "overlap");
-    p = write_st_raw("overlap2.safetensors",
-                     "{\"big\": {\"dtype\": \"U8\", \"shape\": [32], \"data_offsets\": [0, 32]},"
-                     " \"a\": {\"dtype\": \"U8\", \"shape\": [4], \"data_offsets\": [4, 8]},"
-                     " \"b\": {\"dtype\": \"U8\", \"shape\": [4], \"data_offsets\": [16, 20]}}",
-                     zeros, 32);
-    CHECK_REFUSED(p, "'big'", "'a'", "overlap");
-
-    p = write_st_raw("size.safetensors",
-                     "{\"w\": {\"dtype\": \"F32\", \"shape\": [2, 2], \"data_offsets\": [0, 12]}}",
-                     zeros, 16);
-    CHECK_REFUSED(p, "tensor 'w': shape [2, 2] of F32 needs 16 bytes but data_offsets [0, 12] "
-                     "hold 12");
-    p = write_st_raw("size16.safetensors",
-                     "{\"h\": {\"dtype\": \"BF16\", \"shape\": [3], \"data_offsets\": [0, 8]}}",
-                     zeros, 8);
-    CHECK_REFUSED(p, "tensor 'h'", "needs 6 bytes");
-
-    p = write_st_raw("overflow.safetensors",
-                     "{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296, 16],"
-                     " \"data_offsets\": [0, 16]}}", zeros, 16);
-    CHECK_REFUSED(p, "tensor 'w'", "too large");
-    p = write_st_raw("overflow2.safetensors",
-                     "{\"w\": {\"dtype\": \"F64\", \"shape\": [2305843009213693952],"
-                     " \"data_offsets\": [0, 0]}}", zeros, 16);
-    CHECK_REFUSED(p, "tensor 'w'", "too large");
     /* An overflowing prefix times a zero dimension is just empty. */
     p = write_st_raw("zerodim.safetensors",
                      "{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296, 16, 0],"
@@ -647,87 +723,6 @@ static void test_st_hostile(void)
         CHECK_OK(st_open(p, &f));
         st_close(f);
     }
-    p = write_st_raw("bigint.safetensors",
-                     "{\"w\": {\"dtype\": \"F32\", \"shape\": [99999999999999999999],"
-                     " \"data_offsets\": [0, 16]}}", zeros, 16);
-    CHECK_REFUSED(p, "tensor 'w'", "shape entry 0 is not a non-negative");
-
-    p = write_st_raw("dup.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]},"
-                     " \"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [1, 2]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w' appears twice");
-
-    p = write_st_raw("dtype.safetensors",
-                     "{\"w\": {\"dtype\": \"Q4_K\", \"shape\": [1], \"data_offsets\": [0, 1]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w': unknown dtype 'Q4_K'");
-    p = write_st_raw("dtype4.safetensors",
-                     "{\"w\": {\"dtype\": \"F4\", \"shape\": [2], \"data_offsets\": [0, 1]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "unknown dtype 'F4'");
-    p = write_st_raw("dtypenum.safetensors",
-                     "{\"w\": {\"dtype\": 4, \"shape\": [1], \"data_offsets\": [0, 1]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w'", "\"dtype\" is a JSON number");
-
-    p = write_st_raw("missing.safetensors", "{\"w\": {\"dtype\": \"U8\", \"shape\": [1]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w': missing \"data_offsets\"");
-    p = write_st_raw("twice.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"dtype\": \"U8\", \"shape\": [1],"
-                     " \"data_offsets\": [0, 1]}}", zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w': \"dtype\" appears twice");
-    p = write_st_raw("three.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1, 2]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w'", "two integers");
-    p = write_st_raw("negoff.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [-1, 0]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w'", "data_offsets entry 0");
-    p = write_st_raw("fracoff.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1.0]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w'", "data_offsets entry 1");
-    p = write_st_raw("negdim.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"shape\": [-1], \"data_offsets\": [0, 1]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w'", "shape entry 0");
-    p = write_st_raw("fracdim.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1, 2.5], \"data_offsets\": [0, 1]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w'", "shape entry 1");
-    p = write_st_raw("shapeobj.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"shape\": {}, \"data_offsets\": [0, 1]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w'", "\"shape\" is a JSON object");
-    p = write_st_raw("rank.safetensors",
-                     "{\"w\": {\"dtype\": \"U8\", \"shape\": [1,1,1,1,1,1,1,1,1],"
-                     " \"data_offsets\": [0, 1]}}", zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w'", "rank 9");
-    p = write_st_raw("entry.safetensors", "{\"w\": [1, 2]}", zeros, 2);
-    CHECK_REFUSED(p, "tensor 'w': entry is a JSON array");
-    p = write_st_raw("nul.safetensors",
-                     "{\"a\\u0000b\": {\"dtype\": \"U8\", \"shape\": [1],"
-                     " \"data_offsets\": [0, 1]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "NUL character");
-    p = write_st_raw("meta.safetensors", "{\"__metadata__\": {\"k\": 1}}", zeros, 0);
-    CHECK_REFUSED(p, "metadata 'k' is a JSON number");
-    p = write_st_raw("meta2.safetensors", "{\"__metadata__\": [], \"w\": 1}", zeros, 0);
-    CHECK_REFUSED(p, "\"__metadata__\" is a JSON array");
-    p = write_st_raw("meta3.safetensors", "{\"__metadata__\": {}, \"__metadata__\": {}}", zeros,
-                     0);
-    CHECK_REFUSED(p, "\"__metadata__\" appears twice");
-
-    /* Hostile names stay readable and bounded in messages. */
-    p = write_st_raw("ctrl.safetensors",
-                     "{\"bad\\nname'\": {\"dtype\": \"X\", \"shape\": [1],"
-                     " \"data_offsets\": [0, 1]}}",
-                     zeros, 2);
-    CHECK_REFUSED(p, "tensor 'bad\\x0aname\\'': unknown dtype 'X'");
-
     /* Things that are fine: gaps, trailing bytes, empty tensors at the very end, padding. */
     p = write_st_raw("gaps.safetensors",
                      "{\"a\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [4, 6]},"
@@ -941,10 +936,10 @@ static void fake_step(const float *const *w, float *state, float *scratch,
 }
 
 static const MxrtTensorSpec fake_specs[] = {
-    {"model.a", NULL, 2, MXRT_XFORM_NONE, {3, 4, 0, 0}},
-    {"model.b", NULL, 1, MXRT_XFORM_NONE, {5, 0, 0, 0}},
-    {"lm_head.weight", "model.embed", 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}},
-    {"model.embed", NULL, 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}},
+    {"model.a", NULL, 2, MXRT_XFORM_NONE, {3, 4, 0, 0}, {0}},
+    {"model.b", NULL, 1, MXRT_XFORM_NONE, {5, 0, 0, 0}, {0}},
+    {"lm_head.weight", "model.embed", 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}, {0}},
+    {"model.embed", NULL, 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}, {0}},
 };
 
 static MxrtModelDesc fake_desc(void)
@@ -962,6 +957,8 @@ static MxrtModelDesc fake_desc(void)
         .scratch_floats_per_row = 2,
         .forward_chunk = fake_forward,
         .step = fake_step,
+        .forward_trunk = fake_forward,
+        .forward_last = fake_forward,
     };
 }
 
@@ -1065,7 +1062,7 @@ static void test_bind_problems(void)
     for (int i = 0; i < 30; i++) {
         snprintf(names[i], sizeof names[i], "backbone.layers.%d.mixer.some_long_weight_name",
                  i);
-        lots[i] = (MxrtTensorSpec){names[i], NULL, 1, MXRT_XFORM_NONE, {1, 0, 0, 0}};
+        lots[i] = (MxrtTensorSpec){names[i], NULL, 1, MXRT_XFORM_NONE, {1, 0, 0, 0}, {0}};
     }
     d.weights = lots;
     d.n_weights = 30;
@@ -1103,6 +1100,158 @@ static void test_bind_problems(void)
     CHECK_OK(bind_weights(&d, f, &b));
     bind_free(b);
     st_close(f);
+}
+
+/* A layout transform rearranges the stored data once, into a copy: model.a [3][4] seen as
+ * [1][3][4][1] is read transposed, and a tied slot that reads its tensor without the
+ * transform does not share the rearranged copy. A view that does not fit is refused. */
+static void test_bind_transform(void)
+{
+    MxrtModelDesc d = fake_desc();
+    MxrtTensorSpec specs[4];
+    memcpy(specs, fake_specs, sizeof fake_specs);
+    specs[0].transform = MXRT_XFORM_SWAP_MIDDLE;
+    int64_t view[4] = {1, 3, 4, 1};
+    memcpy(specs[0].xform_dims, view, sizeof view);
+    d.weights = specs;
+    StFile *f;
+    BoundWeights *b = NULL;
+    CHECK_OK(st_open(write_fake_weights("xform.safetensors", NULL, 0), &f));
+    CHECK_OK(bind_weights(&d, f, &b));
+    const float *const *s = bind_slots(b);
+    const float *a = st_find(f, "model.a")->data;
+    CU_ASSERT(s[0] != a);
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 4; c++)
+            CU_ASSERT(s[0][c * 3 + r] == a[r * 4 + c]);
+    CU_ASSERT(bind_copied_count(b) == 1);
+    bind_free(b);
+
+    specs[2].alt_name = NULL; /* slots 2 and 3: one tensor, with and without the transform */
+    specs[2].name = "model.embed";
+    specs[2].transform = MXRT_XFORM_SWAP_MIDDLE;
+    int64_t view2[4] = {1, VP, 2, 1};
+    memcpy(specs[2].xform_dims, view2, sizeof view2);
+    CHECK_OK(bind_weights(&d, f, &b));
+    s = bind_slots(b);
+    CU_ASSERT(s[3] == st_find(f, "model.embed")->data && s[2] != s[3]);
+    CU_ASSERT(s[2][1] == s[3][2]); /* [VP][2] transposed: element (0, 1) of [2][VP] is (1, 0) */
+    bind_free(b);
+
+    specs[0].xform_dims[2] = 5;
+    CHECK_ERROR(bind_weights(&d, f, &b), "'model.a'", "layout transform that does not fit");
+    specs[0].xform_dims[2] = 0;
+    CHECK_ERROR(bind_weights(&d, f, &b), "'model.a'", "layout transform that does not fit");
+    st_close(f);
+}
+
+/* --- sharded checkpoints -------------------------------------------------------------------- */
+
+/* Shard files in folder `dir` under tmp_dir: a.safetensors holds model.a and model.b,
+ * b.safetensors model.embed and lm_head.weight (the tensors of fake_specs); `extra` (if not
+ * NULL) also goes into b.safetensors. Then the index: `entries` as the JSON members of its
+ * weight_map. Returns the index path. */
+static const char *write_shards(const char *dir, const char *extra, const char *entries)
+{
+    static char index[512];
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, dir);
+    mkdir(path, 0755);
+    for (int i = 0; i < 64; i++)
+        vals[i] = 0.5f + (float)i;
+    int64_t sa[2] = {3, 4}, sb[1] = {5}, se[2] = {VP, 2};
+    StWriteTensor first[] = {{"model.a", ST_F32, 2, sa, vals}, {"model.b", ST_F32, 1, sb, vals + 12}};
+    StWriteTensor second[] = {{"model.embed", ST_F32, 2, se, vals + 20},
+                              {"lm_head.weight", ST_F32, 2, se, vals + 30},
+                              {extra, ST_F32, 1, sb, vals}};
+    snprintf(path, sizeof path, "%s/%s/a.safetensors", tmp_dir, dir);
+    CU_ASSERT(st_write(path, first, 2, NULL) == 0);
+    snprintf(path, sizeof path, "%s/%s/b.safetensors", tmp_dir, dir);
+    CU_ASSERT(st_write(path, second, extra ? 3 : 2, NULL) == 0);
+    snprintf(index, sizeof index, "%s/%s/model.safetensors.index.json", tmp_dir, dir);
+    FILE *f = fopen(index, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f, "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {%s}}", entries);
+    fclose(f);
+    return index;
+}
+
+#define GOOD_MAP "\"model.a\": \"a.safetensors\", \"model.b\": \"a.safetensors\", " \
+                 "\"model.embed\": \"b.safetensors\", \"lm_head.weight\": \"b.safetensors\""
+
+/* An index and its shards open as one file, bind like one, and name the shard of a tensor;
+ * a folder opens through its index, or its model.safetensors. */
+static void test_checkpoint_shards(void)
+{
+    const char *index = write_shards("shards", NULL, GOOD_MAP);
+    StFile *f;
+    CHECK_OK(ckpt_open(index, &f));
+    CU_ASSERT_EQUAL(st_count(f), 4);
+    const StTensor *t = st_find(f, "model.embed");
+    CU_ASSERT_FATAL(t != NULL);
+    CU_ASSERT(strstr(st_tensor_file(f, t), "shards/b.safetensors") != NULL);
+    CU_ASSERT(strstr(st_tensor_file(f, st_find(f, "model.b")), "shards/a.safetensors") != NULL);
+    MxrtModelDesc d = fake_desc();
+    BoundWeights *b = NULL;
+    CHECK_OK(bind_weights(&d, f, &b));
+    CU_ASSERT(bind_slots(b)[3][0] == 20.5f && bind_slots(b)[1][0] == 12.5f);
+    bind_free(b);
+    st_close(f);
+
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/shards", tmp_dir);
+    CHECK_OK(ckpt_open(dir, &f)); /* the folder: through its index */
+    CU_ASSERT_EQUAL(st_count(f), 4);
+    st_close(f);
+    snprintf(dir, sizeof dir, "%s/single", tmp_dir);
+    mkdir(dir, 0755);
+    CHECK_ERROR(ckpt_open(dir, &f), "single", "holds neither model.safetensors nor");
+    write_fake_weights("single/model.safetensors", NULL, 0);
+    CHECK_OK(ckpt_open(dir, &f));
+    CU_ASSERT_EQUAL(st_count(f), 5);
+    st_close(f);
+
+    /* A shape error names the shard. */
+    MxrtTensorSpec specs[4];
+    memcpy(specs, fake_specs, sizeof fake_specs);
+    specs[3].dims[0] = VP + 1;
+    d.weights = specs;
+    CHECK_OK(ckpt_open(index, &f));
+    CHECK_ERROR(bind_weights(&d, f, &b), "'model.embed' in '", "shards/b.safetensors", "has shape");
+    st_close(f);
+}
+
+/* Each way an index and its shards can disagree is refused, naming the file and tensor. */
+static void test_checkpoint_bad_indexes(void)
+{
+    static const struct {
+        const char *dir, *extra, *map;
+        const char *want1, *want2;
+    } cases[] = {
+        {"s_missing", NULL, GOOD_MAP ", \"model.z\": \"c.safetensors\"", "c.safetensors", "cannot open"},
+        {"s_lacks", NULL, GOOD_MAP ", \"model.z\": \"b.safetensors\"", "'model.z'", "does not hold it"},
+        {"s_unlisted", "model.z", GOOD_MAP, "'model.z'", "does not list"},
+        {"s_two", "model.a", GOOD_MAP, "'model.a'", "but the index places it in a.safetensors"},
+        {"s_twice", NULL, GOOD_MAP ", \"model.a\": \"a.safetensors\"", "'model.a'", "listed twice"},
+        {"s_escape", NULL, "\"model.a\": \"../a.safetensors\"", "'model.a'", "not a file name"},
+        {"s_number", NULL, "\"model.a\": 3", "'model.a'", "not a shard file name"},
+        {"s_empty", NULL, "", "lists no tensors", NULL},
+        {"s_json", NULL, "\"model.a\": ", "invalid JSON", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *index = write_shards(cases[i].dir, cases[i].extra, cases[i].map);
+        StFile *f = (StFile *)1;
+        if (cases[i].want2)
+            CHECK_ERROR(ckpt_open(index, &f), cases[i].want1, cases[i].want2);
+        else
+            CHECK_ERROR(ckpt_open(index, &f), cases[i].want1);
+        CU_ASSERT(f == NULL);
+    }
+    StFile *f;
+    char path[512];
+    snprintf(path, sizeof path, "%s/no_weight_map.json", tmp_dir);
+    write_bytes(path, "{\"metadata\": {}}", 16);
+    CHECK_ERROR(ckpt_open(path, &f), "no \"weight_map\" object");
 }
 
 static void test_bind_convert(void)
@@ -1333,15 +1482,16 @@ static void test_forward_chunks(void)
     n_calls = 0;
     CHECK_OK(mxrt_forward(m, s, tok, L, logits));
 
-    /* Chunks of 4, 4, 2, each at the right offset, with whole-sequence strides. */
+    /* Chunks of 4, 4, 2, each at the right offset. The kernels read the state's copy of the
+     * chunk's checked ids ([batch][len]), never the caller's buffer (issue 17). */
     CU_ASSERT_FATAL(n_calls == 3);
     const int lens[3] = {4, 4, 2}, starts[3] = {0, 4, 8};
     for (int c = 0; c < 3; c++) {
         CU_ASSERT(calls[c].len == lens[c]);
         CU_ASSERT(calls[c].batch == B);
-        CU_ASSERT(calls[c].tokens == tok + starts[c]);
+        CU_ASSERT(calls[c].tokens != tok + starts[c]);
         CU_ASSERT(calls[c].logits == logits + starts[c] * VP);
-        CU_ASSERT(calls[c].tokens_bstride == L);
+        CU_ASSERT(calls[c].tokens_bstride == lens[c]);
         CU_ASSERT(calls[c].logits_bstride == (int64_t)L * VP);
         CU_ASSERT(calls[c].ith == 0 && calls[c].nth == 1);
         CU_ASSERT(!calls[c].was_step);
@@ -1363,7 +1513,7 @@ static void test_forward_chunks(void)
     CHECK_OK(mxrt_step(m, s, st, sl));
     CU_ASSERT_FATAL(n_calls == 1);
     CU_ASSERT(calls[0].was_step && calls[0].len == 1 && calls[0].batch == B);
-    CU_ASSERT(calls[0].tokens == st && calls[0].tokens_bstride == 1);
+    CU_ASSERT(calls[0].tokens != st && calls[0].tokens_bstride == 1);
     CU_ASSERT(calls[0].logits == sl && calls[0].logits_bstride == VP);
     CU_ASSERT(sl[0] == 40.5f && sl[VP] == 30.5f);
     CU_ASSERT(sl[VP - 1] == 11 && sl[2 * VP - 1] == 11);
@@ -1439,17 +1589,17 @@ static void test_golden_bind(void)
     const int ranks[10] = {1, 2, 1, 2, 3, 1, 2, 2, 1, 2};
     int n = 0;
     specs[n++] = (MxrtTensorSpec){"backbone.embedding.weight", "lm_head.weight", 2, 0,
-                                  {128, 64}};
+                                  {128, 64}, {0}};
     for (int l = 0; l < 2; l++)
         for (int k = 0; k < 10; k++) {
             snprintf(names[n], sizeof names[n], "backbone.layers.%d.%s", l, per_layer[k]);
             specs[n] = (MxrtTensorSpec){names[n], NULL, ranks[k], 0,
-                                        {dims[k][0], dims[k][1], dims[k][2], 0}};
+                                        {dims[k][0], dims[k][1], dims[k][2], 0}, {0}};
             n++;
         }
-    specs[n++] = (MxrtTensorSpec){"backbone.norm_f.weight", NULL, 1, 0, {64}};
+    specs[n++] = (MxrtTensorSpec){"backbone.norm_f.weight", NULL, 1, 0, {64}, {0}};
     specs[n++] = (MxrtTensorSpec){"lm_head.weight", "backbone.embedding.weight", 2, 0,
-                                  {128, 64}};
+                                  {128, 64}, {0}};
     MxrtModelDesc d = fake_desc();
     d.name = "mamba_tiny";
     d.weights = specs;
@@ -1467,20 +1617,26 @@ static void test_golden_bind(void)
 
 /* --- main ---------------------------------------------------------------------------------- */
 
-static void remove_tmp_dir(void)
+/* Files and folders (one level deep: the shard folders) under `path`, then path itself. */
+static void remove_tree(const char *path, int depth)
 {
-    DIR *dir = opendir(tmp_dir);
+    DIR *dir = opendir(path);
     if (!dir)
         return;
     struct dirent *e;
+    char sub[1024];
     while ((e = readdir(dir)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        unlink(tmp_path(e->d_name));
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        if (unlink(sub) != 0 && depth > 0)
+            remove_tree(sub, depth - 1);
     }
     closedir(dir);
-    rmdir(tmp_dir);
+    rmdir(path);
 }
+
+static void remove_tmp_dir(void) { remove_tree(tmp_dir, 1); }
 
 int main(void)
 {
@@ -1510,6 +1666,9 @@ int main(void)
     TEST_ADD(bind, test_bind_basic);
     TEST_ADD(bind, test_bind_problems);
     TEST_ADD(bind, test_bind_convert);
+    TEST_ADD(bind, test_bind_transform);
+    TEST_ADD(bind, test_checkpoint_shards);
+    TEST_ADD(bind, test_checkpoint_bad_indexes);
     TEST_ADD(bind, test_golden_bind);
     CU_pSuite rt = CU_add_suite("runtime", NULL, NULL);
     TEST_ADD(rt, test_open_errors);
