@@ -245,7 +245,8 @@ static int parse_pretok(Ctx *c, const JsonValue *o, const char *where, int depth
 }
 
 /* --- model ------------------------------------------------------------------------------------ */
-enum { MAX_IDS = 1 << 24 };
+/* 4 M ids: past every real vocabulary, and a bound on what a hostile file allocates */
+enum { MAX_IDS = 1 << 22 };
 
 static int set_id(Ctx *c, int32_t id, const char *s, size_t len, const char *where)
 {
