@@ -17,7 +17,6 @@ typedef struct BackendOptions {
     const char *target_cpu;  /* NULL: the host CPU with its features */
     int opt_level;           /* 0..3; 3 runs "default<O3>" */
     const char *emit_llvm;   /* if set, write the optimised LLVM IR text here */
-    const char *emit_llvm_unoptimized; /* if set, write the IR before optimisation here */
     const char *embed_weights; /* absolute path of a safetensors file to build in, or NULL */
     int64_t embed_size;        /* its size in bytes */
 } BackendOptions;

@@ -148,6 +148,9 @@ int64_t cg_emit_gemm_part(Cg *cg, const Matmul *mm, const MatmulPart *part, int6
 /* Emits the node's loops; false when it needs no code (inputs, views). */
 bool cg_emit_node(Cg *cg, const Node *n);
 
+/* --- ssd.c: the Mamba-2 SSD scan, recurrent and chunked ------------------------------ */
+void cg_emit_ssd_scan(Cg *cg, const Node *n);
+
 /* --- cells.c: the xLSTM recurrent cells ------------------------------------------------ */
 void cg_emit_mlstm_cell(Cg *cg, const Node *n);
 void cg_emit_slstm_cell(Cg *cg, const Node *n);

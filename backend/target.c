@@ -338,8 +338,6 @@ bool cg_optimize_and_emit(Cg *cg, const char *obj_path)
     LLVMSetModuleDataLayout(cg->mod, layout);
     LLVMSetTarget(cg->mod, triple);
 
-    if (cg->opts && cg->opts->emit_llvm_unoptimized && !write_ir(cg, cg->opts->emit_llvm_unoptimized))
-        goto out;
     pbo = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(pbo, level >= 2);
     LLVMPassBuilderOptionsSetSLPVectorization(pbo, level >= 2);

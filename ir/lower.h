@@ -25,6 +25,7 @@ Node *lower_block_norm(Graph *g, const ModelSpec *m, const char *prefix, Node *x
 /* One block each: reads the residual stream x [B,T,d_model], returns the new stream.
  * `prefix` is the block's parameter prefix, e.g. "backbone.layers.3". */
 Node *lower_mamba_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
+Node *lower_mamba2_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
 Node *lower_mlstm_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
 Node *lower_slstm_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
 

@@ -78,18 +78,56 @@ static int bind_check_spec(const MxrtModelDesc *desc, int i)
     return 0;
 }
 
+/* The first of the '\n'-separated names in `alts` that `f` holds, or NULL. */
+static const StTensor *bind_find_alt(const StFile *f, const char *alts)
+{
+    char one[1024];
+    for (const char *at = alts; at && *at;) {
+        size_t len = strcspn(at, "\n");
+        if (len < sizeof one) {
+            memcpy(one, at, len);
+            one[len] = '\0';
+            const StTensor *t = st_find(f, one);
+            if (t)
+                return t;
+        }
+        at += len + (at[len] == '\n');
+    }
+    return NULL;
+}
+
+/* 'a' or 'b' or 'c' for the names of `alts`, cut short to fit `cap`. */
+static const char *bind_quote_alts(char *buf, size_t cap, const char *alts)
+{
+    char one[1024], q[MXRT_QUOTE_CAP];
+    size_t o = 0;
+    buf[0] = '\0';
+    for (const char *at = alts; *at;) {
+        size_t len = strcspn(at, "\n");
+        size_t keep = len < sizeof one ? len : sizeof one - 1;
+        memcpy(one, at, keep);
+        one[keep] = '\0';
+        int w = snprintf(buf + o, cap - o, "%s'%s'", o ? " or " : "", mxrt_quote(q, sizeof q, one));
+        if (w < 0 || (size_t)w >= cap - o)
+            break;
+        o += (size_t)w;
+        at += len + (at[len] == '\n');
+    }
+    return buf;
+}
+
 /* Find the tensor for slot `s`, or record why it cannot be used. */
 static const StTensor *bind_resolve(const MxrtTensorSpec *s, const StFile *f, BindProblems *p)
 {
     char qn[2 * MXRT_QUOTE_CAP + 8], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
     const StTensor *t = st_find(f, s->name);
     if (!t && s->alt_name)
-        t = st_find(f, s->alt_name);
+        t = bind_find_alt(f, s->alt_name);
     if (!t) {
         mxrt_quote(qn, sizeof qn, s->name);
         if (s->alt_name)
-            bind_problem(p, "missing tensor '%s' (also looked for '%s')", qn,
-                         mxrt_quote(qa, sizeof qa, s->alt_name));
+            bind_problem(p, "missing tensor '%s' (also looked for %s)", qn,
+                         bind_quote_alts(qa, sizeof qa, s->alt_name));
         else
             bind_problem(p, "missing tensor '%s'", qn);
         return NULL;

@@ -27,7 +27,8 @@ typedef enum {
 /* One weight the kernels need, in the order of the weight-slot array. */
 typedef struct MxrtTensorSpec {
     const char *name;     /* official parameter name, e.g. "backbone.layers.0.mixer.A_log" */
-    const char *alt_name; /* also accepted under this name (tied head), or NULL */
+    const char *alt_name; /* also accepted under these names, separated by '\n' (a tied head,
+                             other checkpoint namings), tried in order; or NULL */
     int32_t rank;         /* 1..MXRT_MAX_RANK */
     int32_t transform;    /* MxrtTransform */
     int64_t dims[MXRT_MAX_RANK]; /* expected shape as stored; unused entries 0 */

@@ -680,7 +680,7 @@ static const BadSpec bad_specs[] = {
     {"unknown keys and sections",
      .text = "model m { " MAMBA_OK " d_state = 4; }",
      .has = {"t.mx:1:59: error: unknown key 'd_state' at model level; it belongs in "
-             "section 'mamba'\n"}},
+             "section 'mamba' or 'mamba2'\n"}},
     {"unknown keys and sections",
      .text = "model m { " MAMBA_OK " mamba { zzz = 1; } }",
      .has = {"error: unknown key 'zzz' in section 'mamba'; expected d_state, d_conv, "

@@ -67,6 +67,9 @@ static Build builds[] = {
     {"hybrid/mamba_named_xlstm.mx", "hy_mamba_named_xlstm", NULL, "", -1},
     {"hybrid/mix5_xlstm.mx", "hy_mix5_xlstm", NULL, "", -1},
     {"hybrid/mix5_mamba.mx", "hy_mix5_mamba", "16", "", -1},
+    {"hybrid/mamba2_mamba_at1.mx", "hy_mamba2_mamba_at1", NULL, "", -1},
+    {"hybrid/mamba_mamba2_at1.mx", "hy_mamba_mamba2_at1", NULL, "", -1},
+    {"hybrid/mix5_mamba2.mx", "hy_mix5_mamba2", "16", "", -1},
     {"golden/slstm_tiny/model.mx", "hy_slstm_vanilla", NULL, "", -1},
     {"golden/slstm_tiny/model_cuda.mx", "hy_slstm_cuda", NULL, "", -1},
 };
@@ -234,8 +237,12 @@ static void weight_init_random(Weight *w, uint64_t seed)
                 ends_with(name, ".norm_f.weight");
     for (int64_t i = 0; i < n; i++) {
         float u = uniform_pm1(&s), v;
-        if (ends_with(name, ".A_log"))
+        if (ends_with(name, ".A_log") && w->rank == 1) /* Mamba-2: one A per head */
+            v = logf((float)(i % 16 + 1));
+        else if (ends_with(name, ".A_log"))
             v = logf((float)(i % w->shape[1] + 1));
+        else if (ends_with(name, ".mixer.dt_bias")) /* Mamba-2 */
+            v = -4.0f + 0.5f * u;
         else if (ends_with(name, ".D"))
             v = 1.0f;
         else if (ends_with(name, ".dt_proj.bias"))
@@ -488,6 +495,21 @@ static void test_mamba_stack_with_zero_slstm_block(void)
     check_zero_block(&c);
 }
 
+/* mamba2_tiny + a Mamba (v1) block at 1, and mamba_tiny + a Mamba-2 block at 1. */
+static void test_mamba2_stack_with_zero_mamba_block(void)
+{
+    ZeroCase c = {"hybrid/mamba2_mamba_at1.mx", "hy_mamba2_mamba_at1", "mamba2_tiny",
+                  "backbone.layers.", "backbone.layers.", 1, zero_mamba, 1, NULL, 0};
+    check_zero_block(&c);
+}
+
+static void test_mamba_stack_with_zero_mamba2_block(void)
+{
+    ZeroCase c = {"hybrid/mamba_mamba2_at1.mx", "hy_mamba_mamba2_at1", "mamba_tiny",
+                  "backbone.layers.", "backbone.layers.", 1, zero_mamba, 1, NULL, 0};
+    check_zero_block(&c);
+}
+
 /* xlstm_mixed under mamba_ssm naming, with a zero Mamba block at 1: the xLSTM blocks keep
  * their own (offset, bias-free) norms in either family, and the family's final LayerNorm
  * with gain 1 + w and bias 0 is xLSTM's post_blocks_norm. */
@@ -594,6 +616,7 @@ static void check_self_consistency(const char *spec, const char *prefix)
 static void test_self_xlstm_mamba_at1(void) { check_self_consistency("hybrid/xlstm_mamba_at1.mx", "hy_xlstm_mamba_at1"); }
 static void test_self_mamba_mlstm_at1(void) { check_self_consistency("hybrid/mamba_mlstm_at1.mx", "hy_mamba_mlstm_at1"); }
 static void test_self_mamba_slstm_at1(void) { check_self_consistency("hybrid/mamba_slstm_at1.mx", "hy_mamba_slstm_at1"); }
+static void test_self_mix5_mamba2(void) { check_self_consistency("hybrid/mix5_mamba2.mx", "hy_mix5_mamba2"); }
 static void test_self_mix5_xlstm(void) { check_self_consistency("hybrid/mix5_xlstm.mx", "hy_mix5_xlstm"); }
 static void test_self_mix5_mamba(void) { check_self_consistency("hybrid/mix5_mamba.mx", "hy_mix5_mamba"); }
 
@@ -652,12 +675,15 @@ int main(void)
     TEST_ADD(golden, test_mamba_stack_with_zero_mlstm_block);
     TEST_ADD(golden, test_mamba_stack_with_zero_slstm_block);
     TEST_ADD(golden, test_xlstm_blocks_under_mamba_naming);
+    TEST_ADD(golden, test_mamba2_stack_with_zero_mamba_block);
+    TEST_ADD(golden, test_mamba_stack_with_zero_mamba2_block);
     CU_pSuite self = CU_add_suite("hybrid-self-consistency", NULL, NULL);
     TEST_ADD(self, test_self_xlstm_mamba_at1);
     TEST_ADD(self, test_self_mamba_mlstm_at1);
     TEST_ADD(self, test_self_mamba_slstm_at1);
     TEST_ADD(self, test_self_mix5_xlstm);
     TEST_ADD(self, test_self_mix5_mamba);
+    TEST_ADD(self, test_self_mix5_mamba2);
     CU_pSuite layout = CU_add_suite("hybrid-layout-errors", NULL, NULL);
     TEST_ADD(layout, test_slstm_layout_mismatch);
     return test_run_all();

@@ -1044,6 +1044,20 @@ static void test_bind_problems(void)
                 "missing tensor 'model.b'; missing tensor 'nope.head' (also looked for "
                 "'nope.embed')");
 
+    /* Several alternative names ('\n'-separated): all are named when none is there... */
+    specs[2].alt_name = "nope.embed\nnope.other";
+    CHECK_ERROR(bind_weights(&d, f, &b), "missing tensor 'nope.head' (also looked for "
+                "'nope.embed' or 'nope.other')");
+    st_close(f);
+    /* ... and the first one present is bound (here the second, the tied embedding). */
+    CHECK_OK(st_open(write_fake_weights("alts.safetensors", NULL, 0), &f));
+    specs[2].alt_name = "nope.embed\nmodel.embed\nlm_head.weight";
+    CHECK_OK(bind_weights(&d, f, &b));
+    CU_ASSERT(bind_slots(b)[2] == st_find(f, "model.embed")->data);
+    bind_free(b);
+    st_close(f);
+    CHECK_OK(st_open(path, &f));
+
     /* Wrong shape, wrong rank, all reported together with the missing one. */
     memcpy(specs, fake_specs, sizeof fake_specs);
     specs[0].dims[1] = 5;
