@@ -94,8 +94,12 @@ bool cfg_map(Importer *im, const CfgValue *map, const char *key, const CfgValue 
 bool cfg_require_int(Importer *im, const CfgValue *map, const char *key, const char *what,
                      int64_t min, int64_t max, int64_t *out);
 
-/* The readers. `text` is NUL-terminated and `len` long; a BOM has been skipped. */
-bool cfg_read_json(Importer *im, const char *text, size_t len, CfgValue *root);
+/* The readers. `text` is NUL-terminated and `len` long; a BOM has been skipped. JSON is
+ * parsed (NULL after a message), then made a tree: in between, import.c offers the document
+ * to the xLSTM-large importer, which reads the JSON tree itself. */
+typedef struct JsonDoc JsonDoc;
+JsonDoc *cfg_parse_json(Importer *im, const char *text, size_t len);
+bool cfg_from_json(Importer *im, const char *text, const JsonDoc *doc, CfgValue *root);
 bool cfg_read_yaml(Importer *im, const char *text, size_t len, CfgValue *root);
 
 /* Spec text. */

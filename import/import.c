@@ -9,6 +9,8 @@
 #include "frontend/spec.h"
 #include "import/cfg.h"
 #include "import/import.h"
+#include "import/xlstm_large.h"
+#include "runtime/json.h"
 
 /* Tried in order: a transformers config may keep mamba_ssm keys (d_model) beside its own, and
  * hf_mamba takes every transformers config that no format before it took (and refuses it
@@ -116,13 +118,17 @@ static const ConfigFormat *detect(Importer *im, const CfgValue **cfg)
     return NULL;
 }
 
-/* Parse `text` as JSON when it starts with '{' or '[', else as YAML. */
-static bool parse_config(Importer *im, char *text, size_t len, CfgValue *root)
+/* Parse `text` as JSON when it starts with '{' or '[', else as YAML. An xLSTM-large config
+ * (JSON only) is left in *doc with *large set: xlstm_large.c reads it from there. */
+static bool parse_config(Importer *im, char *text, size_t len, CfgValue *root, JsonDoc **doc,
+                         const JsonValue **large)
 {
     size_t first = strspn(text, " \t\r\n");
     if (first < len && (text[first] == '{' || text[first] == '[')) {
         import_python_json_infinity(text, len); /* transformers' time_step_limit */
-        return cfg_read_json(im, text, len, root);
+        if (!(*doc = cfg_parse_json(im, text, len))) return false;
+        if ((*large = xlarge_config_find(json_root(*doc)))) return true;
+        return cfg_from_json(im, text, *doc, root);
     }
     if (memchr(text, 0, len)) {
         cfg_error(im, 0, "the file holds NUL bytes: not a text configuration");
@@ -156,13 +162,18 @@ char *import_spec(const char *path, const char *name)
     size_t spec_len = 0;
     const CfgValue *cfg = &root;
     const ConfigFormat *format = NULL;
-    bool ok = parse_config(&im, text + skip, len - skip, &root) && (format = detect(&im, &cfg));
+    JsonDoc *doc = NULL;
+    const JsonValue *large = NULL;
+    bool ok = parse_config(&im, text + skip, len - skip, &root, &doc, &large) &&
+              (large || (format = detect(&im, &cfg)));
     FILE *out = ok ? open_memstream(&spec, &spec_len) : NULL;
     if (out) {
         model_name(path, name, model, sizeof model);
         fprintf(out, "# %s: imported by `mxc import` from %s (%s).\n", model, path,
-                format->description);
-        ok = format->write_spec(&im, cfg, model, out);
+                large ? "an xLSTM-large xLSTMLargeConfig or transformers xLSTMConfig"
+                      : format->description);
+        ok = large ? xlarge_config_import(path, large, model, out)
+                   : format->write_spec(&im, cfg, model, out);
         ok &= fclose(out) == 0;
     } else if (ok) {
         fprintf(stderr, "mxc: error: out of memory\n");
@@ -183,6 +194,7 @@ char *import_spec(const char *path, const char *name)
         free(spec);
         spec = NULL;
     }
+    json_free(doc);
     free(text);
     cfg_arena_free(&im.arena);
     return spec;

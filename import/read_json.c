@@ -71,17 +71,21 @@ static bool from_json(Importer *im, LineCursor *lc, const JsonValue *j, CfgValue
     return false;
 }
 
-bool cfg_read_json(Importer *im, const char *text, size_t len, CfgValue *root)
+JsonDoc *cfg_parse_json(Importer *im, const char *text, size_t len)
 {
     JsonDoc *doc;
     JsonError jerr;
     JsonLimits limits = {.max_depth = CFG_MAX_DEPTH, .max_values = CFG_MAX_VALUES};
-    LineCursor lc = {text, 0, 1};
     if (json_parse(text, len, &limits, &doc, &jerr) != 0) {
+        LineCursor lc = {text, 0, 1};
         cfg_error(im, line_at(&lc, jerr.offset), "invalid JSON: %s", jerr.msg);
-        return false;
+        return NULL;
     }
-    bool ok = from_json(im, &lc, json_root(doc), root);
-    json_free(doc);
-    return ok;
+    return doc;
+}
+
+bool cfg_from_json(Importer *im, const char *text, const JsonDoc *doc, CfgValue *root)
+{
+    LineCursor lc = {text, 0, 1};
+    return from_json(im, &lc, json_root(doc), root);
 }

@@ -42,7 +42,8 @@ for lang in c c++; do
     fi
     # link with the driver of the language (C++ links libstdc++ for nothing, but it must link)
     if "$1" ${MXC_LINK_FLAGS:-} "$TMP/use_$lang.o" -L"$TMP" -lmamba_tiny -lm -o "$TMP/use_$lang" \
-        2>"$TMP/err" && LD_LIBRARY_PATH="$TMP" "$TMP/use_$lang" "$W" >"$TMP/run" 2>&1; then
+        2>"$TMP/err" &&
+        LD_LIBRARY_PATH="$TMP" "$TMP/use_$lang" "$W" "$TMP/state_$lang.bin" >"$TMP/run" 2>&1; then
         report "the $lang program runs" 0
     else
         cat "$TMP/run" >>"$TMP/err" 2>/dev/null
