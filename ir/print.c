@@ -73,8 +73,32 @@ bool ir_format_attrs(const Node *n, bool exact, char *buf, size_t len)
         else
             attr(&t, "recurrent");
         break;
-    case OP_MLSTM_CELL:
+    case OP_MLSTM_CELL: {
+        const MlstmNumerics *num = &n->attr.rec.mlstm;
         attr(&t, "heads=%d", n->attr.rec.heads);
+        if (exact) {
+            attr(&t, "eps=%a", num->eps);
+            attr(&t, "q_scale=%a", num->q_scale);
+            attr(&t, "k_scale=%a", num->k_scale);
+        } else {
+            attr(&t, "eps=%g", num->eps);
+            attr(&t, "q_scale=%g", num->q_scale);
+            attr(&t, "k_scale=%g", num->k_scale);
+        }
+        if (num->gate_cap > 0) {
+            if (exact)
+                attr(&t, "gate_cap=%a", num->gate_cap);
+            else
+                attr(&t, "gate_cap=%g", num->gate_cap);
+        }
+        if (num->chunk > 1) attr(&t, "chunk=%d", num->chunk);
+        break;
+    }
+    case OP_SOFTCAP:
+        if (exact)
+            attr(&t, "cap=%a", n->attr.softcap.cap);
+        else
+            attr(&t, "cap=%g", n->attr.softcap.cap);
         break;
     case OP_SLSTM_CELL:
         attr(&t, "heads=%d", n->attr.rec.heads);
