@@ -99,14 +99,22 @@ typedef struct ModelApi {
     PromptCacheApi cache; /* optional: models before ABI 5 lack it */
 } ModelApi;
 
+/* Print "mxc run: <lead>MESSAGE\n" with MESSAGE cut at about 1 KB: arguments are echoed in
+ * messages, and a 100 000-character one must not flood the terminal. */
+static void report(const char *lead, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (n >= (int)sizeof msg) memcpy(msg + sizeof msg - 4, "...", 4);
+    fprintf(stderr, "mxc run: %s%s\n", lead, msg);
+}
+
 static int run_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "mxc run: error: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    report("error: ", fmt, ap);
     va_end(ap);
     return MXC_EXIT_ERROR;
 }
@@ -388,9 +396,8 @@ static int usage(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "mxc run: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(run `mxc run --help` for usage)\n");
+    report("", fmt, ap);
+    fprintf(stderr, "(run `mxc run --help` for usage)\n");
     va_end(ap);
     return MXC_EXIT_USAGE;
 }
@@ -481,7 +488,6 @@ static int32_t *prompt_tokens_tok(const RunOptions *o, MxcTokenizer *tok, int32_
     return ids;
 }
 
-/* One token out: an id (--ids), text through the tokenizer's streaming decoder, or a byte. */
 /* Print token t: its id, its byte, or through the tokenizer's stream the text it completes.
  * 0, -1 for a tokenizer error (reported here), EMIT_WRITE_FAILED if stdout failed. */
 enum { EMIT_WRITE_FAILED = -2 };

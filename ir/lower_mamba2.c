@@ -36,9 +36,8 @@ static Node *lower_mixer(Graph *g, const ModelSpec *m, const char *mixer, Node *
     Node *a_log = lower_param(g, loc, mixer, "A_log", 1, &h);
     Node *dskip = lower_param(g, loc, mixer, "D", 1, s->D_has_hdim ? &ds : &h);
     Node *y = ir_ssd_scan(g, loc, (Node *[]){x, dt, dt_bias, a_log, bm, cm, dskip}, s->nheads,
-                          s->ngroups, s->dt_limit[0], s->dt_limit[1],
+                          s->ngroups, s->dt_limit[0], s->dt_limit[1], s->chunk_size,
                           ir_strfmt(g, "%s ssm state", mixer));
-    y->attr.rec.chunk_size = s->chunk_size;
 
     Node *gate = ir_unary(g, loc, OP_SILU, z);
     if (!s->rmsnorm) {

@@ -43,5 +43,6 @@ void pass_fuse_elementwise(Graph *g); /* fuse_elementwise.c */
 void pass_ssd_chunked(Graph *g);   /* ssd_chunked.c */
 void pass_dce(Graph *g);           /* dce.c */
 void pass_plan_memory(Graph *g);   /* plan_memory.c */
+void pass_mlstm_chunkwise(Graph *g); /* mlstm_chunkwise.c */
 
 #endif

@@ -402,7 +402,7 @@ int mxrt_state_batch(const MxrtState *s)
 /* Everything forward and step check before touching the state: handles, ownership, buffers,
  * sizes, and that every token id is in range. */
 static int rt_check_run(const MxrtModel *m, const MxrtState *s, const int32_t *tokens, int len,
-                        const float *logits, const char *op)
+                        const float *logits, int logit_rows, const char *op)
 {
     char where[96];
     if (rt_check_model(m, op))
@@ -428,10 +428,14 @@ static int rt_check_run(const MxrtModel *m, const MxrtState *s, const int32_t *t
         total > SIZE_MAX / sizeof(float) || total > (size_t)INT64_MAX)
         return mxrt_set_error("%s: batch %d x len %d x vocab %d logits is too large", where,
                               s->batch, len, (int)d->vocab_padded);
-    /* The kernels write logits while later chunks' tokens are still to be read. */
+    /* The kernels write logits while later chunks' tokens are still to be read. Only the
+     * rows a call writes count: logit_rows per sequence (len, 1 for a step or the last
+     * position, 0 for none). */
     uintptr_t t_lo = (uintptr_t)tokens, t_hi = t_lo + rows * sizeof *tokens;
-    uintptr_t l_lo = (uintptr_t)logits, l_hi = l_lo + total * sizeof *logits;
-    if (t_lo < l_hi && l_lo < t_hi)
+    uintptr_t l_lo = (uintptr_t)logits;
+    uintptr_t l_hi = l_lo + (size_t)s->batch * (size_t)logit_rows * (size_t)d->vocab_padded *
+                                sizeof *logits; /* <= total, checked above */
+    if (logit_rows > 0 && t_lo < l_hi && l_lo < t_hi)
         return mxrt_set_error("%s: the tokens and logits buffers overlap (logits are written "
                               "while tokens are read); pass separate buffers", where);
     for (int b = 0; b < s->batch; b++)
@@ -498,7 +502,7 @@ static int rt_take_tokens(MxrtState *s, const int32_t *tokens, int len, int t0, 
 
 int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, float *logits)
 {
-    if (rt_check_run(m, s, tokens, len, logits, "forward"))
+    if (rt_check_run(m, s, tokens, len, logits, len, "forward"))
         return -1;
     char where[96];
     rt_where(where, m, "forward");
@@ -533,7 +537,7 @@ out:
 
 int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits)
 {
-    if (rt_check_run(m, s, tokens, 1, logits, "step"))
+    if (rt_check_run(m, s, tokens, 1, logits, 1, "step"))
         return -1;
     char where[96];
     rt_where(where, m, "step");
@@ -614,7 +618,8 @@ static int rt_run(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, fl
                   MxrtState *const *snaps, const char *op)
 {
     static float no_logits; /* rt_check_run wants a buffer; RUN_NONE writes none */
-    if (rt_check_run(m, s, tokens, len, mode == RUN_NONE ? &no_logits : logits, op))
+    if (rt_check_run(m, s, tokens, len, mode == RUN_NONE ? &no_logits : logits,
+                     mode == RUN_ALL ? len : mode == RUN_LAST ? 1 : 0, op))
         return -1;
     char where[96];
     rt_where(where, m, op);

@@ -155,7 +155,9 @@ static bool in_child(int (*fn)(void *), void *arg, unsigned seconds)
     if (pid < 0) return false;
     if (pid == 0) {
         alarm(seconds);
-        _exit(fn(arg));
+        int rc = fn(arg);
+        fflush(stdout);
+        _exit(rc);
     }
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
@@ -248,7 +250,7 @@ static void test_tokens_overlapping_logits(void)
  * id back after the call. The embed must read only ids that were checked: each call runs or
  * stops with a message, and never indexes the embedding out of range (before the fix: a
  * SIGSEGV in the embed kernel). */
-enum { RW_LEN = 1024, RW_AT = 1000, RW_ROUNDS = 40 };
+enum { RW_LEN = 1024, RW_AT = 1000, RW_ROUNDS = 200, RW_HITS = 3 };
 
 typedef struct Rewriter {
     int32_t *tok;
@@ -268,7 +270,7 @@ static void *rewrite_work(void *arg)
             continue;
         }
         last = round;
-        usleep((useconds_t)r->delay_us * (useconds_t)(1 + round % 4));
+        usleep((useconds_t)(r->delay_us * (round % 8)));
         ((volatile int32_t *)r->tok)[RW_AT] = INT32_MAX;
         while (atomic_load(&r->calling) == round) sched_yield();
         ((volatile int32_t *)r->tok)[RW_AT] = 1;
@@ -290,11 +292,11 @@ static int rewrite_child(void *arg)
     if (a->forward(m, s, r.tok, RW_LEN, logits) != 0) return 3;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double us = 1e6 * (double)(t1.tv_sec - t0.tv_sec) + 1e-3 * (double)(t1.tv_nsec - t0.tv_nsec);
-    r.delay_us = (int)(us / 16) + 1;
+    r.delay_us = (int)(us / 64) + 1; /* 0 to 7/64 of a call: inside the first chunks */
     pthread_t th;
     if (pthread_create(&th, NULL, rewrite_work, &r)) return 3;
     int ok = 0, refused = 0, changed = 0, other = 0;
-    for (int i = 1; i <= RW_ROUNDS; i++) {
+    for (int i = 1; i <= RW_ROUNDS && changed < RW_HITS; i++) { /* until the race is hit */
         atomic_store(&r.calling, i);
         int rc = a->forward(m, s, r.tok, RW_LEN, logits);
         atomic_store(&r.calling, 0);
@@ -429,6 +431,69 @@ static void test_thread_range_of_the_api(void)
     CU_ASSERT_EQUAL(mm.state_new(m, 1, &s), 0);
     mm.state_free(s);
     unsetenv("MXC_THREADS");
+    mm.close(m);
+}
+
+/* Weights files changing under an open model (docs/c-api.md): replacing the file by rename
+ * leaves the model as it was; rewriting it in place changes what the model computes (the F32
+ * tensors are read from the mapped file) - pinned here as the documented hazard. */
+static bool copy_file(const char *from, const char *to, bool corrupt)
+{
+    FILE *in = fopen(from, "rb");
+    if (!in) return false;
+    uint64_t hdr = 0;
+    bool ok = fread(&hdr, 8, 1, in) == 1;
+    rewind(in);
+    char tmp[800];
+    snprintf(tmp, sizeof tmp, "%s.tmp", to);
+    FILE *out = fopen(tmp, "wb");
+    char buf[65536];
+    size_t n, at = 0;
+    while (ok && out && (n = fread(buf, 1, sizeof buf, in)) > 0) {
+        for (size_t i = 0; corrupt && i < n; i++)
+            if (at + i >= 8 + hdr) buf[i] = (char)0x7f; /* every float becomes NaN */
+        ok = fwrite(buf, 1, n, out) == n;
+        at += n;
+    }
+    fclose(in);
+    ok = out && fclose(out) == 0 && ok;
+    return ok && rename(tmp, to) == 0;
+}
+
+static void test_weights_replaced_while_open(void)
+{
+    char path[800];
+    snprintf(path, sizeof path, "%s", out_path("replaced.safetensors"));
+    CU_ASSERT_FATAL(copy_file(mm_w, path, false));
+    void *m = NULL, *s = NULL;
+    CU_ASSERT_EQUAL_FATAL(mm.open(path, &m), 0);
+    CU_ASSERT_EQUAL_FATAL(mm.state_new(m, 1, &s), 0);
+    int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float before[8 * 104], after[8 * 104];
+    CU_ASSERT_EQUAL(mm.forward(m, s, tok, 8, before), 0);
+    /* a corrupt file renamed over it: the open model keeps the old one */
+    CU_ASSERT_FATAL(copy_file(mm_w, path, true));
+    mm.state_reset(s);
+    CU_ASSERT_EQUAL(mm.forward(m, s, tok, 8, after), 0);
+    CU_ASSERT_EQUAL(memcmp(before, after, sizeof before), 0);
+    mm.state_free(s);
+    mm.close(m);
+    /* rewritten in place: the open model computes with the new bytes */
+    CU_ASSERT_FATAL(copy_file(mm_w, path, false));
+    CU_ASSERT_EQUAL_FATAL(mm.open(path, &m), 0);
+    CU_ASSERT_EQUAL_FATAL(mm.state_new(m, 1, &s), 0);
+    FILE *f = fopen(path, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    uint64_t hdr = 0;
+    CU_ASSERT_FATAL(fread(&hdr, 8, 1, f) == 1);
+    fseek(f, (long)(8 + hdr), SEEK_SET);
+    char junk[4096];
+    memset(junk, 0x7f, sizeof junk);
+    CU_ASSERT(fwrite(junk, 1, sizeof junk, f) == sizeof junk);
+    fclose(f);
+    CU_ASSERT_EQUAL(mm.forward(m, s, tok, 8, after), 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(before, after, sizeof before), 0);
+    mm.state_free(s);
     mm.close(m);
 }
 
@@ -789,6 +854,10 @@ static void test_long_names_are_clipped(void)
     CU_ASSERT_EQUAL(mxc("%s", args), 2);
     CU_ASSERT(err_has("unknown command 'xxx"));
     CU_ASSERT(err_len() < 400);
+    snprintf(args, n + 200, "run '%s' --%s", spec, name);
+    CU_ASSERT_EQUAL(mxc("%s", args), 2);
+    CU_ASSERT(err_has("option '--xxx"));
+    CU_ASSERT(err_len() < 1200);
     free(args);
     free(name);
 }
@@ -801,6 +870,7 @@ int main(void)
     TEST_ADD(api, test_tokens_rewritten_during_forward);
     TEST_ADD(api, test_state_used_by_two_threads);
     TEST_ADD(api, test_thread_range_of_the_api);
+    TEST_ADD(api, test_weights_replaced_while_open);
     CU_pSuite runtime = CU_add_suite("runtime", NULL, NULL);
     TEST_ADD(runtime, test_state_too_large_for_memory);
     TEST_ADD(runtime, test_default_threads_follow_affinity);

@@ -22,17 +22,6 @@
 #define GOLDEN_TOL 1e-5
 #define SELF_TOL 1e-5
 
-static int build(const char *spec, const char *prefix, const char *extra, char *so, size_t len)
-{
-    char dir[512], cmd[2048];
-    snprintf(dir, sizeof dir, "%s/out", test_builddir());
-    mkdir(dir, 0777);
-    snprintf(so, len, "%s/lib%s.so", dir, prefix);
-    snprintf(cmd, sizeof cmd, "'%s' build '%s' -o '%s' --prefix %s %s", mxc_path(), spec, so,
-             prefix, extra ? extra : "");
-    return run_command(cmd);
-}
-
 typedef struct Golden {
     StFile *io;
     const int32_t *ids;
@@ -68,12 +57,11 @@ typedef struct Model {
 static bool model_open(Model *md, const char *name, const char *prefix, const char *flags,
                        const char *weights)
 {
-    char spec[600], so[600], w[600];
+    char spec[600], w[600];
     snprintf(spec, sizeof spec, "%s/golden/%s/model.mx", test_srcdir(), name);
     snprintf(w, sizeof w, "%s/golden/%s/model.safetensors", test_srcdir(), name);
     md->m = NULL;
-    if (build(spec, prefix, flags, so, sizeof so) != 0 || !api_load(&md->a, so, prefix))
-        return false;
+    if (!model_load(&md->a, spec, prefix, flags)) return false;
     if (md->a.open(weights ? weights : w, &md->m) != 0) {
         fprintf(stderr, "%s: open: %s\n", prefix, md->a.last_error());
         return false;
