@@ -15,6 +15,7 @@
 #include "driver/cache.h"
 #include "driver/driver.h"
 #include "frontend/spec.h"
+#include "import/import.h"
 #include "ir/lower.h"
 #include "passes/passes.h"
 
@@ -36,7 +37,7 @@ typedef struct Options {
 } Options;
 
 static const char usage_text[] =
-    "usage: mxc COMMAND [options] SPEC\n"
+    "usage: mxc COMMAND [options] SPEC|DIR\n"
     "\n"
     "commands:\n"
     "  build SPEC     compile a model into a shared object and a C header\n"
@@ -46,6 +47,7 @@ static const char usage_text[] =
     "  ir SPEC        print the IR graph (after all passes, or --dump-after PASS)\n"
     "  check SPEC     parse and check a spec; --resolved prints it with all defaults\n"
     "  passes         list the passes in pipeline order\n"
+    "SPEC may be a model folder DIR: the spec is imported from DIR/config.json.\n"
     "\n"
     "options:\n"
     "  -o FILE              shared object to write (build; default: libMODEL.so)\n"
@@ -105,11 +107,21 @@ static const char *find_runtime(const Options *o, char *buf, size_t len)
     return buf;
 }
 
+/* A spec file, or a model folder whose config.json is imported into a spec first. */
+static SpecFile *load_spec(const char *path, DiagSink *diag)
+{
+    if (!import_is_folder(path)) return spec_load_file(path, diag);
+    char *text = import_spec(path, NULL);
+    SpecFile *file = text ? spec_load_string(path, text, diag) : NULL;
+    free(text);
+    return file;
+}
+
 static const ModelSpec *load_model(const Options *o, SpecFile **file)
 {
     DiagSink diag;
     diag_init(&diag, stderr);
-    *file = spec_load_file(o->spec_path, &diag);
+    *file = load_spec(o->spec_path, &diag);
     diag_free(&diag);
     if (!*file) return NULL;
     const ModelSpec *m = spec_find_model(*file, o->model);
@@ -328,7 +340,7 @@ static int cmd_check(Options *o, bool resolved)
     SpecFile *file;
     DiagSink diag;
     diag_init(&diag, stderr);
-    file = spec_load_file(o->spec_path, &diag);
+    file = load_spec(o->spec_path, &diag);
     diag_free(&diag);
     if (!file) return MXC_EXIT_ERROR;
     if (resolved)

@@ -38,13 +38,15 @@
 #define RUN_PREFIX "mxc_run_model" /* C prefix of models that `mxc run` compiles itself */
 
 static const char run_usage[] =
-    "usage: mxc run SPEC|LIB.so [options]\n"
+    "usage: mxc run SPEC|DIR|LIB.so [options]\n"
     "\n"
     "Generate text with a model: a spec is compiled first (as by `mxc build`), a shared object\n"
-    "from `mxc build` is loaded as it is. Tokens are bytes (token id = byte value).\n"
+    "from `mxc build` is loaded as it is; a model folder DIR is compiled from DIR/config.json.\n"
+    "Tokens are bytes (token id = byte value).\n"
     "\n"
     "options:\n"
-    "  --weights FILE      safetensors weights (default: the spec's name with .safetensors)\n"
+    "  --weights FILE      safetensors weights (default: the spec's name with .safetensors,\n"
+    "                      for a folder DIR its model.safetensors or sharded index)\n"
     "  --prompt TEXT       text to start from (default: a newline)\n"
     "  --prompt-ids LIST   token ids to start from instead, e.g. \"1 2 3\"\n"
     "  --prompt-cache FILE keep the state after the prompt in FILE; a later run whose prompt\n"
@@ -585,11 +587,19 @@ int cmd_run(int argc, char **argv)
     MxcTokenizer *tkz = NULL;
     MxcTokStream *stream = NULL;
 
-    if (!o.weights && !shared) { /* beside the spec: NAME.mx -> NAME.safetensors */
+    if (!o.weights && S_ISDIR(st.st_mode)) { /* a model folder: P_open reads its weights */
+        char index[PATH_MAX];
+        snprintf(weights_buf, sizeof weights_buf, "%s/model.safetensors", o.input);
+        snprintf(index, sizeof index, "%s/model.safetensors.index.json", o.input);
+        if (access(weights_buf, R_OK) == 0 || access(index, R_OK) == 0) o.weights = o.input;
+    } else if (!o.weights && !shared) { /* beside the spec: NAME.mx -> NAME.safetensors */
         snprintf(weights_buf, sizeof weights_buf, "%.*s.safetensors",
                  (int)(ends_with(o.input, ".mx") ? strlen(o.input) - 3 : strlen(o.input)), o.input);
         if (access(weights_buf, R_OK) == 0) o.weights = weights_buf;
     }
+    if (!o.weights && S_ISDIR(st.st_mode))
+        return run_error("no weights: %s has no model.safetensors nor "
+                         "model.safetensors.index.json; give --weights FILE", o.input);
     if (!o.weights) return run_error("no weights: give --weights FILE");
 
     if (shared) {

@@ -10,6 +10,7 @@
 
 #include "model_api.h"
 #include "runtime/safetensors.h"
+#include "testutil.h"
 
 static void *sym(void *so, const char *prefix, const char *name)
 {
@@ -208,6 +209,35 @@ bool write_cuda_layout_weights(const char *dir, const char *out)
     bool ok = replaced == st_count(cuda) && replaced > 0 && st_write(out, t, n, NULL) == 0;
     free(t);
     st_close(cuda);
+    st_close(base);
+    return ok;
+}
+
+bool write_hf_mamba_folder(const char *name, const char *out_dir)
+{
+    char path[1024], cmd[3000];
+    mkdir(out_dir, 0777);
+    snprintf(cmd, sizeof cmd, "cp '%s/hf/%s/config.json' '%s/config.json'", test_srcdir(), name,
+             out_dir);
+    if (run_command(cmd) != 0) return false;
+    snprintf(path, sizeof path, "%s/golden/%s/model.safetensors", test_srcdir(), name);
+    StFile *base;
+    if (st_open(path, &base) != 0) return false;
+    int n = st_count(base), k = 0;
+    StWriteTensor *t = calloc((size_t)n, sizeof *t);
+    const StTensor *emb = st_find(base, "backbone.embedding.weight");
+    for (int i = 0; i < n; i++) {
+        const StTensor *src = st_at(base, i);
+        bool tied = emb && strcmp(src->name, "lm_head.weight") == 0 && src->nbytes == emb->nbytes &&
+                    memcmp(src->data, emb->data, (size_t)src->nbytes) == 0;
+        if (tied) continue;  /* saved once, as the embedding */
+        const char *hf = strcmp(src->name, "backbone.embedding.weight") == 0
+                             ? "backbone.embeddings.weight" : src->name;
+        t[k++] = (StWriteTensor){hf, src->dtype, src->rank, src->shape, src->data};
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    bool ok = st_write(path, t, k, NULL) == 0;
+    free(t);
     st_close(base);
     return ok;
 }

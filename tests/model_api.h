@@ -76,4 +76,11 @@ int forward_pieces(const Api *a, void *m, void *s, const int32_t *tokens, int ba
  * holds only those), as a checkpoint trained with the CUDA backend stores them. */
 bool write_cuda_layout_weights(const char *dir, const char *out);
 
+/* Makes `out_dir` a Hugging Face model folder of golden Mamba case `name`, as
+ * MambaForCausalLM.save_pretrained lays it out: config.json from tests/hf/NAME (a transformers
+ * MambaConfig), model.safetensors with the golden weights under transformers names
+ * (backbone.embeddings.weight; a tied lm_head.weight, equal to the embedding, left out as
+ * save_pretrained leaves it out). */
+bool write_hf_mamba_folder(const char *name, const char *out_dir);
+
 #endif

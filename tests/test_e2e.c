@@ -67,10 +67,11 @@ static int32_t *token_slice(const int32_t *ids, int batch, int len, int from, in
 }
 
 /* Everything one golden case must satisfy. `variant` "cuda" compiles model_cuda.mx and
- * feeds it the CUDA-layout sLSTM weights. */
+ * feeds it the CUDA-layout sLSTM weights; "hf" compiles a Hugging Face model folder made from
+ * the case (a transformers config.json, transformers names). */
 static void check_golden_case(const char *name, const char *variant, const char *extra_flags)
 {
-    char dir[512], spec[600], weights[600], prefix[128];
+    char dir[512], spec[600], weights[640], prefix[128];
     snprintf(dir, sizeof dir, "%s/golden/%s", test_srcdir(), name);
     snprintf(spec, sizeof spec, "%s/model%s%s.mx", dir, variant ? "_" : "", variant ? variant : "");
     snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
@@ -80,7 +81,11 @@ static void check_golden_case(const char *name, const char *variant, const char 
         CU_FAIL("golden case missing");
         return;
     }
-    if (variant) {
+    if (variant && strcmp(variant, "hf") == 0) {
+        snprintf(spec, sizeof spec, "%s/%s", test_out_dir(), prefix);
+        snprintf(weights, sizeof weights, "%s/model.safetensors", spec);
+        CU_ASSERT_FATAL(write_hf_mamba_folder(name, spec));
+    } else if (variant) {
         snprintf(weights, sizeof weights, "%s/%s.safetensors", test_out_dir(), prefix);
         CU_ASSERT_FATAL(write_cuda_layout_weights(dir, weights));
     }
@@ -292,6 +297,38 @@ static void test_fusion_mamba(void) { check_fused_vs_unfused("mamba_ln_mlp"); ch
 static void test_fusion_xlstm(void) { check_fused_vs_unfused("xlstm_smmsm"); check_fused_vs_unfused("slstm_all"); }
 
 static void test_mamba_tiny(void) { check_golden_case("mamba_tiny", NULL, NULL); }
+static void test_mamba_tiny_hf_folder(void) { check_golden_case("mamba_tiny", "hf", NULL); }
+static void test_mamba_odd_hf_folder(void) { check_golden_case("mamba_odd", "hf", NULL); }
+
+/* `mxc run DIR` on a Hugging Face folder: greedy, one token after the golden prompt, must be
+ * the argmax of the official logits at the prompt's last position. */
+static void test_run_hf_folder(void)
+{
+    char dir[600], ids[4096], cmd[6000], io[700];
+    snprintf(dir, sizeof dir, "%s/run_hf_mamba_tiny", test_out_dir());
+    CU_ASSERT_FATAL(write_hf_mamba_folder("mamba_tiny", dir));
+    snprintf(io, sizeof io, "%s/golden/mamba_tiny", test_srcdir());
+    Golden g;
+    CU_ASSERT_FATAL(golden_load(&g, io));
+    size_t k = 0;
+    for (int t = 0; t < g.len; t++)
+        k += (size_t)snprintf(ids + k, sizeof ids - k, "%s%d", t ? " " : "", (int)g.ids[t]);
+    const float *last = g.logits + (size_t)(g.len - 1) * g.vocab;  /* batch 0 */
+    int best = 0;
+    for (int v = 1; v < g.vocab; v++)
+        if (last[v] > last[best]) best = v;
+    snprintf(cmd, sizeof cmd, "'%s' run '%s' --no-cache --prompt-ids '%s' -n 1 --temperature 0 "
+             "--ids --no-echo 2>/dev/null", mxc_path(), dir, ids);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_FATAL(p != NULL);
+    int got = -1;
+    CU_ASSERT_EQUAL(fscanf(p, "%d", &got), 1);
+    CU_ASSERT_EQUAL(pclose(p), 0);
+    printf("\n    mxc run DIR: next token %d, official argmax %d ", got, best);
+    CU_ASSERT_EQUAL(got, best);
+    st_close(g.io);
+}
+
 static void test_mamba_tiny_small_chunks(void) { check_golden_case("mamba_tiny", NULL, "--chunk 5 -O1"); }
 static void test_mamba_odd(void) { check_golden_case("mamba_odd", NULL, NULL); }
 static void test_mamba_ln_mlp(void) { check_golden_case("mamba_ln_mlp", NULL, NULL); }
@@ -560,6 +597,9 @@ int main(void)
     CU_pSuite golden = CU_add_suite("golden", NULL, NULL);
     TEST_ADD(golden, test_mamba_tiny);
     TEST_ADD(golden, test_mamba_tiny_small_chunks);
+    TEST_ADD(golden, test_mamba_tiny_hf_folder);
+    TEST_ADD(golden, test_mamba_odd_hf_folder);
+    TEST_ADD(golden, test_run_hf_folder);
     TEST_ADD(golden, test_mamba_odd);
     TEST_ADD(golden, test_mamba_ln_mlp);
     TEST_ADD(golden, test_mamba_long);

@@ -95,7 +95,8 @@ for t in $targets; do
     ir) build_if_stale "$out/fuzz_ir" $flags "$src/tests/fuzz/fuzz_ir.c" $front "$src"/ir/*.c ;;
     import)
         build_if_stale "$out/fuzz_import" $flags "$src/tests/fuzz/fuzz_import.c" \
-            "$src/driver/import.c" "$src/driver/import_mamba2.c" $front "$src/runtime/json.c" "$src/runtime/error.c" ;;
+            "$src/driver/import.c" "$src"/import/*.c $front "$src/runtime/json.c" \
+            "$src/runtime/error.c" $(pkg-config --cflags --libs yaml-0.1) ;;
     st)
         build_if_stale "$out/fuzz_st" $flags "$src/tests/fuzz/fuzz_st.c" $st
         build_if_stale "$out/st_seeds" -std=gnu11 -O1 -I"$src" "$src/tests/fuzz/st_seeds.c" \

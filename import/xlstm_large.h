@@ -1,6 +1,7 @@
-/* import_xlstm_large.h - `mxc import` of an xLSTM-large configuration (the xLSTM-7B
+/* xlstm_large.h - (private to import/) the importer of an xLSTM-large configuration (the xLSTM-7B
  * architecture): NX-AI's xLSTMLargeConfig as JSON, or a transformers xLSTMConfig
- * (model_type "xlstm"). Kept apart from import.c's other formats behind this interface. */
+ * (model_type "xlstm"). It reads the JSON tree itself
+ * (runtime/json.h), so import.c hands it the parsed document before the configuration tree is built. */
 #ifndef MXC_IMPORT_XLSTM_LARGE_H
 #define MXC_IMPORT_XLSTM_LARGE_H
 

@@ -1,4 +1,4 @@
-/* import_xlstm_large.c - spec text from an xLSTMLargeConfig or a transformers xLSTMConfig
+/* xlstm_large.c - spec text from an xLSTMLargeConfig or a transformers xLSTMConfig
  * (SEMANTICS-xlstm-large D.1).
  *
  * The official config's keys are checked strictly (unknown keys are refused, as upstream's
@@ -6,7 +6,7 @@
  * so there only the keys that change the model are read. Kernel choices (chunkwise_kernel,
  * mode, chunk_size, autocast dtypes, ...) select how upstream computes, not what: they are
  * accepted and ignored. Defaults are those of the respective config class. */
-#include "driver/import_xlstm_large.h"
+#include "import/xlstm_large.h"
 
 #include <math.h>
 #include <stdarg.h>
