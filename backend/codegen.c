@@ -74,6 +74,9 @@ static LLVMValueRef operand_base(Cg *cg, const Node *v)
     switch (v->op == OP_WEIGHT ? STORE_NONE : s->kind) {
     case STORE_NONE:
         if (v->op != OP_WEIGHT) break;
+        /* a q8 weight is two slots (values, scales): its kernel gets the address of the pair */
+        if (v->type.dtype == DT_Q8)
+            return cg_gep(cg, cg->ptr, cg->arg_weights, cg_i64(cg, v->attr.weight.slot));
         return cg->weight_ptr[v->attr.weight.slot];
     case STORE_TOKENS:
         return cg->arg_tokens;
@@ -123,6 +126,15 @@ static LLVMValueRef build_kernel(Cg *cg, const Node *n, bool step, const char *n
     cg->state_base = LLVMGetParam(fn, 6);
     for (int i = 0; i < n->n_src; i++) cg->bound[n->src[i]->id] = LLVMGetParam(fn, KERNEL_FIXED_PARAMS + (unsigned)i);
     cg->bound[n->id] = LLVMGetParam(fn, nparams - 1);
+    LLVMPositionBuilderAtEnd(cg->b, cg->entry);
+    for (int i = 0; i < n->n_src; i++) { /* q8: the values and scales pointers, loaded once */
+        const Node *w = n->src[i];
+        if (w->op != OP_WEIGHT || w->type.dtype != DT_Q8 || cg->bound_scales[w->id]) continue;
+        LLVMValueRef pair = cg->bound[w->id];
+        cg->bound[w->id] = LLVMBuildLoad2(cg->b, cg->ptr, pair, "q8.values");
+        cg->bound_scales[w->id] = LLVMBuildLoad2(cg->b, cg->ptr, cg_gep(cg, cg->ptr, pair, cg_i64(cg, 1)), "q8.scales");
+    }
+    LLVMPositionBuilderAtEnd(cg->b, body);
 
     if (!cg_emit_node(cg, n)) mxc_die("%s has no kernel", ir_op_name(n->op));
     LLVMBuildRetVoid(cg->b);
@@ -130,7 +142,7 @@ static LLVMValueRef build_kernel(Cg *cg, const Node *n, bool step, const char *n
     LLVMPositionBuilderAtEnd(cg->b, cg->entry);
     LLVMBuildBr(cg->b, body);
 
-    for (int i = 0; i < n->n_src; i++) cg->bound[n->src[i]->id] = NULL;
+    for (int i = 0; i < n->n_src; i++) cg->bound[n->src[i]->id] = cg->bound_scales[n->src[i]->id] = NULL;
     cg->bound[n->id] = NULL;
     cg->fn = saved.fn;
     cg->batch = saved.batch;
@@ -291,8 +303,10 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
     cg_init_types(&cg);
     cg.weight_ptr = calloc((size_t)g->n_weight_slots + 1, sizeof *cg.weight_ptr);
     cg.bound = calloc((size_t)g->n_nodes + 1, sizeof *cg.bound);
-    if (!cg.weight_ptr || !cg.bound) mxc_die("out of memory");
+    cg.bound_scales = calloc((size_t)g->n_nodes + 1, sizeof *cg.bound_scales);
+    if (!cg.weight_ptr || !cg.bound || !cg.bound_scales) mxc_die("out of memory");
     cg.vector_width = cg_target_vector_width(o);
+    cg.has_f16c = cg_target_has_f16c(o);
 
     LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false);
     LLVMValueRef step = emit_chunk_function(&cg, "mxc_step", true);
@@ -310,6 +324,7 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
     for (int i = 0; i < cg.n_kernels; i++) free(cg.kernels[i].key);
     free(cg.kernels);
     free(cg.bound);
+    free(cg.bound_scales);
     free(cg.weight_ptr);
     LLVMDisposeBuilder(cg.b);
     LLVMDisposeModule(cg.mod);

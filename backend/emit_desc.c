@@ -23,12 +23,24 @@ static LLVMValueRef const_string(Cg *cg, const char *s)
 
 static LLVMValueRef const_i32(Cg *cg, int64_t v) { return LLVMConstInt(cg->i32, (unsigned long long)v, 1); }
 
-/* MxrtTensorSpec { ptr name; ptr alt_name; i32 rank; i32 transform; i64 dims[4]; } */
+static int32_t mxrt_dtype(DType d)
+{
+    switch (d) {
+    case DT_BF16: return MXRT_DTYPE_BF16;
+    case DT_F16: return MXRT_DTYPE_F16;
+    case DT_Q8: return MXRT_DTYPE_Q8;
+    case DT_F32: case DT_I32: break;
+    }
+    return MXRT_DTYPE_F32;
+}
+
+/* MxrtTensorSpec { ptr name; ptr alt_name; i32 rank; i32 transform; i64 dims[4];
+ *                  i32 dtype; i32 block; } */
 static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
 {
     LLVMTypeRef dims_t = LLVMArrayType2(cg->i64, MXRT_MAX_RANK);
-    LLVMTypeRef fields[] = {cg->ptr, cg->ptr, cg->i32, cg->i32, dims_t};
-    LLVMTypeRef spec_t = LLVMStructTypeInContext(cg->ctx, fields, 5, 0);
+    LLVMTypeRef fields[] = {cg->ptr, cg->ptr, cg->i32, cg->i32, dims_t, cg->i32, cg->i32};
+    LLVMTypeRef spec_t = LLVMStructTypeInContext(cg->ctx, fields, 7, 0);
     *out_type = spec_t;
     const Graph *g = cg->g;
     int n = g->n_weight_slots;
@@ -40,11 +52,21 @@ static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
         LLVMValueRef dims[MXRT_MAX_RANK];
         for (int d = 0; d < MXRT_MAX_RANK; d++)
             dims[d] = cg_i64(cg, d < w->type.rank ? w->type.dim[d] : 0);
+        bool q8 = w->type.dtype == DT_Q8;
         LLVMValueRef vals[] = {const_string(cg, w->attr.weight.name),
                                const_string(cg, w->attr.weight.alt_name),
                                const_i32(cg, w->type.rank), const_i32(cg, MXRT_XFORM_NONE),
-                               LLVMConstArray2(cg->i64, dims, MXRT_MAX_RANK)};
-        rows[w->attr.weight.slot] = LLVMConstNamedStruct(spec_t, vals, 5);
+                               LLVMConstArray2(cg->i64, dims, MXRT_MAX_RANK),
+                               const_i32(cg, mxrt_dtype(w->type.dtype)),
+                               const_i32(cg, q8 ? IR_Q8_BLOCK : 0)};
+        rows[w->attr.weight.slot] = LLVMConstNamedStruct(spec_t, vals, 7);
+        if (q8) { /* the scales' slot: same name (the runtime appends the suffix), K / block */
+            dims[w->type.rank - 1] = cg_i64(cg, w->type.dim[w->type.rank - 1] / IR_Q8_BLOCK);
+            LLVMValueRef svals[] = {vals[0], vals[1], vals[2], vals[3],
+                                    LLVMConstArray2(cg->i64, dims, MXRT_MAX_RANK),
+                                    const_i32(cg, MXRT_DTYPE_Q8_SCALES), vals[6]};
+            rows[w->attr.weight.slot + 1] = LLVMConstNamedStruct(spec_t, svals, 7);
+        }
     }
     LLVMValueRef init = LLVMConstArray2(spec_t, rows, (uint64_t)n);
     free(rows);

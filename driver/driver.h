@@ -10,5 +10,7 @@ int mxc_main(int argc, char **argv);
 /* `mxc run` (run.c) and `mxc import` (import.c); argv[0] is the subcommand's name. */
 int cmd_run(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+/* `mxc convert` (convert.c). */
+int cmd_convert(int argc, char **argv);
 
 #endif

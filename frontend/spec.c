@@ -120,6 +120,27 @@ const char *spec_block_name(BlockKind k)
     return "?";
 }
 
+const char *spec_weight_type_name(WeightType t)
+{
+    switch (t) {
+    case WEIGHT_F32: return "f32";
+    case WEIGHT_BF16: return "bf16";
+    case WEIGHT_F16: return "f16";
+    case WEIGHT_Q8: return "q8";
+    }
+    return "?";
+}
+
+bool spec_weight_type_parse(const char *name, WeightType *out)
+{
+    for (int t = WEIGHT_F32; t <= WEIGHT_Q8; t++)
+        if (strcmp(name, spec_weight_type_name((WeightType)t)) == 0) {
+            *out = (WeightType)t;
+            return true;
+        }
+    return false;
+}
+
 const char *spec_norm_name(NormKind n)
 {
     switch (n) {
@@ -219,6 +240,8 @@ void spec_print(FILE *out, const ModelSpec *m)
     fprintf(out, "    context_length = %d;\n", m->context_length);
     fprintf(out, "    add_post_blocks_norm = %s;\n", bool_name(m->add_post_blocks_norm));
     fprintf(out, "    bias = %s;\n", bool_name(m->bias));
+    if (m->weight_type != WEIGHT_F32) /* f32, the default, is left out: older specs print as before */
+        fprintf(out, "    weight_type = %s;\n", spec_weight_type_name(m->weight_type));
 
     if (model_uses(m, BLOCK_MAMBA)) {
         const MambaSpec *mb = &m->mamba;

@@ -26,6 +26,9 @@ typedef enum { BLOCK_MAMBA, BLOCK_MLSTM, BLOCK_SLSTM } BlockKind;
 typedef enum { NORM_RMSNORM, NORM_LAYERNORM } NormKind;
 typedef enum { ACT_GELU, ACT_RELU, ACT_RELU2, ACT_SIGMOID, ACT_SWISH, ACT_SELU } ActFn;
 typedef enum { SLSTM_LAYOUT_VANILLA, SLSTM_LAYOUT_CUDA } SlstmLayout;
+/* How the big matrices (projections, embedding table, head) are stored and read; small and
+ * sensitive parameters stay f32 whatever this says (docs/spec-language.md). */
+typedef enum { WEIGHT_F32, WEIGHT_BF16, WEIGHT_F16, WEIGHT_Q8 } WeightType;
 
 /* Mamba (v1) mixer settings; names and defaults as in mamba_ssm's Mamba.__init__. */
 typedef struct MambaSpec {
@@ -93,6 +96,7 @@ typedef struct ModelSpec {
     int context_length;          /* xlstm: informative only (-1 = unset); forward is not limited */
     bool add_post_blocks_norm;   /* xlstm: true (mamba always has norm_f) */
     bool bias;                   /* xlstm stack `bias`: false */
+    WeightType weight_type;      /* f32 */
     MambaSpec mamba;
     MlstmSpec mlstm;
     SlstmSpec slstm;
@@ -124,6 +128,9 @@ const char *spec_block_name(BlockKind k);
 const char *spec_norm_name(NormKind n);
 const char *spec_act_name(ActFn a);
 const char *spec_layout_name(SlstmLayout l);
+const char *spec_weight_type_name(WeightType t);
+/* "f32", "bf16", "f16", "q8" -> the type; false for anything else. */
+bool spec_weight_type_parse(const char *name, WeightType *out);
 
 /* Print a model back as spec text with every default made explicit (mxc spec --resolved). */
 void spec_print(FILE *out, const ModelSpec *m);

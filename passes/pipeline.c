@@ -12,6 +12,8 @@ static const Pass pipeline[] = {
     {"fuse-elementwise", "fold activations, residual adds and the scan's SiLU gate into their producer",
      pass_fuse_elementwise, false},
     {"dce", "remove nodes the output does not depend on", pass_dce, false},
+    {"narrow-weights", "store the projections and the embedding in the build's weight type",
+     pass_narrow_weights, false},
     {"plan-memory", "weight slots, scratch offsets with reuse, views and output buffer",
      pass_plan_memory, true},
 };

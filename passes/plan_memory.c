@@ -130,7 +130,8 @@ void pass_plan_memory(Graph *g)
         int64_t cols = ir_type_cols(&node->type);
         switch (node->op) {
         case OP_WEIGHT:
-            node->attr.weight.slot = slot++;
+            node->attr.weight.slot = slot;
+            slot += ir_dtype_slots(node->type.dtype); /* q8: values, then scales */
             break;
         case OP_TOKENS:
             node->store = (Storage){STORE_TOKENS, 0, 1, 0};

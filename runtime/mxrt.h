@@ -14,13 +14,24 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 3
+#define MXRT_ABI_VERSION 4
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
 typedef enum {
     MXRT_XFORM_NONE = 0, /* used as stored (zero-copy for aligned F32) */
 } MxrtTransform;
+
+/* The type the kernels read a weight slot in (runtime/narrow.h describes the formats). A
+ * tensor stored in that type is used in place; any other float tensor (or a q8 one) is
+ * converted once at open. */
+typedef enum {
+    MXRT_DTYPE_F32 = 0,
+    MXRT_DTYPE_BF16 = 1,
+    MXRT_DTYPE_F16 = 2,
+    MXRT_DTYPE_Q8 = 3,       /* int8 values; the next slot is MXRT_DTYPE_Q8_SCALES */
+    MXRT_DTYPE_Q8_SCALES = 4 /* f32 [..., K / block]: filled with the previous slot */
+} MxrtDtype;
 
 /* One weight the kernels need, in the order of the weight-slot array. */
 typedef struct MxrtTensorSpec {
@@ -29,6 +40,8 @@ typedef struct MxrtTensorSpec {
     int32_t rank;         /* 1..MXRT_MAX_RANK */
     int32_t transform;    /* MxrtTransform */
     int64_t dims[MXRT_MAX_RANK]; /* expected shape; unused entries 0 */
+    int32_t dtype;        /* MxrtDtype (0, F32, when an initialiser leaves it out) */
+    int32_t block;        /* q8 and its scales: values per scale (32); else 0 */
 } MxrtTensorSpec;
 
 /* Execution context of one thread running a chunk kernel. Every thread of a state's pool
@@ -44,7 +57,7 @@ typedef struct MxrtExec {
 void mxrt_barrier(MxrtExec *exec);
 
 /* A generated chunk kernel: advances `len` tokens of every sequence.
- *   weights  [n_weights] pointers to F32 arrays, in MxrtModelDesc.weights order
+ *   weights  [n_weights] pointers to arrays of each slot's dtype, in MxrtModelDesc.weights order
  *   state    [batch][state_floats], read and updated in place
  *   scratch  [batch * len * scratch_floats_per_row], contents undefined on entry
  *   tokens   token b, t at tokens[b * tokens_bstride + t]
