@@ -47,6 +47,8 @@ static const char run_usage[] =
     "  --prefix NAME       C prefix of LIB.so's API (default: NAME of libNAME.so)\n"
     "  --model NAME        the model to use when SPEC defines several\n"
     "  --runtime FILE      runtime archive for compiling SPEC (as for `mxc build`)\n"
+    "  --weight-type T     compile SPEC for f32, bf16, f16 or q8 weights (as `mxc build`);\n"
+    "                      any weights file opens, converted once if stored otherwise\n"
     "  -h, --help          this text\n";
 
 typedef struct RunOptions {
@@ -57,6 +59,7 @@ typedef struct RunOptions {
     const char *prefix;
     const char *model;
     const char *runtime;
+    const char *weight_type;  /* --weight-type, passed to `mxc build` */
     long n;
     double temperature;
     long top_k;
@@ -138,6 +141,10 @@ static int build_spec(const RunOptions *o, const char *dir, char *so, size_t so_
     if (o->runtime) {
         argv[k++] = "--runtime";
         argv[k++] = o->runtime;
+    }
+    if (o->weight_type) {
+        argv[k++] = "--weight-type";
+        argv[k++] = o->weight_type;
     }
     argv[k] = NULL;
     fflush(stdout);
@@ -327,6 +334,7 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             else if (strcmp(a, "--prefix") == 0) o->prefix = v;
             else if (strcmp(a, "--model") == 0) o->model = v;
             else if (strcmp(a, "--runtime") == 0) o->runtime = v;
+            else if (strcmp(a, "--weight-type") == 0) o->weight_type = v; /* checked by build */
             else if (strcmp(a, "-n") == 0) {
                 if (!parse_long(v, 0, 100000000, &o->n))
                     return usage("-n takes a count of tokens, not '%s'", v);
@@ -436,6 +444,9 @@ int cmd_run(int argc, char **argv)
         if (access(weights_buf, R_OK) == 0) o.weights = weights_buf;
     }
     if (!o.weights) return run_error("no weights: give --weights FILE%s%s", "", "");
+    if (shared && o.weight_type)
+        return run_error("--weight-type %s applies to a spec; %s was built for its own type",
+                         o.weight_type, o.input);
 
     if (shared) {
         if (o.prefix) snprintf(prefix, sizeof prefix, "%s", o.prefix);
