@@ -209,8 +209,8 @@ static Resolved bind_resolve(const MxrtTensorSpec *s, const StFile *f, BindProbl
         return r;
     }
     if (!st_dtype_is_float(t->dtype)) {
-        bind_problem(p, "tensor '%s' has dtype %s, but weights must be F32, F16, BF16, F64 or "
-                     "q8 (I8 with scales)", qn, st_dtype_name(t->dtype));
+        bind_problem(p, "tensor '%s' has dtype %s, but weights must be F32, F16, BF16 or F64 "
+                     "(or q8: I8 with scales)", qn, st_dtype_name(t->dtype));
         return r;
     }
     r.t = t;
