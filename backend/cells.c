@@ -13,7 +13,7 @@
 static void cell_items_begin(Cg *cg, CgLoop *l, int64_t heads, LLVMValueRef *b, LLVMValueRef *h)
 {
     LLVMValueRef lo, hi;
-    cg_split(cg, LLVMBuildMul(cg->b, cg->batch, cg_i64(cg, heads), ""), &lo, &hi);
+    cg_split(cg, LLVMBuildMul(cg->b, cg->f->batch, cg_i64(cg, heads), ""), &lo, &hi);
     LLVMValueRef item = cg_loop_begin(cg, l, lo, hi, "item");
     *b = LLVMBuildSDiv(cg->b, item, cg_i64(cg, heads), "b");
     *h = LLVMBuildSub(cg->b, item, LLVMBuildMul(cg->b, *b, cg_i64(cg, heads), ""), "h");
@@ -199,44 +199,40 @@ void cg_emit_mlstm_cell(Cg *cg, const Node *n)
     m.nvec = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh), hd, ""));
     LLVMValueRef mptr = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh + inner), h, ""));
 
-    LLVMValueRef blocks_end = LLVMBuildMul(B, LLVMBuildSDiv(B, cg->len, cg_i64(cg, MLSTM_STEPS), ""),
+    LLVMValueRef blocks_end = LLVMBuildMul(B, LLVMBuildSDiv(B, cg->f->len, cg_i64(cg, MLSTM_STEPS), ""),
                                            cg_i64(cg, MLSTM_STEPS), "");
     LLVMValueRef t0 = cg_loop_begin_step(cg, &lt, cg_i64(cg, 0), blocks_end, MLSTM_STEPS, "t");
     m.steps = MLSTM_STEPS;
     mlstm_block(cg, n, &m, b, h, hd, mptr, t0);
     cg_loop_end(cg, &lt);
-    t0 = cg_loop_begin(cg, &lt1, blocks_end, cg->len, "t1");
+    t0 = cg_loop_begin(cg, &lt1, blocks_end, cg->f->len, "t1");
     m.steps = 1;
     mlstm_block(cg, n, &m, b, h, hd, mptr, t0);
     cg_loop_end(cg, &lt1);
     cg_loop_end(cg, &li);
 }
 
-/* Index of the recurrent weight R_ext[h, d, g, j] in the stored tensor (SEMANTICS B.10):
- * vanilla stores [h][g·DH + j][d], cuda stores [h][d][g·DH + j]. */
-static LLVMValueRef r_index(Cg *cg, bool cuda, int64_t dh, LLVMValueRef h, LLVMValueRef d,
-                            LLVMValueRef gj)
+/* R_ext[h, d, g, j] (SEMANTICS B.10) at [h][g·DH + j][d], the layout the kernel reads;
+ * runtime/bind.c rearranges a CUDA-layout checkpoint, [h][d][g·DH + j], into it at open. */
+static LLVMValueRef r_index(Cg *cg, int64_t dh, LLVMValueRef h, LLVMValueRef d, LLVMValueRef gj)
 {
     LLVMBuilderRef B = cg->b;
     LLVMValueRef head = LLVMBuildMul(B, h, cg_i64(cg, 4 * dh * dh), "");
-    LLVMValueRef in_head = cuda ? LLVMBuildAdd(B, LLVMBuildMul(B, d, cg_i64(cg, 4 * dh), ""), gj, "")
-                                : LLVMBuildAdd(B, LLVMBuildMul(B, gj, cg_i64(cg, dh), ""), d, "");
-    return LLVMBuildAdd(B, head, in_head, "");
+    return LLVMBuildAdd(B, head, LLVMBuildAdd(B, LLVMBuildMul(B, gj, cg_i64(cg, dh), ""), d, ""), "");
 }
 
-/* Index of the bias b_ext[h, g, j]: vanilla gate-major [g][h][j], cuda head-major [h][g][j]. */
-static LLVMValueRef bias_index(Cg *cg, bool cuda, int64_t e, int64_t dh, LLVMValueRef h, int g,
-                               LLVMValueRef j)
+/* Index of the bias b[g, h, j], gate-major [4][NH][DH]. */
+static LLVMValueRef bias_index(Cg *cg, int64_t e, int64_t dh, LLVMValueRef h, int g, LLVMValueRef j)
 {
     LLVMBuilderRef B = cg->b;
-    LLVMValueRef base = cuda ? LLVMBuildAdd(B, LLVMBuildMul(B, h, cg_i64(cg, 4 * dh), ""), cg_i64(cg, g * dh), "")
-                             : LLVMBuildAdd(B, cg_i64(cg, g * e), LLVMBuildMul(B, h, cg_i64(cg, dh), ""), "");
+    LLVMValueRef base = LLVMBuildAdd(B, cg_i64(cg, g * e), LLVMBuildMul(B, h, cg_i64(cg, dh), ""), "");
     return LLVMBuildAdd(B, base, j, "");
 }
 
 /* sLSTM cell (SEMANTICS B.10), per sequence, position and head:
  *   raw_g = Wx_g + Σ_d y_{t-1}[d] R[h, d, g, :] + b_g           g ∈ (i, f, z, o)
- *   logfm = m + logσ(raw_f);  m_t = raw_i on the first step (n == 0), else max(raw_i, logfm)
+ *   logfm = m + logσ(raw_f);  m_t = max(raw_i, logfm), but raw_i on a first step (n == 0)
+ *   when the op says so (attr.rec.m_from_input, upstream's rule)
  *   i = min(exp(raw_i - m_t), 1);  f = min(exp(logfm - m_t), 1);  o = σ(raw_o);  z = tanh(raw_z)
  *   c ← f c + i z;  n ← f n + i;  y = o c / n
  * State (y, c, n, m), each [E]. Each head reads only its own previous y, so a head's y is
@@ -244,7 +240,6 @@ static LLVMValueRef bias_index(Cg *cg, bool cuda, int64_t e, int64_t dh, LLVMVal
 void cg_emit_slstm_cell(Cg *cg, const Node *n)
 {
     int64_t e = ir_type_cols(&n->type), heads = n->attr.rec.heads, dh = e / heads;
-    bool cuda = n->attr.rec.cuda_layout;
     LLVMValueRef rw = cg_weight(cg, n->src[4]), bw = cg_weight(cg, n->src[5]);
     LLVMBuilderRef B = cg->b;
 
@@ -259,41 +254,44 @@ void cg_emit_slstm_cell(Cg *cg, const Node *n)
     LLVMValueRef ms = cg_gep(cg, cg->f32, st, cg_i64(cg, 3 * e));
     LLVMValueRef hd = LLVMBuildMul(B, h, cg_i64(cg, dh), "");
     LLVMValueRef yh = cg_gep(cg, cg->f32, ys, hd);
-    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->f->len, "t");
     LLVMValueRef out = cg_row(cg, n, b, t);
 
     /* Unit j of the head: its four gate pre-activations from the input side, the bias and
      * the head's block of R applied to y_{t-1}; then the pointwise update. The new y goes to
      * the output row first, since the other units still read the old one. */
     LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), cg_i64(cg, dh), "j");
-    LLVMValueRef idx = LLVMBuildAdd(B, hd, j, "");
+    LLVMValueRef idx = cg_iadd(cg, hd, j);
     LLVMValueRef raw[4];
     for (int g = 0; g < 4; g++) {
         LLVMValueRef wx = cg_load(cg, cg_row(cg, n->src[g], b, t), idx);
-        LLVMValueRef bv = cg_load(cg, bw, bias_index(cg, cuda, e, dh, h, g, j));
-        LLVMValueRef gj = LLVMBuildAdd(B, cg_i64(cg, g * dh), j, "");
+        LLVMValueRef bv = cg_load(cg, bw, bias_index(cg, e, dh, h, g, j));
+        LLVMValueRef gj = cg_iadd(cg, cg_i64(cg, g * dh), j);
         LLVMValueRef acc = cg_var(cg, "ry");
         LLVMBuildStore(B, cg_f32(cg, 0.0), acc);
         LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, dh), "d");
-        LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, yh, d), cg_load(cg, rw, r_index(cg, cuda, dh, h, d, gj)));
+        LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, yh, d), cg_load(cg, rw, r_index(cg, dh, h, d, gj)));
         LLVMBuildStore(B, cg_fadd_reduce(cg, LLVMBuildLoad2(B, cg->f32, acc, ""), prod), acc);
         cg_loop_end(cg, &ld);
-        raw[g] = LLVMBuildFAdd(B, LLVMBuildFAdd(B, wx, bv, ""), LLVMBuildLoad2(B, cg->f32, acc, ""), "raw");
+        raw[g] = cg_fadd(cg, cg_fadd(cg, wx, bv), LLVMBuildLoad2(B, cg->f32, acc, ""));
     }
     LLVMValueRef ri = raw[0], rf = raw[1], rz = raw[2], ro = raw[3];
     LLVMValueRef m_prev = cg_load(cg, ms, idx), n_prev = cg_load(cg, ns, idx);
     LLVMValueRef c_prev = cg_load(cg, cs, idx);
-    LLVMValueRef logfm = LLVMBuildFAdd(B, m_prev, cg_logsigmoid(cg, rf), "logfm");
-    LLVMValueRef first = LLVMBuildFCmp(B, LLVMRealOEQ, n_prev, cg_f32(cg, 0.0), "first");
-    LLVMValueRef m_new = LLVMBuildSelect(B, first, ri, cg_max(cg, ri, logfm), "m");
+    LLVMValueRef logfm = cg_fadd(cg, m_prev, cg_logsigmoid(cg, rf));
+    LLVMValueRef m_new = cg_max(cg, ri, logfm);
+    if (n->attr.rec.m_from_input) {
+        LLVMValueRef first = LLVMBuildFCmp(B, LLVMRealOEQ, n_prev, cg_f32(cg, 0.0), "first");
+        m_new = LLVMBuildSelect(B, first, ri, m_new, "m");
+    }
     LLVMValueRef one = cg_f32(cg, 1.0);
-    LLVMValueRef ig = cg_min(cg, cg_exp(cg, LLVMBuildFSub(B, ri, m_new, "")), one);
-    LLVMValueRef fg = cg_min(cg, cg_exp(cg, LLVMBuildFSub(B, logfm, m_new, "")), one);
+    LLVMValueRef ig = cg_min(cg, cg_exp(cg, cg_fsub(cg, ri, m_new)), one);
+    LLVMValueRef fg = cg_min(cg, cg_exp(cg, cg_fsub(cg, logfm, m_new)), one);
     LLVMValueRef og = cg_sigmoid(cg, ro);
     LLVMValueRef zg = cg_tanh(cg, rz);
-    LLVMValueRef c_new = LLVMBuildFAdd(B, LLVMBuildFMul(B, fg, c_prev, ""), LLVMBuildFMul(B, ig, zg, ""), "c");
-    LLVMValueRef n_new = LLVMBuildFAdd(B, LLVMBuildFMul(B, fg, n_prev, ""), ig, "n");
-    LLVMValueRef y = LLVMBuildFDiv(B, LLVMBuildFMul(B, og, c_new, ""), n_new, "y");
+    LLVMValueRef c_new = cg_fadd(cg, cg_fmul(cg, fg, c_prev), cg_fmul(cg, ig, zg)); /* c ← f c + i z */
+    LLVMValueRef n_new = cg_fadd(cg, cg_fmul(cg, fg, n_prev), ig);                  /* n ← f n + i */
+    LLVMValueRef y = cg_fdiv(cg, cg_fmul(cg, og, c_new), n_new);                     /* y = o c / n */
     cg_store(cg, c_new, cs, idx);
     cg_store(cg, n_new, ns, idx);
     cg_store(cg, m_new, ms, idx);
@@ -302,7 +300,7 @@ void cg_emit_slstm_cell(Cg *cg, const Node *n)
 
     /* the head's new y becomes the state */
     LLVMValueRef jc = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, dh), "j");
-    LLVMValueRef at = LLVMBuildAdd(B, hd, jc, "");
+    LLVMValueRef at = cg_iadd(cg, hd, jc);
     cg_store(cg, cg_load(cg, out, at), ys, at);
     cg_loop_end(cg, &lc);
 

@@ -37,38 +37,40 @@ static void add_attribute(Cg *cg, LLVMValueRef fn, unsigned index, const char *n
 
 /* --- op kernels -------------------------------------------------------------------------- */
 
-/* Everything an op's code depends on, as text: two nodes with the same key can share a
- * kernel. Storage offsets are not part of it (they arrive as pointers); strides are. */
+/* Everything an op's code depends on, as text: two nodes with the same key share a kernel.
+ * That is the op and whether it is the step's copy, every attribute that shapes its result
+ * (ir_format_attrs, the same text the IR dump shows, with exact reals), the vector width,
+ * and the type (element type included) and storage kind and row stride of each operand.
+ * Storage offsets are not part of it: they arrive as pointers. */
 static void kernel_key(const Cg *cg, const Node *n, bool step, char *key, size_t len)
 {
-    size_t at = 0;
-#define KEY(...) at += (size_t)snprintf(key + at, at < len ? len - at : 0, __VA_ARGS__)
-    KEY("%s%s", ir_op_name(n->op), step ? ".step" : "");
-    switch (n->op) {
-    case OP_RMSNORM: case OP_LAYERNORM:
-        KEY("{%a,%d,%d}", n->attr.norm.eps, n->attr.norm.gain_offset, n->attr.norm.groups);
-        break;
-    case OP_MLSTM_CELL: case OP_SLSTM_CELL:
-        KEY("{%d,%d}", n->attr.rec.heads, n->attr.rec.cuda_layout);
-        break;
-    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_LINEAR: case OP_HEADWISE:
-    case OP_SLICE: case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU:
-    case OP_RELU2: case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
-    case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_OUTPUT: case OP_COUNT_:
-        break;
-    }
-    for (int i = 0; i <= n->n_src; i++) {
+    char attrs[512];
+    if (!ir_format_attrs(n, true, attrs, sizeof attrs))
+        mxc_die("attributes of %%%d (%s) do not fit the kernel key", n->id, ir_op_name(n->op));
+    size_t at = (size_t)snprintf(key, len, "%s%s{%s}v%d", ir_op_name(n->op), step ? ".step" : "",
+                                 attrs, cg->vector_width);
+    for (int i = 0; i <= n->n_src && at < len; i++) {
         const Node *v = i < n->n_src ? n->src[i] : n;
         char type[64];
         ir_type_format(&v->type, type, sizeof type);
-        KEY("|%s:%d:%lld", type, (int)v->store.kind, (long long)v->store.row_stride);
+        at += (size_t)snprintf(key + at, len - at, "|%s:%d:%lld", type, (int)v->store.kind,
+                               (long long)v->store.row_stride);
     }
-#undef KEY
-    (void)cg;
+    /* A truncated key could make two different kernels look alike. */
+    if (at >= len) mxc_die("kernel key of %%%d (%s) exceeds %zu bytes", n->id, ir_op_name(n->op), len);
 }
 
+/* The chunk function's own arguments, beside its CgFn (see emit_chunk_function). */
+typedef struct Chunk {
+    CgFn f;
+    LLVMValueRef weights, state, scratch, tokens, logits; /* the caller's arrays */
+    LLVMValueRef rowcap;      /* i64: B * T, rows of every scratch block in this call */
+    LLVMValueRef exec;        /* MxrtExec * of this thread */
+    LLVMValueRef *weight_ptr; /* per weight slot, loaded once in the entry block */
+} Chunk;
+
 /* Where a node's storage starts, in the chunk function. */
-static LLVMValueRef operand_base(Cg *cg, const Node *v)
+static LLVMValueRef operand_base(Cg *cg, const Chunk *c, const Node *v)
 {
     const Storage *s = &v->store;
     switch (v->op == OP_WEIGHT ? STORE_NONE : s->kind) {
@@ -76,28 +78,23 @@ static LLVMValueRef operand_base(Cg *cg, const Node *v)
         if (v->op != OP_WEIGHT) break;
         /* a q8 weight is two slots (values, scales): its kernel gets the address of the pair */
         if (v->type.dtype == DT_Q8)
-            return cg_gep(cg, cg->ptr, cg->arg_weights, cg_i64(cg, v->attr.weight.slot));
-        return cg->weight_ptr[v->attr.weight.slot];
+            return cg_gep(cg, cg->ptr, c->weights, cg_i64(cg, v->attr.weight.slot));
+        return c->weight_ptr[v->attr.weight.slot];
     case STORE_TOKENS:
-        return cg->arg_tokens;
+        return c->tokens;
     case STORE_LOGITS:
-        return cg_gep(cg, cg->f32, cg->arg_logits, cg_i64(cg, s->col_offset));
+        return cg_gep(cg, cg->f32, c->logits, cg_i64(cg, s->col_offset));
     case STORE_SCRATCH: {
-        LLVMValueRef at = LLVMBuildMul(cg->b, cg_i64(cg, s->offset), cg->rowcap, "");
+        LLVMValueRef at = LLVMBuildMul(cg->b, cg_i64(cg, s->offset), c->rowcap, "");
         at = LLVMBuildAdd(cg->b, at, cg_i64(cg, s->col_offset), "");
-        return cg_gep(cg, cg->f32, cg->arg_scratch, at);
+        return cg_gep(cg, cg->f32, c->scratch, at);
     }
     }
     mxc_die("%%%d (%s) has no storage", v->id, ir_op_name(v->op));
 }
 
-typedef struct Saved {
-    LLVMValueRef fn, batch, len, ith, nth, tok_bstride, logit_bstride, state;
-    LLVMBasicBlockRef entry, insert;
-} Saved;
-
-/* Build the kernel of node n (its body is the op's emitter, run with the operands bound to
- * the kernel's parameters). */
+/* Build the kernel of node n: a function of its own whose body is the op's emitter, run
+ * with the operands bound to the kernel's parameters. */
 static LLVMValueRef build_kernel(Cg *cg, const Node *n, bool step, const char *name)
 {
     unsigned nparams = KERNEL_FIXED_PARAMS + (unsigned)n->n_src + 1;
@@ -111,49 +108,47 @@ static LLVMValueRef build_kernel(Cg *cg, const Node *n, bool step, const char *n
      * each (and make compile time grow with depth); a call per op costs nothing. */
     add_attribute(cg, fn, LLVMAttributeFunctionIndex, "noinline");
 
-    Saved saved = {cg->fn, cg->batch, cg->len, cg->ith, cg->nth, cg->arg_tok_bstride,
-                   cg->arg_logit_bstride, cg->state_base, cg->entry, LLVMGetInsertBlock(cg->b)};
-    cg->fn = fn;
-    cg->entry = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry");
+    CgFn *outer = cg->f;
+    LLVMBasicBlockRef resume = LLVMGetInsertBlock(cg->b);
+    CgFn k = {
+        .fn = fn,
+        .entry = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"),
+        .batch = LLVMGetParam(fn, 0),
+        .len = step ? cg_i64(cg, 1) : LLVMGetParam(fn, 1),
+        .ith = LLVMGetParam(fn, 2),
+        .nth = LLVMGetParam(fn, 3),
+        .tok_bstride = LLVMGetParam(fn, 4),
+        .logit_bstride = LLVMGetParam(fn, 5),
+        .state = LLVMGetParam(fn, 6),
+        .bound = outer->bound,
+    };
+    cg->f = &k;
     LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, fn, "body");
     LLVMPositionBuilderAtEnd(cg->b, body);
-    cg->batch = LLVMGetParam(fn, 0);
-    cg->len = step ? cg_i64(cg, 1) : LLVMGetParam(fn, 1);
-    cg->ith = LLVMGetParam(fn, 2);
-    cg->nth = LLVMGetParam(fn, 3);
-    cg->arg_tok_bstride = LLVMGetParam(fn, 4);
-    cg->arg_logit_bstride = LLVMGetParam(fn, 5);
-    cg->state_base = LLVMGetParam(fn, 6);
-    for (int i = 0; i < n->n_src; i++) cg->bound[n->src[i]->id] = LLVMGetParam(fn, KERNEL_FIXED_PARAMS + (unsigned)i);
-    cg->bound[n->id] = LLVMGetParam(fn, nparams - 1);
-    LLVMPositionBuilderAtEnd(cg->b, cg->entry);
+    for (int i = 0; i < n->n_src; i++) k.bound[n->src[i]->id] = LLVMGetParam(fn, KERNEL_FIXED_PARAMS + (unsigned)i);
+    k.bound[n->id] = LLVMGetParam(fn, nparams - 1);
+    k.bound_scales = calloc((size_t)cg->g->n_nodes + 1, sizeof *k.bound_scales);
+    if (!k.bound_scales) mxc_die("out of memory");
+    LLVMPositionBuilderAtEnd(cg->b, k.entry);
     for (int i = 0; i < n->n_src; i++) { /* q8: the values and scales pointers, loaded once */
         const Node *w = n->src[i];
-        if (w->op != OP_WEIGHT || w->type.dtype != DT_Q8 || cg->bound_scales[w->id]) continue;
-        LLVMValueRef pair = cg->bound[w->id];
-        cg->bound[w->id] = LLVMBuildLoad2(cg->b, cg->ptr, pair, "q8.values");
-        cg->bound_scales[w->id] = LLVMBuildLoad2(cg->b, cg->ptr, cg_gep(cg, cg->ptr, pair, cg_i64(cg, 1)), "q8.scales");
+        if (w->op != OP_WEIGHT || w->type.dtype != DT_Q8 || k.bound_scales[w->id]) continue;
+        LLVMValueRef pair = k.bound[w->id];
+        k.bound[w->id] = LLVMBuildLoad2(cg->b, cg->ptr, pair, "q8.values");
+        k.bound_scales[w->id] = LLVMBuildLoad2(cg->b, cg->ptr, cg_gep(cg, cg->ptr, pair, cg_i64(cg, 1)), "q8.scales");
     }
     LLVMPositionBuilderAtEnd(cg->b, body);
 
     if (!cg_emit_node(cg, n)) mxc_die("%s has no kernel", ir_op_name(n->op));
     LLVMBuildRetVoid(cg->b);
-    /* The entry block (where allocas collect) falls through to the body. */
-    LLVMPositionBuilderAtEnd(cg->b, cg->entry);
+    LLVMPositionBuilderAtEnd(cg->b, k.entry);
     LLVMBuildBr(cg->b, body);
 
-    for (int i = 0; i < n->n_src; i++) cg->bound[n->src[i]->id] = cg->bound_scales[n->src[i]->id] = NULL;
-    cg->bound[n->id] = NULL;
-    cg->fn = saved.fn;
-    cg->batch = saved.batch;
-    cg->len = saved.len;
-    cg->ith = saved.ith;
-    cg->nth = saved.nth;
-    cg->arg_tok_bstride = saved.tok_bstride;
-    cg->arg_logit_bstride = saved.logit_bstride;
-    cg->state_base = saved.state;
-    cg->entry = saved.entry;
-    LLVMPositionBuilderAtEnd(cg->b, saved.insert);
+    for (int i = 0; i < n->n_src; i++) k.bound[n->src[i]->id] = NULL;
+    k.bound[n->id] = NULL;
+    free(k.bound_scales);
+    cg->f = outer;
+    LLVMPositionBuilderAtEnd(cg->b, resume);
     return fn;
 }
 
@@ -178,35 +173,24 @@ static LLVMValueRef kernel_for(Cg *cg, const Node *n, bool step)
     return fn;
 }
 
+/* The output has no kernel when its source already wrote the logits. */
 static bool node_has_code(const Node *n)
 {
-    switch (n->op) {
-    case OP_TOKENS: case OP_WEIGHT: case OP_SLICE:
-        return false;
-    case OP_OUTPUT:
-        return n->src[0]->store.kind != STORE_LOGITS;
-    case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM: case OP_LINEAR: case OP_HEADWISE:
-    case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2:
-    case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_CONV1D:
-    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
-        return true;
-    case OP_COUNT_:
-        break;
-    }
-    return false;
+    if (n->op == OP_OUTPUT) return n->src[0]->store.kind != STORE_LOGITS;
+    return ir_op_has_code(n->op);
 }
 
 /* --- the chunk function ------------------------------------------------------------------- */
 
 /* ith and nth from the MxrtExec argument; a NULL exec means one thread. */
-static void load_thread_share(Cg *cg, LLVMValueRef exec)
+static void load_thread_share(Cg *cg, Chunk *c, LLVMValueRef exec)
 {
     LLVMBuilderRef B = cg->b;
-    cg->exec = exec;
+    c->exec = exec;
     LLVMValueRef is_null = LLVMBuildICmp(B, LLVMIntEQ, exec, LLVMConstNull(cg->ptr), "");
     LLVMBasicBlockRef from = LLVMGetInsertBlock(B);
-    LLVMBasicBlockRef load = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "exec");
-    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "share");
+    LLVMBasicBlockRef load = LLVMAppendBasicBlockInContext(cg->ctx, c->f.fn, "exec");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, c->f.fn, "share");
     LLVMBuildCondBr(B, is_null, join, load);
     LLVMPositionBuilderAtEnd(B, load);
     LLVMValueRef ith = LLVMBuildLoad2(B, cg->i32, exec, "ith");
@@ -218,43 +202,44 @@ static void load_thread_share(Cg *cg, LLVMValueRef exec)
     LLVMValueRef zero = LLVMConstInt(cg->i32, 0, 0), one = LLVMConstInt(cg->i32, 1, 0);
     LLVMAddIncoming(ith_phi, (LLVMValueRef[]){zero, ith}, (LLVMBasicBlockRef[]){from, load}, 2);
     LLVMAddIncoming(nth_phi, (LLVMValueRef[]){one, nth}, (LLVMBasicBlockRef[]){from, load}, 2);
-    cg->ith = LLVMBuildSExt(B, ith_phi, cg->i64, "ith64");
-    cg->nth = LLVMBuildSExt(B, nth_phi, cg->i64, "nth64");
+    c->f.ith = LLVMBuildSExt(B, ith_phi, cg->i64, "ith64");
+    c->f.nth = LLVMBuildSExt(B, nth_phi, cg->i64, "nth64");
 }
 
-static void emit_barrier(Cg *cg)
+static void emit_barrier(Cg *cg, const Chunk *c)
 {
     LLVMTypeRef fty = LLVMFunctionType(cg->void_t, &cg->ptr, 1, 0);
     LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, "mxrt_barrier");
     if (!fn) fn = LLVMAddFunction(cg->mod, "mxrt_barrier", fty);
-    LLVMBuildCall2(cg->b, fty, fn, &cg->exec, 1, "");
+    LLVMValueRef exec = c->exec;
+    LLVMBuildCall2(cg->b, fty, fn, &exec, 1, "");
 }
 
 /* One op: call its kernel on this thread's share, then wait for the other threads (the next
  * op may read anything this one wrote). */
-static void emit_node_call(Cg *cg, const Node *n, bool step)
+static void emit_node_call(Cg *cg, const Chunk *c, const Node *n, bool step)
 {
     LLVMValueRef fn = kernel_for(cg, n, step);
     LLVMValueRef args[KERNEL_FIXED_PARAMS + IR_MAX_SRC + 1];
     unsigned k = 0;
-    args[k++] = cg->batch;
-    args[k++] = cg->len;
-    args[k++] = cg->ith;
-    args[k++] = cg->nth;
-    args[k++] = cg->arg_tok_bstride;
-    args[k++] = cg->arg_logit_bstride;
+    args[k++] = c->f.batch;
+    args[k++] = c->f.len;
+    args[k++] = c->f.ith;
+    args[k++] = c->f.nth;
+    args[k++] = c->f.tok_bstride;
+    args[k++] = c->f.logit_bstride;
     args[k++] = ir_op_is_recurrent(n->op)
-                    ? cg_gep(cg, cg->f32, cg->arg_state, cg_i64(cg, cg->g->states[n->attr.rec.state].offset))
+                    ? cg_gep(cg, cg->f32, c->state, cg_i64(cg, cg->g->states[n->attr.rec.state].offset))
                     : LLVMConstNull(cg->ptr);
-    for (int i = 0; i < n->n_src; i++) args[k++] = operand_base(cg, n->src[i]);
-    args[k++] = operand_base(cg, n);
+    for (int i = 0; i < n->n_src; i++) args[k++] = operand_base(cg, c, n->src[i]);
+    args[k++] = operand_base(cg, c, n);
     LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(fn), fn, args, k, "");
-    emit_barrier(cg);
+    emit_barrier(cg, c);
 }
 
 /* void chunk(ptr weights, ptr state, ptr scratch, ptr tokens, i64 tok_bstride,
  *            ptr logits, i64 logit_bstride, i32 batch, i32 len, ptr exec) */
-static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
+static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step, LLVMValueRef *bound)
 {
     LLVMTypeRef params[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64,
                             cg->ptr, cg->i64, cg->i32, cg->i32, cg->ptr};
@@ -264,31 +249,37 @@ static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step)
     for (unsigned i = 2; i <= 3; i++) add_attribute(cg, fn, i, "noalias"); /* state, scratch */
     add_attribute(cg, fn, 6, "noalias");                                  /* logits */
     cg_set_target_attributes(cg, fn);
-    cg->fn = fn;
-    cg->entry = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry");
-    LLVMPositionBuilderAtEnd(cg->b, cg->entry);
 
-    cg->arg_weights = LLVMGetParam(fn, 0);
-    cg->arg_state = LLVMGetParam(fn, 1);
-    cg->arg_scratch = LLVMGetParam(fn, 2);
-    cg->arg_tokens = LLVMGetParam(fn, 3);
-    cg->arg_tok_bstride = LLVMGetParam(fn, 4);
-    cg->arg_logits = LLVMGetParam(fn, 5);
-    cg->arg_logit_bstride = LLVMGetParam(fn, 6);
-    cg->batch = LLVMBuildSExt(cg->b, LLVMGetParam(fn, 7), cg->i64, "B");
-    cg->len = step ? cg_i64(cg, 1) : LLVMBuildSExt(cg->b, LLVMGetParam(fn, 8), cg->i64, "T");
-    cg->rowcap = LLVMBuildMul(cg->b, cg->batch, cg->len, "rowcap"); /* rows of this call */
+    Chunk c = {
+        .f = {.fn = fn, .entry = LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"),
+              .tok_bstride = LLVMGetParam(fn, 4), .logit_bstride = LLVMGetParam(fn, 6),
+              .bound = bound},
+        .weights = LLVMGetParam(fn, 0),
+        .state = LLVMGetParam(fn, 1),
+        .scratch = LLVMGetParam(fn, 2),
+        .tokens = LLVMGetParam(fn, 3),
+        .logits = LLVMGetParam(fn, 5),
+        .weight_ptr = calloc((size_t)cg->g->n_weight_slots + 1, sizeof *c.weight_ptr),
+    };
+    if (!c.weight_ptr) mxc_die("out of memory");
+    cg->f = &c.f;
+    LLVMPositionBuilderAtEnd(cg->b, c.f.entry);
+    c.f.batch = LLVMBuildSExt(cg->b, LLVMGetParam(fn, 7), cg->i64, "B");
+    c.f.len = step ? cg_i64(cg, 1) : LLVMBuildSExt(cg->b, LLVMGetParam(fn, 8), cg->i64, "T");
+    c.rowcap = LLVMBuildMul(cg->b, c.f.batch, c.f.len, "rowcap"); /* rows of this call */
     for (int i = 0; i < cg->g->n_weight_slots; i++) {
-        LLVMValueRef slot = cg_gep(cg, cg->ptr, cg->arg_weights, cg_i64(cg, i));
-        cg->weight_ptr[i] = LLVMBuildLoad2(cg->b, cg->ptr, slot, "w");
+        LLVMValueRef slot = cg_gep(cg, cg->ptr, c.weights, cg_i64(cg, i));
+        c.weight_ptr[i] = LLVMBuildLoad2(cg->b, cg->ptr, slot, "w");
     }
-    load_thread_share(cg, LLVMGetParam(fn, 9));
+    load_thread_share(cg, &c, LLVMGetParam(fn, 9));
 
     for (int i = 0; i < cg->g->n_nodes; i++) {
         const Node *n = cg->g->nodes[i];
-        if (!n->dead && node_has_code(n)) emit_node_call(cg, n, step);
+        if (!n->dead && node_has_code(n)) emit_node_call(cg, &c, n, step);
     }
     LLVMBuildRetVoid(cg->b);
+    free(c.weight_ptr);
+    cg->f = NULL;
     return fn;
 }
 
@@ -298,18 +289,16 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
     cg.g = g;
     cg.opts = o;
     cg.ctx = LLVMContextCreate();
-    cg.mod = LLVMModuleCreateWithNameInContext(g->name, cg.ctx);
+    cg.mod = LLVMModuleCreateWithNameInContext(g->model.name, cg.ctx);
     cg.b = LLVMCreateBuilderInContext(cg.ctx);
     cg_init_types(&cg);
-    cg.weight_ptr = calloc((size_t)g->n_weight_slots + 1, sizeof *cg.weight_ptr);
-    cg.bound = calloc((size_t)g->n_nodes + 1, sizeof *cg.bound);
-    cg.bound_scales = calloc((size_t)g->n_nodes + 1, sizeof *cg.bound_scales);
-    if (!cg.weight_ptr || !cg.bound || !cg.bound_scales) mxc_die("out of memory");
+    LLVMValueRef *bound = calloc((size_t)g->n_nodes + 1, sizeof *bound);
+    if (!bound) mxc_die("out of memory");
     cg.vector_width = cg_target_vector_width(o);
     cg.has_f16c = cg_target_has_f16c(o);
 
-    LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false);
-    LLVMValueRef step = emit_chunk_function(&cg, "mxc_step", true);
+    LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false, bound);
+    LLVMValueRef step = emit_chunk_function(&cg, "mxc_step", true, bound);
     cg_emit_descriptor(&cg, forward, step);
 
     bool ok = true;
@@ -323,9 +312,7 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
 
     for (int i = 0; i < cg.n_kernels; i++) free(cg.kernels[i].key);
     free(cg.kernels);
-    free(cg.bound);
-    free(cg.bound_scales);
-    free(cg.weight_ptr);
+    free(bound);
     LLVMDisposeBuilder(cg.b);
     LLVMDisposeModule(cg.mod);
     LLVMContextDispose(cg.ctx);

@@ -12,6 +12,22 @@
 
 #include "backend/backend.h"
 
+/* The function being generated: an op kernel, or a chunk function between kernels.
+ * build_kernel (codegen.c) starts a fresh one for each kernel and returns to the chunk
+ * function's afterwards, so emitters only ever see the function they write. */
+typedef struct CgFn {
+    LLVMValueRef fn;
+    LLVMBasicBlockRef entry;  /* allocas collect here; it falls through to the body */
+    LLVMValueRef batch, len;  /* i64: B, and T (a constant 1 in the step's code) */
+    LLVMValueRef ith, nth;    /* i64: this thread's index and the thread count */
+    LLVMValueRef tok_bstride, logit_bstride; /* i64: elements between sequences */
+    LLVMValueRef state;       /* a kernel's slice of the state, for sequence 0 */
+    LLVMValueRef *bound;      /* a kernel's operands: where each one's storage starts,
+                                 indexed by node id (NULL for nodes it does not read) */
+    LLVMValueRef *bound_scales; /* a kernel's q8 weights: their scales (bound: the values) */
+} CgFn;
+
+/* The module being generated. */
 typedef struct Cg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -19,25 +35,9 @@ typedef struct Cg {
     LLVMTypeRef f32, i32, i64, i1, ptr, void_t;
     const Graph *g;
     const BackendOptions *opts;
-
-    /* The function being generated and its arguments (see MxrtChunkFn in runtime/mxrt.h). */
-    LLVMValueRef fn;
-    LLVMBasicBlockRef entry;
-    LLVMValueRef arg_weights, arg_state, arg_scratch, arg_tokens, arg_tok_bstride;
-    LLVMValueRef arg_logits, arg_logit_bstride;
-    LLVMValueRef batch, len;  /* i64: B, and T (a constant 1 in the step kernel) */
-    LLVMValueRef rowcap;      /* i64: B * T, rows of every scratch block in this call */
-    LLVMValueRef exec;        /* MxrtExec * of this thread */
-    LLVMValueRef ith, nth;    /* i64: this thread's index and the thread count */
-    LLVMValueRef *weight_ptr; /* per weight slot, loaded once in the entry block */
     int vector_width;         /* floats per SIMD register of the target (4, 8 or 16) */
     bool has_f16c;            /* the target converts f16 in hardware (vcvtph2ps) */
-
-    /* Inside an op kernel: where each operand's storage starts (indexed by node id; NULL
-     * outside the kernel), and this kernel's slice of the state. */
-    LLVMValueRef *bound;
-    LLVMValueRef *bound_scales; /* q8 weights: their scales (bound holds the values) */
-    LLVMValueRef state_base;
+    CgFn *f;                  /* the function being generated */
     struct Kernel { char *key; LLVMValueRef fn; } *kernels; /* built so far, for reuse */
     int n_kernels, cap_kernels;
 } Cg;
@@ -72,6 +72,15 @@ LLVMValueRef cg_vload(Cg *cg, LLVMTypeRef vt, LLVMValueRef base, LLVMValueRef in
 void cg_vstore(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef index);
 LLVMValueRef cg_vsplat(Cg *cg, LLVMTypeRef vt, LLVMValueRef scalar);
 LLVMValueRef cg_fma(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
+/* Arithmetic named for reading, so that emitters read like the equations they cite: float
+ * (scalars or vectors alike) and i64 index arithmetic. */
+LLVMValueRef cg_fadd(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fsub(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fmul(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fdiv(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_iadd(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+/* a·k + b with k constant: the flat index of element (a, b) of rows of k elements. */
+LLVMValueRef cg_index2(Cg *cg, LLVMValueRef a, int64_t k, LLVMValueRef b);
 /* This thread's share [lo, hi) of `total` work items (contiguous, balanced). */
 void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi);
 /* i1: is this the last thread? (Work that is not split, such as a tail, goes to exactly one
@@ -112,7 +121,6 @@ LLVMValueRef cg_silu(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x);
 /* An elementwise unary op of the IR (silu, softplus, gelu, relu, relu2, sigmoid, selu). */
 LLVMValueRef cg_unary(Cg *cg, Op op, LLVMValueRef x);
-bool cg_op_is_unary(Op op);
 /* Can cg_unary take a vector of floats (no libm call inside)? */
 bool cg_unary_vectorizes(Op op);
 
@@ -130,15 +138,13 @@ typedef struct MatmulPart {
     const Node *bias;  /* [rows] or NULL */
 } MatmulPart;
 
-enum { MATMUL_MAX_PARTS = 4 };
-
 /* out[row, :] = epilogue(x[row, :] · [W_0; W_1; ...]ᵀ (+ bias)): the parts' outputs sit side
  * by side in `out`. Epilogue: an optional unary op, then an optional residual add
  * (out = residual + value). */
 typedef struct Matmul {
     const Node *x, *out, *residual;
     int n_parts;
-    MatmulPart parts[MATMUL_MAX_PARTS];
+    MatmulPart parts[IR_PROJ_MAX_PARTS];
     Op act;            /* OP_COUNT_ when none */
 } Matmul;
 void cg_emit_matmul(Cg *cg, const Matmul *mm);

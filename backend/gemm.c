@@ -37,8 +37,8 @@ static int micro_rows(const Cg *cg) { return cg->vector_width >= 16 ? MAX_MR : 6
 
 static LLVMBasicBlockRef if_begin(Cg *cg, LLVMValueRef cond, const char *name)
 {
-    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
-    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "endif");
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, name);
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, "endif");
     LLVMBuildCondBr(cg->b, cond, then, join);
     LLVMPositionBuilderAtEnd(cg->b, then);
     return join;
@@ -227,7 +227,7 @@ int64_t cg_emit_gemm_part(Cg *cg, const Matmul *mm, const MatmulPart *part, int6
     bool half = n - panels * nr >= vw;
     Gemm g = {.mm = mm, .part = part, .k = ir_type_cols(&mm->x->type), .col0 = col0,
               .kc = PACK_FLOATS / nr, .vw = vw, .vt = cg_vec_type(cg)};
-    g.rows = LLVMBuildMul(B, cg->batch, cg->len, "rows");
+    g.rows = LLVMBuildMul(B, cg->f->batch, cg->f->len, "rows");
     g.buf = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, PACK_FLOATS), "pack");
     LLVMSetAlignment(g.buf, 64);
     if (panels > 0) {

@@ -12,7 +12,7 @@ bool backend_write_header(const Graph *g, const char *p, const char *path)
         perror(path);
         return false;
     }
-    const ModelSpec *m = g->spec;
+    const IrModel *m = &g->model;
     char guard[96];
     size_t i = 0;
     for (; p[i] && i < sizeof guard - 3; i++) guard[i] = (char)toupper((unsigned char)p[i]);

@@ -17,7 +17,7 @@ typedef struct Rows {
 static void rows_begin(Cg *cg, Rows *r)
 {
     LLVMValueRef lo, hi;
-    cg_split(cg, LLVMBuildMul(cg->b, cg->batch, cg->len, "rows"), &lo, &hi);
+    cg_split(cg, LLVMBuildMul(cg->b, cg->f->batch, cg->f->len, "rows"), &lo, &hi);
     LLVMValueRef row = cg_loop_begin(cg, &r->lr, lo, hi, "r");
     cg_row_bt(cg, row, &r->b, &r->t);
 }
@@ -115,7 +115,7 @@ static void emit_norm(Cg *cg, const Node *n)
 static void emit_linear(Cg *cg, const Node *n)
 {
     const int parts = n->attr.proj.parts;
-    if (parts > MATMUL_MAX_PARTS) mxc_die("linear with %d parts", parts);
+    if (parts > IR_PROJ_MAX_PARTS) mxc_die("linear with %d parts", parts);
     Matmul mm = {.x = n->src[0], .out = n, .n_parts = parts, .act = n->attr.proj.act,
                  .residual = n->attr.proj.residual ? n->src[ir_proj_residual(n)] : NULL};
     for (int p = 0; p < parts; p++)
@@ -184,21 +184,13 @@ static void emit_elementwise(Cg *cg, const Node *n)
     LLVMValueRef y = cg_row(cg, n, r.b, r.t);
     CgLoop lc;
     LLVMValueRef c = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, d), "c");
-    LLVMValueRef x = cg_load(cg, a, c), v = NULL;
-    switch (n->op) {
-    case OP_SCALE:
-    case OP_MUL: v = LLVMBuildFMul(cg->b, x, cg_load(cg, bsrc, c), ""); break;
-    case OP_ADD: v = LLVMBuildFAdd(cg->b, x, cg_load(cg, bsrc, c), ""); break;
-    case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
-    case OP_SELU:
+    LLVMValueRef x = cg_load(cg, a, c), v;
+    if (ir_op_is_activation(n->op))
         v = cg_unary(cg, n->op, x);
-        break;
-    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
-    case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_CONV1D:
-    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL: case OP_OUTPUT:
-    case OP_COUNT_:
-        mxc_die("%s is not elementwise", ir_op_name(n->op));
-    }
+    else if (n->op == OP_ADD)
+        v = LLVMBuildFAdd(cg->b, x, cg_load(cg, bsrc, c), "");
+    else /* OP_MUL, OP_SCALE */
+        v = LLVMBuildFMul(cg->b, x, cg_load(cg, bsrc, c), "");
     cg_store(cg, v, y, c);
     cg_loop_end(cg, &lc);
     rows_end(cg, &r);
@@ -221,9 +213,9 @@ static void emit_conv1d(Cg *cg, const Node *n)
     LLVMValueRef clo, chi;
     cg_split(cg, cg_i64(cg, ch), &clo, &chi);
     CgLoop lb, lt;
-    LLVMValueRef b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
+    LLVMValueRef b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->f->batch, "b");
     LLVMValueRef win = cg_state(cg, n->attr.rec.state, b);
-    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->f->len, "t");
     /* One source row per tap: the input at t - (K-1) + k, or the window row K-1 + that. */
     LLVMValueRef *tap = malloc(sizeof *tap * (size_t)kw);
     if (!tap) mxc_die("out of memory");
@@ -257,11 +249,11 @@ static void emit_conv1d(Cg *cg, const Node *n)
      * rows above the one it writes. */
     CgLoop lj, lc2;
     LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), cg_i64(cg, kw - 1), "j");
-    LLVMValueRef pos = LLVMBuildAdd(B, LLVMBuildAdd(B, cg->len, j, ""), cg_i64(cg, -(kw - 1)), "");
+    LLVMValueRef pos = LLVMBuildAdd(B, LLVMBuildAdd(B, cg->f->len, j, ""), cg_i64(cg, -(kw - 1)), "");
     LLVMValueRef in_chunk = LLVMBuildICmp(B, LLVMIntSGE, pos, cg_i64(cg, 0), "");
     LLVMValueRef safe_pos = LLVMBuildSelect(B, in_chunk, pos, cg_i64(cg, 0), "");
     LLVMValueRef wsrc = LLVMBuildSelect(B, in_chunk, cg_i64(cg, 0),
-                                        LLVMBuildAdd(B, cg->len, j, ""), "");
+                                        LLVMBuildAdd(B, cg->f->len, j, ""), "");
     LLVMValueRef src = LLVMBuildSelect(
         B, in_chunk, cg_row(cg, xin, b, safe_pos),
         cg_gep(cg, cg->f32, win, LLVMBuildMul(B, wsrc, cg_i64(cg, ch), "")), "");
@@ -295,8 +287,8 @@ static LLVMValueRef scan_a_vector(Cg *cg, const ScanArgs *a, LLVMTypeRef vt, LLV
     LLVMBuilderRef B = cg->b;
     LLVMValueRef lanes = LLVMGetUndef(vt);
     for (unsigned l = 0; l < LLVMGetVectorSize(vt); l++) {
-        LLVMValueRef c = LLVMBuildAdd(B, c0, cg_i64(cg, l), "");
-        LLVMValueRef v = cg_load(cg, a->alog, LLVMBuildAdd(B, LLVMBuildMul(B, c, cg_i64(cg, a->ns), ""), n, ""));
+        LLVMValueRef c = cg_iadd(cg, c0, cg_i64(cg, l));
+        LLVMValueRef v = cg_load(cg, a->alog, cg_index2(cg, c, a->ns, n));
         lanes = LLVMBuildInsertElement(B, lanes, v, LLVMConstInt(cg->i32, l, 0), "");
     }
     return LLVMBuildFNeg(B, cg_exp(cg, lanes), "A");
@@ -324,17 +316,17 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
         LLVMValueRef n = cg_loop_begin(cg, &ln, cg_i64(cg, 0), cg_i64(cg, ns), "n");
         LLVMValueRef idx[2] = {LLVMConstInt(cg->i64, 0, 0), n};
         LLVMBuildStore(B, scan_a_vector(cg, a, vt, c0, n), LLVMBuildInBoundsGEP2(B, arr_t, abuf, idx, 2, ""));
-        LLVMValueRef hsrc = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, "");
-        LLVMBuildStore(B, cg_vload(cg, vt, a->h, hsrc), LLVMBuildInBoundsGEP2(B, arr_t, hbuf, idx, 2, ""));
+        LLVMBuildStore(B, cg_vload(cg, vt, a->h, cg_index2(cg, n, a->ch, c0)),
+                       LLVMBuildInBoundsGEP2(B, arr_t, hbuf, idx, 2, ""));
         cg_loop_end(cg, &ln);
     }
 
     LLVMValueRef dv = cg_vload(cg, vt, a->dskip, c0);
     CgLoop lt;
-    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->f->len, "t");
     LLVMValueRef dt = cg_vload(cg, vt, cg_row(cg, a->delta, a->b, t), c0);
     LLVMValueRef xv = cg_vload(cg, vt, cg_row(cg, a->x, a->b, t), c0);
-    LLVMValueRef dtx = LLVMBuildFMul(B, dt, xv, "dtx");
+    LLVMValueRef dtx = cg_fmul(cg, dt, xv);
     LLVMValueRef brow = cg_row(cg, a->bm, a->b, t), crow = cg_row(cg, a->cm, a->b, t);
     /* Σ_n h C[n] in SCAN_PARTIALS interleaved partial sums: one chain of fused
      * multiply-adds would make each position wait 16 FMA latencies for the previous. */
@@ -350,16 +342,16 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
     for (int64_t k = 0; k < unrolled; k++) {
         LLVMValueRef nn = in_registers ? cg_i64(cg, k) : nloop;
         LLVMValueRef at[2] = {LLVMConstInt(cg->i64, 0, 0), nn};
-        LLVMValueRef hidx = LLVMBuildAdd(B, LLVMBuildMul(B, nn, cg_i64(cg, a->ch), ""), c0, "");
+        LLVMValueRef hidx = cg_index2(cg, nn, a->ch, c0);
         LLVMValueRef av = in_registers
                               ? LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, arr_t, abuf, at, 2, ""), "")
                               : scan_a_vector(cg, a, vt, c0, nn);
         LLVMValueRef hprev = in_registers
                                  ? LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, arr_t, hbuf, at, 2, ""), "")
                                  : cg_vload(cg, vt, a->h, hidx);
-        LLVMValueRef decay = cg_exp(cg, LLVMBuildFMul(B, dt, av, ""));
-        LLVMValueRef input = LLVMBuildFMul(B, dtx, cg_vsplat(cg, vt, cg_load(cg, brow, nn)), "");
-        LLVMValueRef h = cg_fma(cg, decay, hprev, input);
+        /* h ← exp(Δ A) h + Δ x B[n] */
+        LLVMValueRef decay = cg_exp(cg, cg_fmul(cg, dt, av));
+        LLVMValueRef h = cg_fma(cg, decay, hprev, cg_fmul(cg, dtx, cg_vsplat(cg, vt, cg_load(cg, brow, nn))));
         if (in_registers)
             LLVMBuildStore(B, h, LLVMBuildInBoundsGEP2(B, arr_t, hbuf, at, 2, ""));
         else
@@ -369,9 +361,9 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
     }
     if (!in_registers) cg_loop_end(cg, &ln2);
     LLVMValueRef y = LLVMBuildLoad2(B, vt, yacc[0], "");
-    for (int i = 1; i < partials; i++) y = LLVMBuildFAdd(B, y, LLVMBuildLoad2(B, vt, yacc[i], ""), "");
-    y = cg_fma(cg, dv, xv, y);
-    if (a->z) y = LLVMBuildFMul(B, y, cg_silu(cg, cg_vload(cg, vt, cg_row(cg, a->z, a->b, t), c0)), "");
+    for (int i = 1; i < partials; i++) y = cg_fadd(cg, y, LLVMBuildLoad2(B, vt, yacc[i], ""));
+    y = cg_fma(cg, dv, xv, y); /* y = Σ_n h C[n] + D x */
+    if (a->z) y = cg_fmul(cg, y, cg_silu(cg, cg_vload(cg, vt, cg_row(cg, a->z, a->b, t), c0)));
     cg_vstore(cg, y, cg_row(cg, a->n, a->b, t), c0);
     cg_loop_end(cg, &lt);
 
@@ -380,7 +372,7 @@ static void scan_vector_group(Cg *cg, const ScanArgs *a, LLVMValueRef c0)
         LLVMValueRef n = cg_loop_begin(cg, &ln3, cg_i64(cg, 0), cg_i64(cg, ns), "n");
         LLVMValueRef at[2] = {LLVMConstInt(cg->i64, 0, 0), n};
         LLVMValueRef hv = LLVMBuildLoad2(B, vt, LLVMBuildInBoundsGEP2(B, arr_t, hbuf, at, 2, ""), "");
-        cg_vstore(cg, hv, a->h, LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c0, ""));
+        cg_vstore(cg, hv, a->h, cg_index2(cg, n, a->ch, c0));
         cg_loop_end(cg, &ln3);
     }
 }
@@ -391,22 +383,23 @@ static void scan_scalar_channel(Cg *cg, const ScanArgs *a, LLVMValueRef c)
     LLVMBuilderRef B = cg->b;
     CgLoop ln, lt;
     LLVMValueRef y = cg_var(cg, "y_acc");
-    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->len, "t");
+    LLVMValueRef t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cg->f->len, "t");
     LLVMValueRef dt = cg_load(cg, cg_row(cg, a->delta, a->b, t), c);
     LLVMValueRef xv = cg_load(cg, cg_row(cg, a->x, a->b, t), c);
-    LLVMValueRef dtx = LLVMBuildFMul(B, dt, xv, "");
+    LLVMValueRef dtx = cg_fmul(cg, dt, xv);
     LLVMValueRef brow = cg_row(cg, a->bm, a->b, t), crow = cg_row(cg, a->cm, a->b, t);
     LLVMBuildStore(B, cg_f32(cg, 0.0), y);
     LLVMValueRef n = cg_loop_begin(cg, &ln, cg_i64(cg, 0), cg_i64(cg, a->ns), "n");
-    LLVMValueRef aval = LLVMBuildFNeg(B, cg_exp(cg, cg_load(cg, a->alog, LLVMBuildAdd(B, LLVMBuildMul(B, c, cg_i64(cg, a->ns), ""), n, ""))), "A");
-    LLVMValueRef hidx = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, a->ch), ""), c, "");
-    LLVMValueRef decay = cg_exp(cg, LLVMBuildFMul(B, dt, aval, ""));
-    LLVMValueRef h = cg_fma(cg, decay, cg_load(cg, a->h, hidx), LLVMBuildFMul(B, dtx, cg_load(cg, brow, n), ""));
+    LLVMValueRef aval = LLVMBuildFNeg(B, cg_exp(cg, cg_load(cg, a->alog, cg_index2(cg, c, a->ns, n))), "A");
+    LLVMValueRef hidx = cg_index2(cg, n, a->ch, c);
+    /* h ← exp(Δ A) h + Δ x B[n] */
+    LLVMValueRef decay = cg_exp(cg, cg_fmul(cg, dt, aval));
+    LLVMValueRef h = cg_fma(cg, decay, cg_load(cg, a->h, hidx), cg_fmul(cg, dtx, cg_load(cg, brow, n)));
     cg_store(cg, h, a->h, hidx);
     LLVMBuildStore(B, cg_fma(cg, h, cg_load(cg, crow, n), LLVMBuildLoad2(B, cg->f32, y, "")), y);
     cg_loop_end(cg, &ln);
     LLVMValueRef out = cg_fma(cg, cg_load(cg, a->dskip, c), xv, LLVMBuildLoad2(B, cg->f32, y, ""));
-    if (a->z) out = LLVMBuildFMul(B, out, cg_silu(cg, cg_load(cg, cg_row(cg, a->z, a->b, t), c)), "");
+    if (a->z) out = cg_fmul(cg, out, cg_silu(cg, cg_load(cg, cg_row(cg, a->z, a->b, t), c)));
     cg_store(cg, out, cg_row(cg, a->n, a->b, t), c);
     cg_loop_end(cg, &lt);
 }
@@ -424,7 +417,7 @@ static void emit_selective_scan(Cg *cg, const Node *n)
     LLVMValueRef lo, hi;
     cg_split(cg, cg_i64(cg, groups), &lo, &hi);
     CgLoop lb, lg, lc;
-    a.b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->batch, "b");
+    a.b = cg_loop_begin(cg, &lb, cg_i64(cg, 0), cg->f->batch, "b");
     a.h = cg_state(cg, n->attr.rec.state, a.b);
     if (groups > 0) {
         LLVMValueRef g = cg_loop_begin(cg, &lg, lo, hi, "group");

@@ -17,9 +17,9 @@ LLVMValueRef cg_loop_begin_step(Cg *cg, CgLoop *l, LLVMValueRef start, LLVMValue
 {
     l->step = step;
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b);
-    l->header = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, name);
-    l->body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "body");
-    l->exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "exit");
+    l->header = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, name);
+    l->body = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, "body");
+    l->exit = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, "exit");
     l->end = end;
     LLVMBuildBr(cg->b, l->header);
     LLVMPositionBuilderAtEnd(cg->b, l->header);
@@ -45,11 +45,11 @@ void cg_loop_end(Cg *cg, CgLoop *l)
 LLVMValueRef cg_entry_alloca(Cg *cg, LLVMTypeRef type, const char *name)
 {
     LLVMBuilderRef eb = LLVMCreateBuilderInContext(cg->ctx);
-    LLVMValueRef first = LLVMGetFirstInstruction(cg->entry);
+    LLVMValueRef first = LLVMGetFirstInstruction(cg->f->entry);
     if (first)
         LLVMPositionBuilderBefore(eb, first);
     else
-        LLVMPositionBuilderAtEnd(eb, cg->entry);
+        LLVMPositionBuilderAtEnd(eb, cg->f->entry);
     LLVMValueRef v = LLVMBuildAlloca(eb, type, name);
     LLVMDisposeBuilder(eb);
     return v;
@@ -106,24 +106,35 @@ LLVMValueRef cg_fma(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
     return LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, &t, 1), fn, args, 3, "");
 }
 
+LLVMValueRef cg_fadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->b, a, b, ""); }
+LLVMValueRef cg_fsub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->b, a, b, ""); }
+LLVMValueRef cg_fmul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(cg->b, a, b, ""); }
+LLVMValueRef cg_fdiv(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(cg->b, a, b, ""); }
+LLVMValueRef cg_iadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(cg->b, a, b, ""); }
+
+LLVMValueRef cg_index2(Cg *cg, LLVMValueRef a, int64_t k, LLVMValueRef b)
+{
+    return LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, a, cg_i64(cg, k), ""), b, "");
+}
+
 void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi)
 {
     LLVMBuilderRef B = cg->b;
-    *lo = LLVMBuildSDiv(B, LLVMBuildMul(B, cg->ith, total, ""), cg->nth, "lo");
-    *hi = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, cg->ith, cg_i64(cg, 1), ""), total, ""),
-                        cg->nth, "hi");
+    *lo = LLVMBuildSDiv(B, LLVMBuildMul(B, cg->f->ith, total, ""), cg->f->nth, "lo");
+    *hi = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, cg->f->ith, cg_i64(cg, 1), ""), total, ""),
+                        cg->f->nth, "hi");
 }
 
 LLVMValueRef cg_is_last_thread(Cg *cg)
 {
-    return LLVMBuildICmp(cg->b, LLVMIntEQ, cg->ith,
-                         LLVMBuildSub(cg->b, cg->nth, cg_i64(cg, 1), ""), "last");
+    return LLVMBuildICmp(cg->b, LLVMIntEQ, cg->f->ith,
+                         LLVMBuildSub(cg->b, cg->f->nth, cg_i64(cg, 1), ""), "last");
 }
 
 void cg_row_bt(Cg *cg, LLVMValueRef r, LLVMValueRef *b, LLVMValueRef *t)
 {
-    *b = LLVMBuildUDiv(cg->b, r, cg->len, "b");
-    *t = LLVMBuildSub(cg->b, r, LLVMBuildMul(cg->b, *b, cg->len, ""), "t");
+    *b = LLVMBuildUDiv(cg->b, r, cg->f->len, "b");
+    *t = LLVMBuildSub(cg->b, r, LLVMBuildMul(cg->b, *b, cg->f->len, ""), "t");
 }
 
 /* Inside an op kernel, operand n starts at bound[n->id]; row (b, t) of it is at
@@ -133,20 +144,20 @@ LLVMValueRef cg_row(Cg *cg, const Node *n, LLVMValueRef b, LLVMValueRef t)
 {
     const Storage *s = &n->store;
     LLVMBuilderRef B = cg->b;
-    LLVMValueRef start = cg->bound[n->id];
+    LLVMValueRef start = cg->f->bound[n->id];
     if (!start) mxc_die("%%%d (%s) is not an operand of this kernel", n->id, ir_op_name(n->op));
     switch (s->kind) {
     case STORE_TOKENS: {
-        LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->arg_tok_bstride, ""), t, "");
+        LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->f->tok_bstride, ""), t, "");
         return cg_gep(cg, cg->i32, start, at);
     }
     case STORE_LOGITS: {
-        LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->arg_logit_bstride, ""),
+        LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->f->logit_bstride, ""),
                                        LLVMBuildMul(B, t, cg_i64(cg, s->row_stride), ""), "");
         return cg_gep(cg, cg->f32, start, at);
     }
     case STORE_SCRATCH: {
-        LLVMValueRef row = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->len, ""), t, "row");
+        LLVMValueRef row = LLVMBuildAdd(B, LLVMBuildMul(B, b, cg->f->len, ""), t, "row");
         return cg_gep(cg, cg->f32, start, LLVMBuildMul(B, row, cg_i64(cg, s->row_stride), ""));
     }
     case STORE_NONE:
@@ -165,7 +176,7 @@ LLVMValueRef cg_row_later(Cg *cg, const Node *n, LLVMValueRef row, int64_t dt)
 LLVMValueRef cg_row_flat(Cg *cg, const Node *n, LLVMValueRef r)
 {
     if (n->store.kind == STORE_SCRATCH) { /* rows are consecutive: no (b, t) needed */
-        LLVMValueRef start = cg->bound[n->id];
+        LLVMValueRef start = cg->f->bound[n->id];
         if (!start) mxc_die("%%%d (%s) is not an operand of this kernel", n->id, ir_op_name(n->op));
         return cg_gep(cg, cg->f32, start, LLVMBuildMul(cg->b, r, cg_i64(cg, n->store.row_stride), ""));
     }
@@ -176,22 +187,23 @@ LLVMValueRef cg_row_flat(Cg *cg, const Node *n, LLVMValueRef r)
 
 LLVMValueRef cg_weight(Cg *cg, const Node *w)
 {
-    if (w->op != OP_WEIGHT || !cg->bound[w->id]) mxc_die("%%%d is not a weight operand", w->id);
-    return cg->bound[w->id];
+    if (w->op != OP_WEIGHT || !cg->f->bound[w->id]) mxc_die("%%%d is not a weight operand", w->id);
+    return cg->f->bound[w->id];
 }
 
 LLVMValueRef cg_weight_scales(Cg *cg, const Node *w)
 {
-    if (w->op != OP_WEIGHT || w->type.dtype != DT_Q8 || !cg->bound_scales[w->id])
+    if (w->op != OP_WEIGHT || w->type.dtype != DT_Q8 || !cg->f->bound_scales ||
+        !cg->f->bound_scales[w->id])
         mxc_die("%%%d is not a q8 weight operand", w->id);
-    return cg->bound_scales[w->id];
+    return cg->f->bound_scales[w->id];
 }
 
 LLVMValueRef cg_state(Cg *cg, int slot, LLVMValueRef b)
 {
     (void)slot; /* the kernel's state pointer already points at its slot */
     LLVMValueRef at = LLVMBuildMul(cg->b, b, cg_i64(cg, cg->g->state_floats), "");
-    return cg_gep(cg, cg->f32, cg->state_base, at);
+    return cg_gep(cg, cg->f32, cg->f->state, at);
 }
 
 static LLVMValueRef with_reassoc(LLVMValueRef inst)
@@ -392,24 +404,9 @@ LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x)
     return LLVMBuildSelect(cg->b, big, x, soft, "");
 }
 
-bool cg_op_is_unary(Op op)
-{
-    switch (op) {
-    case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
-    case OP_SELU:
-        return true;
-    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
-    case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_SCALE: case OP_MUL:
-    case OP_ADD: case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
-    case OP_OUTPUT: case OP_COUNT_:
-        return false;
-    }
-    return false;
-}
-
 bool cg_unary_vectorizes(Op op)
 {
-    return cg_op_is_unary(op) && op != OP_GELU; /* gelu calls libm's erff */
+    return ir_op_is_activation(op) && op != OP_GELU; /* gelu calls libm's erff */
 }
 
 LLVMValueRef cg_unary(Cg *cg, Op op, LLVMValueRef x)

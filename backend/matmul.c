@@ -180,7 +180,7 @@ static void emit_tile(Cg *cg, const Matmul *mm, const Tile *t, int64_t k)
 static void emit_rows(Cg *cg, const Matmul *mm, Tile t, int rt, int64_t k)
 {
     LLVMBuilderRef B = cg->b;
-    LLVMValueRef rows = LLVMBuildMul(B, cg->batch, cg->len, "rows");
+    LLVMValueRef rows = LLVMBuildMul(B, cg->f->batch, cg->f->len, "rows");
     LLVMValueRef full = LLVMBuildMul(B, LLVMBuildUDiv(B, rows, cg_i64(cg, rt), ""), cg_i64(cg, rt), "");
     CgLoop lr, lr1;
     t.rt = rt;
@@ -237,15 +237,15 @@ static void emit_dot_part(Cg *cg, const Matmul *mm, const MatmulPart *part, int6
 void cg_emit_matmul(Cg *cg, const Matmul *mm)
 {
     LLVMBuilderRef B = cg->b;
-    LLVMValueRef rows = LLVMBuildMul(B, cg->batch, cg->len, "rows");
+    LLVMValueRef rows = LLVMBuildMul(B, cg->f->batch, cg->f->len, "rows");
     int64_t col0 = 0;
     for (int p = 0; p < mm->n_parts; p++) {
         const MatmulPart *part = &mm->parts[p];
         int64_t n = part->w->type.dim[0];
         if (cg_gemm_applies(cg, part)) {
-            LLVMBasicBlockRef packed = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "gemm");
-            LLVMBasicBlockRef tiles = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "dots");
-            LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "matmul.done");
+            LLVMBasicBlockRef packed = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, "gemm");
+            LLVMBasicBlockRef tiles = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, "dots");
+            LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->f->fn, "matmul.done");
             LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGE, rows, cg_i64(cg, GEMM_MIN_ROWS), ""),
                             packed, tiles);
             LLVMPositionBuilderAtEnd(B, packed);

@@ -57,16 +57,16 @@ char *ir_strfmt(Graph *g, const char *fmt, ...)
     return p;
 }
 
-Graph *ir_graph_new(const ModelSpec *spec, int chunk_len)
+Graph *ir_graph_new(const IrModel *model, int chunk_len)
 {
     Graph *g = calloc(1, sizeof *g);
     Arena *a = calloc(1, sizeof *a);
     if (!g || !a) mxc_die("out of memory");
     g->arena = a;
-    g->spec = spec;
     g->chunk_len = chunk_len;
-    g->name = ir_strdup(g, spec ? spec->name : "graph");
-    g->weight_dtype = spec ? ir_weight_dtype(spec->weight_type) : DT_F32;
+    if (model) g->model = *model;
+    g->model.name = ir_strdup(g, model && model->name ? model->name : "graph");
+    g->weight_dtype = DT_F32; /* ir_lower_model sets the spec's */
     return g;
 }
 
@@ -105,8 +105,10 @@ int ir_add_state(Graph *g, const char *what, int64_t floats)
 static const struct {
     const char *name;
     int min_src, max_src;
+    OpKind kind;
+    int flags;
 } op_info[] = {
-#define IR_OP_INFO(name, str, min_src, max_src, doc) {str, min_src, max_src},
+#define IR_OP_INFO(name, str, min_src, max_src, kind, flags, doc) {str, min_src, max_src, kind, flags},
     IR_OPS(IR_OP_INFO)
 #undef IR_OP_INFO
 };
@@ -115,23 +117,11 @@ _Static_assert(sizeof op_info / sizeof op_info[0] == OP_COUNT_, "op table out of
 const char *ir_op_name(Op op) { return op_info[op].name; }
 int ir_op_min_src(Op op) { return op_info[op].min_src; }
 int ir_op_max_src(Op op) { return op_info[op].max_src; }
-
-bool ir_op_is_recurrent(Op op)
-{
-    switch (op) {
-    case OP_CONV1D:
-    case OP_SELECTIVE_SCAN:
-    case OP_MLSTM_CELL:
-    case OP_SLSTM_CELL:
-        return true;
-    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
-    case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_SILU:
-    case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID: case OP_SELU:
-    case OP_SCALE: case OP_MUL: case OP_ADD: case OP_OUTPUT: case OP_COUNT_:
-        return false;
-    }
-    return false;
-}
+OpKind ir_op_kind(Op op) { return op_info[op].kind; }
+bool ir_op_is_recurrent(Op op) { return op_info[op].kind == OPK_RECURRENT; }
+bool ir_op_is_activation(Op op) { return op < OP_COUNT_ && op_info[op].kind == OPK_UNARY; }
+bool ir_op_has_code(Op op) { return (op_info[op].flags & OPF_CODE) != 0; }
+bool ir_op_needs_scratch(Op op) { return (op_info[op].flags & OPF_SCRATCH) != 0; }
 
 /* --- types ------------------------------------------------------------------------------ */
 
@@ -162,17 +152,6 @@ const char *ir_dtype_name(DType d)
     case DT_Q8: return "q8";
     }
     return "?";
-}
-
-DType ir_weight_dtype(WeightType t)
-{
-    switch (t) {
-    case WEIGHT_F32: return DT_F32;
-    case WEIGHT_BF16: return DT_BF16;
-    case WEIGHT_F16: return DT_F16;
-    case WEIGHT_Q8: return DT_Q8;
-    }
-    return DT_F32;
 }
 
 int ir_dtype_slots(DType d) { return d == DT_Q8 ? 2 : 1; }
@@ -369,7 +348,7 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
         return true;
     }
     case OP_SLSTM_CELL: {
-        /* i, f, z, o [B,T,E]; R [NH, 4DH, DH] (vanilla) or [NH, DH, 4DH] (cuda); bias [4E] */
+        /* i, f, z, o [B,T,E]; R [NH, 4DH, DH]; bias [4E], gate-major */
         int heads = n->attr.rec.heads;
         if (heads < 1 || cols % heads != 0) FAIL("slstm heads %d do not divide %lld", heads,
                                                  (long long)cols);
@@ -378,8 +357,7 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
             if (!is_seq_f32(n->src[i]) || !ir_type_equal(&n->src[i]->type, &x->type))
                 FAIL("slstm gate inputs must be f32[B,T,%lld]", (long long)cols);
         const Node *r = n->src[4];
-        int64_t want1 = n->attr.rec.cuda_layout ? dh : 4 * dh;
-        int64_t want2 = n->attr.rec.cuda_layout ? 4 * dh : dh;
+        int64_t want1 = 4 * dh, want2 = dh;
         if (r->type.seq || r->type.rank != 3 || r->type.dim[0] != heads ||
             r->type.dim[1] != want1 || r->type.dim[2] != want2)
             FAIL("slstm recurrent kernel must be [%d, %lld, %lld]", heads, (long long)want1,
@@ -449,6 +427,21 @@ Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int r
     n->type.rank = rank;
     for (int i = 0; i < rank; i++) n->type.dim[i] = dims[i];
     return n;
+}
+
+void ir_weight_stored_swapped(Node *w, int stored_rank, const int64_t *stored_dims,
+                              const int64_t view[4])
+{
+    int64_t stored = 1, seen = 1;
+    for (int i = 0; i < stored_rank; i++) stored *= stored_dims[i];
+    for (int i = 0; i < 4; i++) seen *= view[i];
+    if (w->op != OP_WEIGHT || stored_rank < 1 || stored_rank > IR_MAX_RANK ||
+        stored != ir_type_elems(&w->type) || seen != stored)
+        mxc_die("weight layout does not fit %%%d", w->id);
+    w->attr.weight.layout = WEIGHT_SWAP_MIDDLE;
+    w->attr.weight.stored_rank = stored_rank;
+    for (int i = 0; i < stored_rank; i++) w->attr.weight.stored_dim[i] = stored_dims[i];
+    for (int i = 0; i < 4; i++) w->attr.weight.view[i] = view[i];
 }
 
 Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table)
@@ -550,12 +543,11 @@ Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, N
 }
 
 Node *ir_slstm_cell(Graph *g, Loc loc, Node *const gates[4], Node *r, Node *bias, int heads,
-                    bool cuda_layout, const char *what)
+                    const char *what)
 {
     Node *n = node_new(g, OP_SLSTM_CELL, loc, 6,
                        (Node *[]){gates[0], gates[1], gates[2], gates[3], r, bias});
     n->attr.rec.heads = heads;
-    n->attr.rec.cuda_layout = cuda_layout;
     typed(n);
     /* (y, c, n, m), each [E] */
     n->attr.rec.state = ir_add_state(g, what, 4 * ir_type_cols(&gates[0]->type));

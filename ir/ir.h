@@ -18,11 +18,13 @@
 #include <stdio.h>
 
 #include "frontend/diag.h"
-#include "frontend/spec.h"
 #include "ir/ops.h"
 
 #define IR_MAX_SRC 12
 #define IR_MAX_RANK 4
+/* Most weights side by side in one fused projection (passes/fuse_projections.c; the
+ * backend's matmul takes up to this many parts). */
+#define IR_PROJ_MAX_PARTS 4
 
 /* Element types. Values are f32 (tokens i32); weights may be narrow (pass narrow-weights):
  * bf16 / f16 are 2-byte floats; q8 is signed 8-bit values in blocks of IR_Q8_BLOCK along the
@@ -55,6 +57,14 @@ typedef struct Storage {
     int64_t col_offset; /* first column inside the row */
 } Storage;
 
+/* How a checkpoint stores a weight, when that is not the layout the kernels read: the
+ * runtime rearranges it once when the file is opened (runtime/mxrt.h, MxrtTransform), so
+ * kernels never index around a storage convention. */
+typedef enum {
+    WEIGHT_AS_STORED,   /* the kernels read the tensor as stored */
+    WEIGHT_SWAP_MIDDLE, /* stored as [a][b][c][d] (attr.weight.view); kernels read [a][c][b][d] */
+} WeightLayout;
+
 typedef struct Node Node;
 struct Node {
     Op op;
@@ -69,10 +79,14 @@ struct Node {
     Storage store;     /* assigned by plan-memory */
     /* Attributes; which member is valid depends on op (documented per member). */
     union {
-        struct {       /* OP_WEIGHT */
+        struct {       /* OP_WEIGHT: its type is the layout the kernels read */
             const char *name;     /* official parameter name */
             const char *alt_name; /* also accepted under this name (tied head), or NULL */
             int slot;             /* index in the weight table, assigned by plan-memory */
+            WeightLayout layout;  /* how the checkpoint stores it (ir_weight_stored_swapped) */
+            int stored_rank;      /* WEIGHT_SWAP_MIDDLE: the checkpoint's shape */
+            int64_t stored_dim[IR_MAX_RANK];
+            int64_t view[4];      /* WEIGHT_SWAP_MIDDLE: the stored data seen as [a][b][c][d] */
         } weight;
         struct {       /* OP_RMSNORM, OP_LAYERNORM */
             double eps;
@@ -94,7 +108,9 @@ struct Node {
         struct {       /* recurrent ops (ir_op_is_recurrent) */
             int state;            /* index into Graph.states */
             int heads;            /* MLSTM_CELL, SLSTM_CELL */
-            bool cuda_layout;     /* SLSTM_CELL: R [NH, DH, 4DH] and head-major bias */
+            bool m_from_input;    /* SLSTM_CELL: on a sequence's first step (n = 0) the
+                                     stabiliser m takes the input gate's pre-activation
+                                     rather than max(i, log f + m) (upstream's rule) */
             Op act;               /* CONV1D: activation of the output; SELECTIVE_SCAN: OP_SILU
                                      = output gated by SiLU of a 7th source z; OP_COUNT_ = none */
         } rec;
@@ -110,10 +126,19 @@ typedef struct StateSlot {
 
 typedef struct Arena Arena;
 
+/* The few facts of the model that the stages after lowering need beside the graph (the
+ * descriptor and the header print them); they never see the spec itself. */
+typedef struct IrModel {
+    const char *name;
+    int vocab_size;             /* tokens the model was trained on */
+    int vocab_padded;           /* rows of the embedding, columns of the logits */
+    int d_model;
+    int n_blocks;
+} IrModel;
+
 typedef struct Graph {
     Arena *arena;
-    const ModelSpec *spec;
-    char *name;                 /* model name */
+    IrModel model;              /* name in the graph's arena */
     int chunk_len;              /* largest T of a forward chunk */
     Node **nodes;               /* every node ever created, in creation order */
     int n_nodes, cap_nodes;
@@ -125,12 +150,12 @@ typedef struct Graph {
     int64_t scratch_per_row;    /* scratch floats per chunk row; set by plan-memory */
     int n_weight_slots;         /* set by plan-memory */
     DType weight_dtype;         /* the big matrices' type (f32 or narrow); narrow-weights
-                                   applies it; from the spec's weight_type unless the driver
-                                   overrides it */
+                                   applies it; ir_lower_model sets the spec's weight_type,
+                                   which the driver may override */
 } Graph;
 
 /* --- construction (graph.c) ---------------------------------------------------------- */
-Graph *ir_graph_new(const ModelSpec *spec, int chunk_len);
+Graph *ir_graph_new(const IrModel *model, int chunk_len);
 void ir_graph_free(Graph *g);
 void *ir_alloc(Graph *g, size_t size);      /* zeroed arena memory, freed with the graph */
 char *ir_strdup(Graph *g, const char *s);
@@ -142,6 +167,10 @@ int ir_add_state(Graph *g, const char *what, int64_t floats);
 Node *ir_tokens(Graph *g, Loc loc);
 Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int rank,
                 const int64_t *dims);
+/* The checkpoint stores weight w with shape `stored_dims`, and its data seen as
+ * [view[0]][view[1]][view[2]][view[3]] has the middle two axes swapped relative to w's type. */
+void ir_weight_stored_swapped(Node *w, int stored_rank, const int64_t *stored_dims,
+                              const int64_t view[4]);
 Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table);
 Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps);
 Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps,
@@ -160,20 +189,23 @@ Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, N
                     int heads, const char *what);
 /* i, f, z, o pre-activations [B,T,E] (input side); R and bias as stored -> h [B,T,E] */
 Node *ir_slstm_cell(Graph *g, Loc loc, Node *const gates[4], Node *r, Node *bias, int heads,
-                    bool cuda_layout, const char *what);
+                    const char *what);
 Node *ir_output(Graph *g, Loc loc, Node *logits);
 
 /* --- types and op facts (graph.c) ------------------------------------------------------ */
 const char *ir_op_name(Op op);
 int ir_op_min_src(Op op);
 int ir_op_max_src(Op op);
-bool ir_op_is_recurrent(Op op);
+OpKind ir_op_kind(Op op);
+bool ir_op_is_recurrent(Op op);   /* owns a state slot (attr.rec) */
+bool ir_op_is_activation(Op op);  /* an elementwise unary op; false for OP_COUNT_ ("none") */
+bool ir_op_has_code(Op op);       /* has a kernel (see OPF_CODE) */
+bool ir_op_needs_scratch(Op op);  /* its result takes scratch rows (see OPF_SCRATCH) */
 bool ir_type_equal(const Type *a, const Type *b);
 int64_t ir_type_cols(const Type *t);        /* product of the fixed dims after [B, T] */
 int64_t ir_type_elems(const Type *t);       /* product of all fixed dims */
 void ir_type_format(const Type *t, char *buf, size_t len);
-const char *ir_dtype_name(DType d);
-DType ir_weight_dtype(WeightType t);        /* the spec's weight_type as a weight dtype */         /* "f32", "bf16", ... as printed in types */
+const char *ir_dtype_name(DType d);         /* "f32", "bf16", ... as printed in types */
 /* Weight slots a weight of this dtype takes: 2 for q8 (values, then scales), else 1. */
 int ir_dtype_slots(DType d);
 
@@ -206,5 +238,10 @@ static inline int ir_proj_residual(const Node *n)
 /* Structural and type invariants; returns the number of problems, each printed to `out`. */
 int ir_verify(const Graph *g, FILE *out);
 void ir_print(const Graph *g, FILE *out);
+/* The attributes of n that shape what it computes, as "name=value, ..." (empty if none): the
+ * IR dump prints them and the backend keys its kernels on them, so an attribute a kernel
+ * depends on cannot be left out of one without the other. exact: reals in hexadecimal (%a),
+ * so that values that differ always print differently. False if `len` is too small. */
+bool ir_format_attrs(const Node *n, bool exact, char *buf, size_t len);
 
 #endif

@@ -38,11 +38,24 @@ static const FrameNames mamba_names = {"backbone.embedding.weight", "backbone.la
 static const FrameNames xlstm_names = {"token_embedding.weight", "xlstm_block_stack.blocks.%d",
                                        "xlstm_block_stack.post_blocks_norm"};
 
+DType ir_weight_dtype(WeightType t)
+{
+    switch (t) {
+    case WEIGHT_F32: return DT_F32;
+    case WEIGHT_BF16: return DT_BF16;
+    case WEIGHT_F16: return DT_F16;
+    case WEIGHT_Q8: return DT_Q8;
+    }
+    return DT_F32;
+}
+
 Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
 {
     (void)diag; /* every checked spec lowers; kept for refusals of future features */
     const FrameNames *names = m->family == FAMILY_MAMBA ? &mamba_names : &xlstm_names;
-    Graph *g = ir_graph_new(m, chunk_len);
+    IrModel facts = {m->name, m->vocab_size, m->vocab_padded, m->d_model, m->n_blocks};
+    Graph *g = ir_graph_new(&facts, chunk_len);
+    g->weight_dtype = ir_weight_dtype(m->weight_type);
     int64_t emb_dims[2] = {m->vocab_padded, m->d_model};
     Node *tokens = ir_tokens(g, m->loc);
     /* A tied head may be stored under either name; the embedding's is canonical. */

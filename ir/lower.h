@@ -6,11 +6,15 @@
 #ifndef MXC_LOWER_H
 #define MXC_LOWER_H
 
+#include "frontend/spec.h"
 #include "ir/ir.h"
 
 /* Lower one model. Returns NULL, with a diagnostic, for block kinds the backend cannot
  * compile yet. `chunk_len` is the longest chunk the generated forward kernel takes. */
 Graph *ir_lower_model(const ModelSpec *spec, int chunk_len, DiagSink *diag);
+
+/* The spec's weight_type as the dtype of the graph's matrices (Graph.weight_dtype). */
+DType ir_weight_dtype(WeightType t);
 
 /* Shared by the block lowerings: a weight named prefix + "." + suffix. */
 Node *lower_param(Graph *g, Loc loc, const char *prefix, const char *suffix, int rank,

@@ -120,12 +120,17 @@ Node *lower_slstm_block(Graph *g, const ModelSpec *m, const char *prefix, Node *
         gates[i] = ir_headwise(g, loc, i < 2 ? xc : xn, w, NULL);
     }
     const char *cell = ir_strfmt(g, "%s.slstm_cell", layer);
-    bool cuda = s->layout == SLSTM_LAYOUT_CUDA;
-    int64_t r_dims[3] = {nh, cuda ? dh : 4 * dh, cuda ? 4 * dh : dh};
-    Node *r = lower_param(g, loc, cell, "_recurrent_kernel_", 3, r_dims);
+    /* The kernels read R as [NH][4DH][DH] and the bias gate-major [4][NH][DH]; checkpoints
+     * of the CUDA backend store R as [NH][DH][4DH] and the bias head-major [NH][4][DH]. */
+    Node *r = lower_param(g, loc, cell, "_recurrent_kernel_", 3, (int64_t[]){nh, 4 * dh, dh});
     Node *bias = lower_param(g, loc, cell, "_bias_", 1, (int64_t[]){4 * e});
-    Node *y = ir_slstm_cell(g, loc, gates, r, bias, (int)nh, cuda,
+    if (s->layout == SLSTM_LAYOUT_CUDA) {
+        ir_weight_stored_swapped(r, 3, (int64_t[]){nh, dh, 4 * dh}, (int64_t[]){nh, dh, 4 * dh, 1});
+        ir_weight_stored_swapped(bias, 1, (int64_t[]){4 * e}, (int64_t[]){1, nh, 4, dh});
+    }
+    Node *y = ir_slstm_cell(g, loc, gates, r, bias, (int)nh,
                             ir_strfmt(g, "%s state (y, c, n, m)", cell));
+    y->attr.rec.m_from_input = true;
     y = offset_norm(g, loc, m, ir_strfmt(g, "%s.group_norm", layer), e, y, (int)nh);
     x = ir_binary(g, loc, OP_ADD, x, y);
     return s->feedforward ? lower_ffn(g, m, prefix, x) : x;

@@ -3,55 +3,99 @@
  * One line per live node: `%id = op sources {attributes} : type`, then the state slots and,
  * once memory is planned, where each value lives. The format is documented in docs/ir.md
  * and checked by golden files, so change both together. */
+#include <stdarg.h>
+
 #include "ir/ir.h"
 
-static void print_attrs(const Node *n, FILE *out)
+/* A bounded text buffer: appends past the end are counted, not written. */
+typedef struct AttrText {
+    char *buf;
+    size_t len, at;
+    const char *sep;
+} AttrText;
+
+static void attr(AttrText *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void attr(AttrText *t, const char *fmt, ...)
 {
+    size_t room = t->at < t->len ? t->len - t->at : 0;
+    t->at += (size_t)snprintf(room ? t->buf + t->at : NULL, room, "%s", t->sep);
+    room = t->at < t->len ? t->len - t->at : 0;
+    va_list ap;
+    va_start(ap, fmt);
+    t->at += (size_t)vsnprintf(room ? t->buf + t->at : NULL, room, fmt, ap);
+    va_end(ap);
+    t->sep = ", ";
+}
+
+static const char *act_name(Op act) { return act == OP_COUNT_ ? "none" : ir_op_name(act); }
+
+bool ir_format_attrs(const Node *n, bool exact, char *buf, size_t len)
+{
+    AttrText t = {buf, len, 0, ""};
+    if (len) buf[0] = 0;
     switch (n->op) {
-    case OP_WEIGHT:
-        fprintf(out, " \"%s\"", n->attr.weight.name);
-        if (n->attr.weight.alt_name) fprintf(out, " | \"%s\"", n->attr.weight.alt_name);
-        break;
     case OP_RMSNORM:
-        fprintf(out, " {eps=%g}", n->attr.norm.eps);
-        break;
     case OP_LAYERNORM:
-        fprintf(out, " {eps=%g%s", n->attr.norm.eps, n->attr.norm.gain_offset ? ", gain=1+w" : "");
-        if (n->attr.norm.groups > 1) fprintf(out, ", groups=%d", n->attr.norm.groups);
-        fprintf(out, "}");
+        if (exact)
+            attr(&t, "eps=%a", n->attr.norm.eps);
+        else
+            attr(&t, "eps=%g", n->attr.norm.eps);
+        if (n->attr.norm.gain_offset) attr(&t, "gain=1+w");
+        if (n->attr.norm.groups > 1) attr(&t, "groups=%d", n->attr.norm.groups);
         break;
     case OP_SLICE:
-        fprintf(out, " {start=%lld, len=%lld}", (long long)n->attr.slice.start,
-                (long long)n->attr.slice.len);
-        break;
-    case OP_CONV1D:
-    case OP_SELECTIVE_SCAN:
-        fprintf(out, " {state=%d", n->attr.rec.state);
-        if (n->attr.rec.act != OP_COUNT_)
-            fprintf(out, n->op == OP_CONV1D ? ", act=%s" : ", gate=%s", ir_op_name(n->attr.rec.act));
-        fprintf(out, "}");
-        break;
-    case OP_MLSTM_CELL:
-        fprintf(out, " {heads=%d, state=%d}", n->attr.rec.heads, n->attr.rec.state);
-        break;
-    case OP_SLSTM_CELL:
-        fprintf(out, " {heads=%d, layout=%s, state=%d}", n->attr.rec.heads,
-                n->attr.rec.cuda_layout ? "cuda" : "vanilla", n->attr.rec.state);
+        attr(&t, "start=%lld", (long long)n->attr.slice.start);
+        attr(&t, "len=%lld", (long long)n->attr.slice.len);
         break;
     case OP_LINEAR:
-    case OP_HEADWISE: {
-        const char *sep = " {";
-        if (n->attr.proj.parts > 1) { fprintf(out, "%sparts=%d", sep, n->attr.proj.parts); sep = ", "; }
-        if (n->attr.proj.act != OP_COUNT_) { fprintf(out, "%sact=%s", sep, ir_op_name(n->attr.proj.act)); sep = ", "; }
-        if (n->attr.proj.residual) { fprintf(out, "%sresidual", sep); sep = ", "; }
-        if (*sep == ',') fprintf(out, "}");
+    case OP_HEADWISE:
+        if (n->attr.proj.parts > 1) attr(&t, "parts=%d", n->attr.proj.parts);
+        if (n->attr.proj.bias) attr(&t, "bias");
+        if (n->attr.proj.act != OP_COUNT_) attr(&t, "act=%s", act_name(n->attr.proj.act));
+        if (n->attr.proj.residual) attr(&t, "residual");
         break;
-    }
-    case OP_TOKENS: case OP_EMBED: case OP_CONCAT:
+    case OP_CONV1D:
+        if (n->attr.rec.act != OP_COUNT_) attr(&t, "act=%s", act_name(n->attr.rec.act));
+        break;
+    case OP_SELECTIVE_SCAN:
+        if (n->attr.rec.act != OP_COUNT_) attr(&t, "gate=%s", act_name(n->attr.rec.act));
+        break;
+    case OP_MLSTM_CELL:
+        attr(&t, "heads=%d", n->attr.rec.heads);
+        break;
+    case OP_SLSTM_CELL:
+        attr(&t, "heads=%d", n->attr.rec.heads);
+        if (n->attr.rec.m_from_input) attr(&t, "m0=input");
+        break;
+    case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_CONCAT:
     case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
     case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_OUTPUT: case OP_COUNT_:
         break;
     }
+    return t.at < len;
+}
+
+/* The dump adds what identifies a node rather than shapes its code: a weight's name, a
+ * recurrent op's state slot. */
+static void print_attrs(const Node *n, FILE *out)
+{
+    if (n->op == OP_WEIGHT) {
+        fprintf(out, " \"%s\"", n->attr.weight.name);
+        if (n->attr.weight.alt_name) fprintf(out, " | \"%s\"", n->attr.weight.alt_name);
+        if (n->attr.weight.layout == WEIGHT_SWAP_MIDDLE) {
+            const int64_t *v = n->attr.weight.view;
+            fprintf(out, " {stored=[%lld][%lld][%lld][%lld] swapped}", (long long)v[0],
+                    (long long)v[1], (long long)v[2], (long long)v[3]);
+        }
+        return;
+    }
+    char text[512];
+    if (!ir_format_attrs(n, false, text, sizeof text)) mxc_die("attributes of %%%d too long", n->id);
+    bool rec = ir_op_is_recurrent(n->op);
+    if (!text[0] && !rec) return;
+    fprintf(out, " {%s", text);
+    if (rec) fprintf(out, "%sstate=%d", text[0] ? ", " : "", n->attr.rec.state);
+    fprintf(out, "}");
 }
 
 static void print_storage(const Node *n, FILE *out)
@@ -76,7 +120,7 @@ static void print_storage(const Node *n, FILE *out)
 
 void ir_print(const Graph *g, FILE *out)
 {
-    fprintf(out, "graph %s {chunk=%d, state=%lld floats/seq", g->name, g->chunk_len,
+    fprintf(out, "graph %s {chunk=%d, state=%lld floats/seq", g->model.name, g->chunk_len,
             (long long)g->state_floats);
     if (g->scratch_per_row) fprintf(out, ", scratch=%lld floats/row", (long long)g->scratch_per_row);
     fprintf(out, "}\n");

@@ -14,6 +14,9 @@ int ir_verify(const Graph *g, FILE *out)
     int problems = 0;
     if (!g->tokens) PROBLEM("graph has no tokens input");
     if (!g->output || g->output->dead) PROBLEM("graph has no live output");
+    else if (ir_type_cols(&g->output->type) != g->model.vocab_padded)
+        PROBLEM("output has %lld columns, the model's padded vocabulary is %d",
+                (long long)ir_type_cols(&g->output->type), g->model.vocab_padded);
     for (int i = 0; i < g->n_nodes; i++) {
         const Node *n = g->nodes[i];
         if (n->id != i) PROBLEM("%%%d stored at index %d", n->id, i);

@@ -4,7 +4,6 @@
  * else is folded into the conv's store, so the conv output never goes through memory twice
  * (Mamba's and xLSTM's SiLU(conv(x) + b)). */
 #include "passes/passes.h"
-#include "backend/codegen.h" /* cg_op_is_unary: the activations the backend can fold */
 
 void pass_fuse_conv(Graph *g)
 {
@@ -13,7 +12,7 @@ void pass_fuse_conv(Graph *g)
         Node *act = g->nodes[i];
         if (act->dead) continue;
         ir_resolve_sources(act);
-        if (!cg_op_is_unary(act->op)) continue;
+        if (!ir_op_is_activation(act->op)) continue;
         Node *conv = act->src[0];
         if (conv->op != OP_CONV1D || conv->n_uses != 1 || conv->attr.rec.act != OP_COUNT_)
             continue;

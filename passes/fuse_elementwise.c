@@ -9,7 +9,6 @@
  * The arithmetic and its order are those of the unfused ops, only the trips through memory
  * go. */
 #include "passes/passes.h"
-#include "backend/codegen.h"
 
 static bool single_plain_linear(const Node *n)
 {
@@ -27,7 +26,7 @@ static void retire(Graph *g, Node *old, Node *replacement)
 static bool fuse_activation(Graph *g, Node *act)
 {
     Node *lin = act->src[0];
-    if (!cg_op_is_unary(act->op) || !single_plain_linear(lin) || lin->attr.proj.act != OP_COUNT_)
+    if (!ir_op_is_activation(act->op) || !single_plain_linear(lin) || lin->attr.proj.act != OP_COUNT_)
         return false;
     lin->attr.proj.act = act->op;
     retire(g, act, lin);
@@ -73,7 +72,7 @@ void pass_fuse_elementwise(Graph *g)
         /* Use counts are kept up to date by retire(), so each node is looked at once. */
         (void)((n->op == OP_ADD && fuse_residual(g, n)) ||
                (n->op == OP_MUL && fuse_scan_gate(g, n)) ||
-               (cg_op_is_unary(n->op) && fuse_activation(g, n)));
+               (ir_op_is_activation(n->op) && fuse_activation(g, n)));
     }
     ir_count_uses(g);
 }

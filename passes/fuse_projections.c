@@ -10,7 +10,6 @@
  * The merged node takes the place of the last of the group (all its sources exist by then);
  * a group whose earlier members have users before that place is left alone. */
 #include "passes/passes.h"
-#include "backend/codegen.h" /* MATMUL_MAX_PARTS: how many parts the backend takes */
 
 /* How far after a projection its partners are looked for: a block's worth of nodes. Keeps
  * the pass linear in the depth of the stack. */
@@ -88,11 +87,11 @@ void pass_fuse_projections(Graph *g)
         Node *first = g->nodes[i];
         ir_resolve_sources(first);
         if (!fusable(first)) continue;
-        Node *group[MATMUL_MAX_PARTS] = {first};
+        Node *group[IR_PROJ_MAX_PARTS] = {first};
         int n = 1;
         /* Partners read the same input, so they come after it and before its last reader;
          * the input's readers are close by in practice, and the search stops at a window. */
-        for (int j = i + 1; j < g->n_nodes && j < i + FUSE_WINDOW && n < MATMUL_MAX_PARTS; j++) {
+        for (int j = i + 1; j < g->n_nodes && j < i + FUSE_WINDOW && n < IR_PROJ_MAX_PARTS; j++) {
             ir_resolve_sources(g->nodes[j]);
             if (fusable(g->nodes[j]) && same_kind(first, g->nodes[j])) group[n++] = g->nodes[j];
         }

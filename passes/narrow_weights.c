@@ -55,6 +55,7 @@ void pass_narrow_weights(Graph *g)
     for (int i = 0; i < g->n_nodes; i++) {
         Node *w = g->nodes[i];
         if (w->dead || w->op != OP_WEIGHT || !used[i] || !ok[i] || w->type.rank < 2) continue;
+        if (w->attr.weight.layout != WEIGHT_AS_STORED) continue; /* rearranged at open, in f32 */
         w->type.dtype = narrow_weight_dtype(g->weight_dtype, &w->type);
     }
     free(ok);

@@ -87,20 +87,6 @@ static Node *storage_root(Node *n)
     return n;
 }
 
-static bool needs_scratch(const Node *n)
-{
-    switch (n->op) {
-    case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM: case OP_LINEAR: case OP_HEADWISE:
-    case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2:
-    case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_CONV1D:
-    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
-        return true;
-    case OP_TOKENS: case OP_WEIGHT: case OP_SLICE: case OP_OUTPUT: case OP_COUNT_:
-        return false;
-    }
-    return false;
-}
-
 void pass_plan_memory(Graph *g)
 {
     ir_count_uses(g);
@@ -119,7 +105,7 @@ void pass_plan_memory(Graph *g)
 
     /* The output's producer writes into the logits directly when it is its only reader. */
     Node *produced = g->output->src[0];
-    bool direct_output = produced->n_uses == 1 && needs_scratch(produced);
+    bool direct_output = produced->n_uses == 1 && ir_op_needs_scratch(produced->op);
 
     FreeList free_list = {0};
     int slot = 0;
@@ -128,34 +114,30 @@ void pass_plan_memory(Graph *g)
         node->store = (Storage){STORE_NONE, 0, 0, 0};
         if (node->dead) continue;
         int64_t cols = ir_type_cols(&node->type);
-        switch (node->op) {
-        case OP_WEIGHT:
-            node->attr.weight.slot = slot;
-            slot += ir_dtype_slots(node->type.dtype); /* q8: values, then scales */
+        switch (ir_op_kind(node->op)) {
+        case OPK_INPUT:
+            if (node->op == OP_WEIGHT) {
+                node->attr.weight.slot = slot;
+                slot += ir_dtype_slots(node->type.dtype); /* q8: values, then scales */
+            } else {
+                node->store = (Storage){STORE_TOKENS, 0, 1, 0};
+            }
             break;
-        case OP_TOKENS:
-            node->store = (Storage){STORE_TOKENS, 0, 1, 0};
-            break;
-        case OP_OUTPUT:
+        case OPK_OUTPUT:
             node->store = (Storage){STORE_LOGITS, 0, cols, 0};
             break;
-        case OP_SLICE: {
+        case OPK_VIEW: {
             Storage s = node->src[0]->store;
             s.col_offset += node->attr.slice.start;
             node->store = s;
             break;
         }
-        case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM: case OP_LINEAR: case OP_HEADWISE:
-        case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU:
-        case OP_RELU2: case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
-        case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL:
+        case OPK_ROWWISE: case OPK_UNARY: case OPK_BINARY: case OPK_PROJ: case OPK_RECURRENT:
             if (node == produced && direct_output)
                 node->store = (Storage){STORE_LOGITS, 0, cols, 0};
             else
                 node->store = (Storage){STORE_SCRATCH, freelist_take(&free_list, cols), cols, 0};
             break;
-        case OP_COUNT_:
-            mxc_die("bad op");
         }
         /* Release the sources this node is the last reader of (after its own output was
          * placed, so that the two never overlap). */

@@ -10,6 +10,7 @@
 #include "runtime/narrow.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,12 @@ static void bind_problem(BindProblems *p, const char *fmt, ...)
     p->shown++;
 }
 
+/* The type slot i is read in (MxrtModelDesc.weight_dtypes; none: every slot is F32). */
+static int32_t slot_dtype(const MxrtModelDesc *desc, int i)
+{
+    return desc->weight_dtypes ? desc->weight_dtypes[i] : MXRT_DTYPE_F32;
+}
+
 /* Reject descriptor entries that no compiler should emit; these are bugs, not user errors. */
 static int bind_check_spec(const MxrtModelDesc *desc, int i)
 {
@@ -70,26 +77,39 @@ static int bind_check_spec(const MxrtModelDesc *desc, int i)
     for (int d = 0; d < s->rank; d++)
         if (s->dims[d] < 0)
             return mxrt_set_error("model '%s': weight '%s' has a negative dimension", model, q);
-    if (s->transform != MXRT_XFORM_NONE)
+    if (s->transform == MXRT_XFORM_SWAP_MIDDLE) {
+        int64_t stored = 1, seen = 1;
+        for (int d = 0; d < s->rank; d++)
+            stored *= s->dims[d];
+        for (int d = 0; d < 4; d++)
+            seen = s->xform_dims[d] > 0 ? seen * s->xform_dims[d] : -1;
+        if (seen != stored)
+            return mxrt_set_error("model '%s': weight '%s' has a layout transform that does "
+                                  "not fit its shape", model, q);
+    } else if (s->transform != MXRT_XFORM_NONE) {
         return mxrt_set_error("model '%s': weight '%s' asks for transform %d, which this "
                               "runtime does not know (runtime too old?)", model, q,
                               (int)s->transform);
-    if (s->dtype < MXRT_DTYPE_F32 || s->dtype > MXRT_DTYPE_Q8_SCALES)
+    }
+    int32_t dt = slot_dtype(desc, i);
+    if (s->transform != MXRT_XFORM_NONE && dt != MXRT_DTYPE_F32)
+        return mxrt_set_error("model '%s': weight '%s' asks for a layout transform of a "
+                              "narrow dtype, which this runtime does not do", model, q);
+    if (dt < MXRT_DTYPE_F32 || dt > MXRT_DTYPE_Q8_SCALES)
         return mxrt_set_error("model '%s': weight '%s' asks for dtype %d, which this runtime "
-                              "does not know (runtime too old?)", model, q, (int)s->dtype);
-    if (s->dtype == MXRT_DTYPE_Q8) {
+                              "does not know (runtime too old?)", model, q, (int)dt);
+    if (dt == MXRT_DTYPE_Q8) {
         const MxrtTensorSpec *sc = i + 1 < desc->n_weights ? &desc->weights[i + 1] : NULL;
-        int ok = s->block == NARROW_Q8_BLOCK && s->dims[s->rank - 1] % NARROW_Q8_BLOCK == 0 &&
-                 sc && sc->dtype == MXRT_DTYPE_Q8_SCALES && sc->rank == s->rank &&
-                 sc->block == s->block && sc->name && strcmp(sc->name, s->name) == 0;
+        int ok = s->dims[s->rank - 1] % NARROW_Q8_BLOCK == 0 && sc &&
+                 slot_dtype(desc, i + 1) == MXRT_DTYPE_Q8_SCALES && sc->rank == s->rank &&
+                 sc->name && strcmp(sc->name, s->name) == 0;
         for (int d = 0; ok && d < s->rank; d++)
             ok = sc->dims[d] == (d == s->rank - 1 ? s->dims[d] / NARROW_Q8_BLOCK : s->dims[d]);
         if (!ok)
-            return mxrt_set_error("model '%s': q8 weight '%s' has no matching scales slot or "
-                                  "block %d (this runtime reads blocks of %d)", model, q,
-                                  (int)s->block, NARROW_Q8_BLOCK);
+            return mxrt_set_error("model '%s': q8 weight '%s' has no matching scales slot "
+                                  "(blocks of %d)", model, q, NARROW_Q8_BLOCK);
     }
-    if (s->dtype == MXRT_DTYPE_Q8_SCALES && (i == 0 || desc->weights[i - 1].dtype != MXRT_DTYPE_Q8))
+    if (dt == MXRT_DTYPE_Q8_SCALES && (i == 0 || slot_dtype(desc, i - 1) != MXRT_DTYPE_Q8))
         return mxrt_set_error("model '%s': scales slot '%s' does not follow a q8 weight", model, q);
     return 0;
 }
@@ -169,12 +189,13 @@ static const StTensor *q8_scales(const StTensor *t, const StFile *f, BindProblem
 }
 
 /* Find the tensor for slot `s`, or record why it cannot be used. */
-static Resolved bind_resolve(const MxrtTensorSpec *s, const StFile *f, BindProblems *p)
+static Resolved bind_resolve(const MxrtTensorSpec *s, int32_t dtype, const StFile *f,
+                             BindProblems *p)
 {
     Resolved r = {NULL, NULL};
-    if (s->dtype == MXRT_DTYPE_Q8_SCALES) /* bound with its q8 weight, the slot before */
+    if (dtype == MXRT_DTYPE_Q8_SCALES) /* bound with its q8 weight, the slot before */
         return r;
-    char qn[MXRT_QUOTE_CAP], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
+    char qn[2 * MXRT_QUOTE_CAP + 8], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
     const StTensor *t = st_find(f, s->name);
     if (!t && s->alt_name)
         t = st_find(f, s->alt_name);
@@ -187,7 +208,14 @@ static Resolved bind_resolve(const MxrtTensorSpec *s, const StFile *f, BindProbl
             bind_problem(p, "missing tensor '%s'", qn);
         return r;
     }
-    mxrt_quote(qn, sizeof qn, t->name);
+    /* A tensor of a sharded checkpoint is named with its shard. */
+    const char *in = st_tensor_file(f, t);
+    mxrt_quote(qn, MXRT_QUOTE_CAP, t->name);
+    if (strcmp(in, st_label(f)) != 0) {
+        size_t at = strlen(qn);
+        snprintf(qn + at, sizeof qn - at, "' in '");
+        mxrt_quote(qn + at + 6, MXRT_QUOTE_CAP, in);
+    }
     int same = t->rank == s->rank;
     for (int d = 0; same && d < s->rank; d++)
         same = t->shape[d] == s->dims[d];
@@ -306,16 +334,59 @@ static int host_le(void)
     return c == 1;
 }
 
+/* MXRT_XFORM_SWAP_MIDDLE: from [a][b][c][d] to [a][c][b][d]. */
+static void swap_middle(const float *from, float *to, const int64_t v[4])
+{
+    int64_t a = v[0], b = v[1], c = v[2], d = v[3];
+    for (int64_t i = 0; i < a; i++)
+        for (int64_t j = 0; j < b; j++)
+            for (int64_t k = 0; k < c; k++)
+                memcpy(to + ((i * c + k) * b + j) * d, from + ((i * b + j) * c + k) * d,
+                       (size_t)d * sizeof *to);
+}
+
+/* An f32 slot: in place, or converted and/or rearranged (MXRT_XFORM_SWAP_MIDDLE). */
+static int bind_f32(BoundWeights *b, const MxrtTensorSpec *s, int i, const Resolved *r)
+{
+    const StTensor *t = r->t;
+    bool swap = s->transform == MXRT_XFORM_SWAP_MIDDLE;
+    if (!swap && st_is_f32_in_place(t)) {
+        b->slots[i] = t->data;
+        return 0;
+    }
+    float *copy = NULL;
+    if (!st_is_f32_in_place(t) && !(copy = read_f32(r)))
+        return -1;
+    if (swap) {
+        const float *from = copy ? copy : t->data;
+        size_t n = (size_t)st_numel(t);
+        float *moved = malloc((n ? n : 1) * sizeof *moved);
+        if (!moved) {
+            free(copy);
+            char q[MXRT_QUOTE_CAP];
+            return mxrt_set_error("out of memory rearranging tensor '%s'",
+                                  mxrt_quote(q, sizeof q, t->name));
+        }
+        swap_middle(from, moved, s->xform_dims);
+        free(copy);
+        copy = moved;
+    }
+    own(b, copy);
+    b->slots[i] = copy;
+    return 0;
+}
+
 /* Point slot i (of dtype `dtype`) at its tensor: in place, shared with an earlier slot of
  * the same tensor and dtype, or a converted copy. */
 static int bind_slot(BoundWeights *b, const Resolved *src, const MxrtModelDesc *desc, int i)
 {
     const Resolved *r = &src[i];
-    int32_t dtype = desc->weights[i].dtype;
+    int32_t dtype = slot_dtype(desc, i);
     if (dtype == MXRT_DTYPE_Q8_SCALES)
         return 0; /* bound by the q8 slot before it */
     for (int j = 0; j < i; j++)
-        if (src[j].t == r->t && desc->weights[j].dtype == dtype) {
+        if (src[j].t == r->t && slot_dtype(desc, j) == dtype &&
+            desc->weights[j].transform == desc->weights[i].transform) {
             b->slots[i] = b->slots[j];
             if (dtype == MXRT_DTYPE_Q8)
                 b->slots[i + 1] = b->slots[j + 1];
@@ -324,17 +395,7 @@ static int bind_slot(BoundWeights *b, const Resolved *src, const MxrtModelDesc *
     const StTensor *t = r->t;
     switch (dtype) {
     case MXRT_DTYPE_F32:
-        if (st_is_f32_in_place(t)) {
-            b->slots[i] = t->data;
-            return 0;
-        } else {
-            float *x = read_f32(r);
-            if (!x)
-                return -1;
-            own(b, x);
-            b->slots[i] = x;
-            return 0;
-        }
+        return bind_f32(b, &desc->weights[i], i, r);
     case MXRT_DTYPE_BF16:
     case MXRT_DTYPE_F16: {
         StDtype want = dtype == MXRT_DTYPE_BF16 ? ST_BF16 : ST_F16;
@@ -384,7 +445,7 @@ int bind_weights(const MxrtModelDesc *desc, const StFile *f, BoundWeights **out)
     size_t overhead = strlen(st_label(f)) + strlen(model) + 80;
     p.budget = overhead < sizeof p.text ? sizeof p.text - overhead : 0;
     for (int i = 0; i < n; i++)
-        src[i] = bind_resolve(&desc->weights[i], f, &p);
+        src[i] = bind_resolve(&desc->weights[i], slot_dtype(desc, i), f, &p);
 
     int rc = 0;
     if (p.count > 0) {

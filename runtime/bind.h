@@ -3,7 +3,8 @@
  * For every MxrtTensorSpec of a model, in slot order: find the tensor by `name`, else by
  * `alt_name` (tied weights: either name is accepted; with both present `name` wins), check its
  * shape exactly, and point the slot at the data - in place for aligned little-endian F32, else
- * at a converted copy (F16, BF16, F64, misaligned F32) that the binding owns. Tensors in the
+ * at a converted copy (F16, BF16, F64, misaligned F32) that the binding owns; a slot whose spec
+ * asks for a layout transform (MxrtTransform) gets a rearranged copy. Tensors in the
  * file that no slot asks for are ignored. All problems found (missing, misshapen, wrong dtype)
  * are reported together in one message. */
 #ifndef MXC_RUNTIME_BIND_H

@@ -14,17 +14,21 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 4
+#define MXRT_ABI_VERSION 5
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
 typedef enum {
-    MXRT_XFORM_NONE = 0, /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_NONE = 0,        /* used as stored (zero-copy for aligned F32) */
+    MXRT_XFORM_SWAP_MIDDLE = 1, /* the stored data, seen as [a][b][c][d] (xform_dims), is
+                                   rearranged once at open into [a][c][b][d] (a copy) */
 } MxrtTransform;
 
-/* The type the kernels read a weight slot in (runtime/narrow.h describes the formats). A
- * tensor stored in that type is used in place; any other float tensor (or a q8 one) is
- * converted once at open. */
+/* The type the kernels read a weight slot in (MxrtModelDesc.weight_dtypes; runtime/narrow.h
+ * describes the formats). A tensor stored in that type is used in place; any other float
+ * tensor (or a q8 one) is converted once at open. A q8 slot holds the values of a matrix
+ * whose last dimension is a multiple of NARROW_Q8_BLOCK (32); the slot after it, of the same
+ * name and shape but the last dimension / 32, its scales. */
 typedef enum {
     MXRT_DTYPE_F32 = 0,
     MXRT_DTYPE_BF16 = 1,
@@ -39,9 +43,8 @@ typedef struct MxrtTensorSpec {
     const char *alt_name; /* also accepted under this name (tied head), or NULL */
     int32_t rank;         /* 1..MXRT_MAX_RANK */
     int32_t transform;    /* MxrtTransform */
-    int64_t dims[MXRT_MAX_RANK]; /* expected shape; unused entries 0 */
-    int32_t dtype;        /* MxrtDtype (0, F32, when an initialiser leaves it out) */
-    int32_t block;        /* q8 and its scales: values per scale (32); else 0 */
+    int64_t dims[MXRT_MAX_RANK]; /* expected shape as stored; unused entries 0 */
+    int64_t xform_dims[4];       /* MXRT_XFORM_SWAP_MIDDLE: [a, b, c, d]; else 0 */
 } MxrtTensorSpec;
 
 /* Execution context of one thread running a chunk kernel. Every thread of a state's pool
@@ -85,6 +88,7 @@ typedef struct MxrtModelDesc {
     const unsigned char *embedded_weights; /* a safetensors file built into the shared object
                                               (mxc build --embed-weights), or NULL */
     int64_t embedded_size;                 /* its size in bytes */
+    const int32_t *weight_dtypes;          /* [n_weights] MxrtDtype of each slot; NULL: all F32 */
 } MxrtModelDesc;
 
 typedef struct MxrtModel MxrtModel;

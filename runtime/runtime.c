@@ -10,6 +10,7 @@
  * a sanitizer will (rightly) still report it. */
 #include "runtime/mxrt.h"
 #include "runtime/bind.h"
+#include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/pool.h"
 #include "runtime/safetensors.h"
@@ -124,7 +125,7 @@ int mxrt_open(const MxrtModelDesc *desc, const char *weights_path, MxrtModel **o
     m->desc = desc;
     /* Embedded weights are validated and bound exactly like a file's, in place. */
     int opened = weights_path
-                     ? st_open(weights_path, &m->file)
+                     ? ckpt_open(weights_path, &m->file)
                      : st_open_memory(desc->embedded_weights, (size_t)desc->embedded_size,
                                       "<embedded weights>", &m->file);
     if (opened || bind_weights(desc, m->file, &m->weights)) {

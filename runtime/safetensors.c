@@ -26,6 +26,8 @@ struct StFile {
     const StTensor **by_name; /* [n], sorted by name for st_find */
     int n;
     const JsonValue *meta;  /* the "__metadata__" object, or NULL */
+    StFile **parts;         /* st_join: the files whose tensors these are, owned */
+    int n_parts;
 };
 
 static const struct {
@@ -500,6 +502,9 @@ void st_close(StFile *f)
 {
     if (!f)
         return;
+    for (int i = 0; i < f->n_parts; i++)
+        st_close(f->parts[i]);
+    free(f->parts);
     if (f->map)
         munmap(f->map, f->map_size);
     json_free(f->doc);
@@ -543,7 +548,71 @@ const StTensor *st_find(const StFile *f, const char *name)
 const char *st_metadata(const StFile *f, const char *key)
 {
     const JsonValue *v = f ? json_get(f->meta, key) : NULL;
+    for (int i = 0; !v && f && i < f->n_parts; i++)
+        v = json_get(f->parts[i]->meta, key);
     return v ? v->u.s.str : NULL;
+}
+
+/* The part of a joined file that tensor t (one of f's) came from. */
+static const StFile *st_part_of(const StFile *f, const StTensor *t)
+{
+    int at = (int)(t - f->tensors);
+    for (int i = 0; i < f->n_parts; i++) {
+        if (at < f->parts[i]->n)
+            return f->parts[i];
+        at -= f->parts[i]->n;
+    }
+    return f;
+}
+
+int st_join(StFile **parts, int n_parts, const char *label, StFile **out)
+{
+    char q[MXRT_QUOTE_CAP];
+    *out = NULL;
+    StFile *f = st_new_file(label);
+    size_t total = 0;
+    for (int i = 0; i < n_parts; i++)
+        total += (size_t)parts[i]->n;
+    if (f && n_parts > 0 && total <= INT32_MAX) {
+        f->parts = malloc((size_t)n_parts * sizeof *f->parts);
+        f->tensors = malloc((total ? total : 1) * sizeof *f->tensors);
+    }
+    if (!f || !f->parts || !f->tensors) {
+        for (int i = 0; i < n_parts; i++)
+            st_close(parts[i]);
+        st_close(f);
+        return mxrt_set_error("%s: out of memory joining %d files", label, n_parts);
+    }
+    /* From here on f owns the parts: closing f closes them. */
+    for (int i = 0; i < n_parts; i++) {
+        memcpy(f->tensors + f->n, parts[i]->tensors, (size_t)parts[i]->n * sizeof *f->tensors);
+        f->n += parts[i]->n;
+        f->parts[f->n_parts++] = parts[i];
+    }
+    f->by_name = malloc((size_t)(f->n ? f->n : 1) * sizeof *f->by_name);
+    if (!f->by_name) {
+        st_close(f);
+        return mxrt_set_error("%s: out of memory indexing tensors", label);
+    }
+    for (int i = 0; i < f->n; i++)
+        f->by_name[i] = &f->tensors[i];
+    qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, st_compare_names);
+    for (int i = 1; i < f->n; i++)
+        if (strcmp(f->by_name[i - 1]->name, f->by_name[i]->name) == 0) {
+            int rc = mxrt_set_error("%s: tensor '%s' is in two files, %s and %s", label,
+                                    mxrt_quote(q, sizeof q, f->by_name[i]->name),
+                                    st_label(st_part_of(f, f->by_name[i - 1])),
+                                    st_label(st_part_of(f, f->by_name[i])));
+            st_close(f);
+            return rc;
+        }
+    *out = f;
+    return 0;
+}
+
+const char *st_tensor_file(const StFile *f, const StTensor *t)
+{
+    return st_label(f && t ? st_part_of(f, t) : f);
 }
 
 /* --- conversion to float ------------------------------------------------------------------- */

@@ -67,6 +67,15 @@ const StTensor *st_at(const StFile *f, int i); /* header order; NULL if out of r
 const StTensor *st_find(const StFile *f, const char *name); /* NULL if absent */
 const char *st_metadata(const StFile *f, const char *key);  /* "__metadata__" value or NULL */
 
+/* One StFile over the tensors of several open files (the shards of a checkpoint): st_find
+ * and st_at see them all, st_metadata the first file that has the key. Takes ownership of
+ * the parts (closed with the result, or at once on failure). A name in two parts is refused,
+ * naming both files. */
+int st_join(StFile **parts, int n_parts, const char *label, StFile **out);
+
+/* The label of the file that holds tensor t of f (f's own label unless f was joined). */
+const char *st_tensor_file(const StFile *f, const StTensor *t);
+
 const char *st_dtype_name(StDtype dtype);   /* "F32", ... */
 size_t st_dtype_size(StDtype dtype);        /* bytes per element */
 int64_t st_numel(const StTensor *t);        /* product of the shape */

@@ -270,13 +270,16 @@ static void test_vector_widths(void)
 /* --- the q8 loader, through bind_weights on a hand-made descriptor --------------------- */
 
 static const MxrtTensorSpec q8_specs[] = {
-    {"w", NULL, 2, MXRT_XFORM_NONE, {4, 64, 0, 0}, MXRT_DTYPE_Q8, NARROW_Q8_BLOCK},
-    {"w", NULL, 2, MXRT_XFORM_NONE, {4, 2, 0, 0}, MXRT_DTYPE_Q8_SCALES, NARROW_Q8_BLOCK},
-    {"g", NULL, 1, MXRT_XFORM_NONE, {64, 0, 0, 0}, MXRT_DTYPE_F32, 0},
-    {"h", NULL, 2, MXRT_XFORM_NONE, {4, 64, 0, 0}, MXRT_DTYPE_BF16, 0},
+    {.name = "w", .rank = 2, .dims = {4, 64}},
+    {.name = "w", .rank = 2, .dims = {4, 2}},
+    {.name = "g", .rank = 1, .dims = {64}},
+    {.name = "h", .rank = 2, .dims = {4, 64}},
 };
+static const int32_t q8_dtypes[] = {MXRT_DTYPE_Q8, MXRT_DTYPE_Q8_SCALES, MXRT_DTYPE_F32,
+                                    MXRT_DTYPE_BF16};
 static const MxrtModelDesc q8_desc = {.abi_version = MXRT_ABI_VERSION, .n_weights = 4,
-                                      .name = "q8test", .weights = q8_specs};
+                                      .name = "q8test", .weights = q8_specs,
+                                      .weight_dtypes = q8_dtypes};
 
 typedef struct Q8File {
     int8_t q[256];

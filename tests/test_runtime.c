@@ -6,6 +6,7 @@
  * byte; each must be refused with a message that names the file and the offending tensor. The
  * model descriptors here are hand-made, with a fake kernel that records its calls. */
 #include "runtime/bind.h"
+#include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/json.h"
 #include "runtime/mxrt.h"
@@ -941,10 +942,10 @@ static void fake_step(const float *const *w, float *state, float *scratch,
 }
 
 static const MxrtTensorSpec fake_specs[] = {
-    {"model.a", NULL, 2, MXRT_XFORM_NONE, {3, 4, 0, 0}},
-    {"model.b", NULL, 1, MXRT_XFORM_NONE, {5, 0, 0, 0}},
-    {"lm_head.weight", "model.embed", 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}},
-    {"model.embed", NULL, 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}},
+    {"model.a", NULL, 2, MXRT_XFORM_NONE, {3, 4, 0, 0}, {0}},
+    {"model.b", NULL, 1, MXRT_XFORM_NONE, {5, 0, 0, 0}, {0}},
+    {"lm_head.weight", "model.embed", 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}, {0}},
+    {"model.embed", NULL, 2, MXRT_XFORM_NONE, {VP, 2, 0, 0}, {0}},
 };
 
 static MxrtModelDesc fake_desc(void)
@@ -1065,7 +1066,7 @@ static void test_bind_problems(void)
     for (int i = 0; i < 30; i++) {
         snprintf(names[i], sizeof names[i], "backbone.layers.%d.mixer.some_long_weight_name",
                  i);
-        lots[i] = (MxrtTensorSpec){names[i], NULL, 1, MXRT_XFORM_NONE, {1, 0, 0, 0}};
+        lots[i] = (MxrtTensorSpec){names[i], NULL, 1, MXRT_XFORM_NONE, {1, 0, 0, 0}, {0}};
     }
     d.weights = lots;
     d.n_weights = 30;
@@ -1103,6 +1104,158 @@ static void test_bind_problems(void)
     CHECK_OK(bind_weights(&d, f, &b));
     bind_free(b);
     st_close(f);
+}
+
+/* A layout transform rearranges the stored data once, into a copy: model.a [3][4] seen as
+ * [1][3][4][1] is read transposed, and a tied slot that reads its tensor without the
+ * transform does not share the rearranged copy. A view that does not fit is refused. */
+static void test_bind_transform(void)
+{
+    MxrtModelDesc d = fake_desc();
+    MxrtTensorSpec specs[4];
+    memcpy(specs, fake_specs, sizeof fake_specs);
+    specs[0].transform = MXRT_XFORM_SWAP_MIDDLE;
+    int64_t view[4] = {1, 3, 4, 1};
+    memcpy(specs[0].xform_dims, view, sizeof view);
+    d.weights = specs;
+    StFile *f;
+    BoundWeights *b = NULL;
+    CHECK_OK(st_open(write_fake_weights("xform.safetensors", NULL, 0), &f));
+    CHECK_OK(bind_weights(&d, f, &b));
+    const float *const *s = bind_slots(b);
+    const float *a = st_find(f, "model.a")->data;
+    CU_ASSERT(s[0] != a);
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 4; c++)
+            CU_ASSERT(s[0][c * 3 + r] == a[r * 4 + c]);
+    CU_ASSERT(bind_copied_count(b) == 1);
+    bind_free(b);
+
+    specs[2].alt_name = NULL; /* slots 2 and 3: one tensor, with and without the transform */
+    specs[2].name = "model.embed";
+    specs[2].transform = MXRT_XFORM_SWAP_MIDDLE;
+    int64_t view2[4] = {1, VP, 2, 1};
+    memcpy(specs[2].xform_dims, view2, sizeof view2);
+    CHECK_OK(bind_weights(&d, f, &b));
+    s = bind_slots(b);
+    CU_ASSERT(s[3] == st_find(f, "model.embed")->data && s[2] != s[3]);
+    CU_ASSERT(s[2][1] == s[3][2]); /* [VP][2] transposed: element (0, 1) of [2][VP] is (1, 0) */
+    bind_free(b);
+
+    specs[0].xform_dims[2] = 5;
+    CHECK_ERROR(bind_weights(&d, f, &b), "'model.a'", "layout transform that does not fit");
+    specs[0].xform_dims[2] = 0;
+    CHECK_ERROR(bind_weights(&d, f, &b), "'model.a'", "layout transform that does not fit");
+    st_close(f);
+}
+
+/* --- sharded checkpoints -------------------------------------------------------------------- */
+
+/* Shard files in folder `dir` under tmp_dir: a.safetensors holds model.a and model.b,
+ * b.safetensors model.embed and lm_head.weight (the tensors of fake_specs); `extra` (if not
+ * NULL) also goes into b.safetensors. Then the index: `entries` as the JSON members of its
+ * weight_map. Returns the index path. */
+static const char *write_shards(const char *dir, const char *extra, const char *entries)
+{
+    static char index[512];
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, dir);
+    mkdir(path, 0755);
+    for (int i = 0; i < 64; i++)
+        vals[i] = 0.5f + (float)i;
+    int64_t sa[2] = {3, 4}, sb[1] = {5}, se[2] = {VP, 2};
+    StWriteTensor first[] = {{"model.a", ST_F32, 2, sa, vals}, {"model.b", ST_F32, 1, sb, vals + 12}};
+    StWriteTensor second[] = {{"model.embed", ST_F32, 2, se, vals + 20},
+                              {"lm_head.weight", ST_F32, 2, se, vals + 30},
+                              {extra, ST_F32, 1, sb, vals}};
+    snprintf(path, sizeof path, "%s/%s/a.safetensors", tmp_dir, dir);
+    CU_ASSERT(st_write(path, first, 2, NULL) == 0);
+    snprintf(path, sizeof path, "%s/%s/b.safetensors", tmp_dir, dir);
+    CU_ASSERT(st_write(path, second, extra ? 3 : 2, NULL) == 0);
+    snprintf(index, sizeof index, "%s/%s/model.safetensors.index.json", tmp_dir, dir);
+    FILE *f = fopen(index, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f, "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {%s}}", entries);
+    fclose(f);
+    return index;
+}
+
+#define GOOD_MAP "\"model.a\": \"a.safetensors\", \"model.b\": \"a.safetensors\", " \
+                 "\"model.embed\": \"b.safetensors\", \"lm_head.weight\": \"b.safetensors\""
+
+/* An index and its shards open as one file, bind like one, and name the shard of a tensor;
+ * a folder opens through its index, or its model.safetensors. */
+static void test_checkpoint_shards(void)
+{
+    const char *index = write_shards("shards", NULL, GOOD_MAP);
+    StFile *f;
+    CHECK_OK(ckpt_open(index, &f));
+    CU_ASSERT_EQUAL(st_count(f), 4);
+    const StTensor *t = st_find(f, "model.embed");
+    CU_ASSERT_FATAL(t != NULL);
+    CU_ASSERT(strstr(st_tensor_file(f, t), "shards/b.safetensors") != NULL);
+    CU_ASSERT(strstr(st_tensor_file(f, st_find(f, "model.b")), "shards/a.safetensors") != NULL);
+    MxrtModelDesc d = fake_desc();
+    BoundWeights *b = NULL;
+    CHECK_OK(bind_weights(&d, f, &b));
+    CU_ASSERT(bind_slots(b)[3][0] == 20.5f && bind_slots(b)[1][0] == 12.5f);
+    bind_free(b);
+    st_close(f);
+
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/shards", tmp_dir);
+    CHECK_OK(ckpt_open(dir, &f)); /* the folder: through its index */
+    CU_ASSERT_EQUAL(st_count(f), 4);
+    st_close(f);
+    snprintf(dir, sizeof dir, "%s/single", tmp_dir);
+    mkdir(dir, 0755);
+    CHECK_ERROR(ckpt_open(dir, &f), "single", "holds neither model.safetensors nor");
+    write_fake_weights("single/model.safetensors", NULL, 0);
+    CHECK_OK(ckpt_open(dir, &f));
+    CU_ASSERT_EQUAL(st_count(f), 5);
+    st_close(f);
+
+    /* A shape error names the shard. */
+    MxrtTensorSpec specs[4];
+    memcpy(specs, fake_specs, sizeof fake_specs);
+    specs[3].dims[0] = VP + 1;
+    d.weights = specs;
+    CHECK_OK(ckpt_open(index, &f));
+    CHECK_ERROR(bind_weights(&d, f, &b), "'model.embed' in '", "shards/b.safetensors", "has shape");
+    st_close(f);
+}
+
+/* Each way an index and its shards can disagree is refused, naming the file and tensor. */
+static void test_checkpoint_bad_indexes(void)
+{
+    static const struct {
+        const char *dir, *extra, *map;
+        const char *want1, *want2;
+    } cases[] = {
+        {"s_missing", NULL, GOOD_MAP ", \"model.z\": \"c.safetensors\"", "c.safetensors", "cannot open"},
+        {"s_lacks", NULL, GOOD_MAP ", \"model.z\": \"b.safetensors\"", "'model.z'", "does not hold it"},
+        {"s_unlisted", "model.z", GOOD_MAP, "'model.z'", "does not list"},
+        {"s_two", "model.a", GOOD_MAP, "'model.a'", "but the index places it in a.safetensors"},
+        {"s_twice", NULL, GOOD_MAP ", \"model.a\": \"a.safetensors\"", "'model.a'", "listed twice"},
+        {"s_escape", NULL, "\"model.a\": \"../a.safetensors\"", "'model.a'", "not a file name"},
+        {"s_number", NULL, "\"model.a\": 3", "'model.a'", "not a shard file name"},
+        {"s_empty", NULL, "", "lists no tensors", NULL},
+        {"s_json", NULL, "\"model.a\": ", "invalid JSON", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *index = write_shards(cases[i].dir, cases[i].extra, cases[i].map);
+        StFile *f = (StFile *)1;
+        if (cases[i].want2)
+            CHECK_ERROR(ckpt_open(index, &f), cases[i].want1, cases[i].want2);
+        else
+            CHECK_ERROR(ckpt_open(index, &f), cases[i].want1);
+        CU_ASSERT(f == NULL);
+    }
+    StFile *f;
+    char path[512];
+    snprintf(path, sizeof path, "%s/no_weight_map.json", tmp_dir);
+    write_bytes(path, "{\"metadata\": {}}", 16);
+    CHECK_ERROR(ckpt_open(path, &f), "no \"weight_map\" object");
 }
 
 static void test_bind_convert(void)
@@ -1439,17 +1592,17 @@ static void test_golden_bind(void)
     const int ranks[10] = {1, 2, 1, 2, 3, 1, 2, 2, 1, 2};
     int n = 0;
     specs[n++] = (MxrtTensorSpec){"backbone.embedding.weight", "lm_head.weight", 2, 0,
-                                  {128, 64}};
+                                  {128, 64}, {0}};
     for (int l = 0; l < 2; l++)
         for (int k = 0; k < 10; k++) {
             snprintf(names[n], sizeof names[n], "backbone.layers.%d.%s", l, per_layer[k]);
             specs[n] = (MxrtTensorSpec){names[n], NULL, ranks[k], 0,
-                                        {dims[k][0], dims[k][1], dims[k][2], 0}};
+                                        {dims[k][0], dims[k][1], dims[k][2], 0}, {0}};
             n++;
         }
-    specs[n++] = (MxrtTensorSpec){"backbone.norm_f.weight", NULL, 1, 0, {64}};
+    specs[n++] = (MxrtTensorSpec){"backbone.norm_f.weight", NULL, 1, 0, {64}, {0}};
     specs[n++] = (MxrtTensorSpec){"lm_head.weight", "backbone.embedding.weight", 2, 0,
-                                  {128, 64}};
+                                  {128, 64}, {0}};
     MxrtModelDesc d = fake_desc();
     d.name = "mamba_tiny";
     d.weights = specs;
@@ -1467,20 +1620,26 @@ static void test_golden_bind(void)
 
 /* --- main ---------------------------------------------------------------------------------- */
 
-static void remove_tmp_dir(void)
+/* Files and folders (one level deep: the shard folders) under `path`, then path itself. */
+static void remove_tree(const char *path, int depth)
 {
-    DIR *dir = opendir(tmp_dir);
+    DIR *dir = opendir(path);
     if (!dir)
         return;
     struct dirent *e;
+    char sub[1024];
     while ((e = readdir(dir)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        unlink(tmp_path(e->d_name));
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        if (unlink(sub) != 0 && depth > 0)
+            remove_tree(sub, depth - 1);
     }
     closedir(dir);
-    rmdir(tmp_dir);
+    rmdir(path);
 }
+
+static void remove_tmp_dir(void) { remove_tree(tmp_dir, 1); }
 
 int main(void)
 {
@@ -1510,6 +1669,9 @@ int main(void)
     TEST_ADD(bind, test_bind_basic);
     TEST_ADD(bind, test_bind_problems);
     TEST_ADD(bind, test_bind_convert);
+    TEST_ADD(bind, test_bind_transform);
+    TEST_ADD(bind, test_checkpoint_shards);
+    TEST_ADD(bind, test_checkpoint_bad_indexes);
     TEST_ADD(bind, test_golden_bind);
     CU_pSuite rt = CU_add_suite("runtime", NULL, NULL);
     TEST_ADD(rt, test_open_errors);
