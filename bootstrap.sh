@@ -5,7 +5,9 @@
 set -eu
 cd "$(dirname "$0")"
 
-PACKAGES="gcc make libc6-dev autoconf automake libtool pkg-config flex bison llvm-19-dev libcunit1-dev"
+PACKAGES="gcc g++ make libc6-dev autoconf automake libtool pkg-config flex bison llvm-19-dev libcunit1-dev"
+# the tokenizer: Unicode regexes (PCRE2) and normalization (utf8proc)
+PACKAGES="$PACKAGES libpcre2-dev libutf8proc-dev"
 # check.sh only: libFuzzer (clang-14, libclang-rt-14-dev), valgrind, and git (the sanitizer
 # stage copies the tracked sources)
 PACKAGES="$PACKAGES clang-14 libclang-rt-14-dev valgrind git"

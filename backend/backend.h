@@ -17,7 +17,6 @@ typedef struct BackendOptions {
     const char *target_cpu;  /* NULL: the host CPU with its features */
     int opt_level;           /* 0..3; 3 runs "default<O3>" */
     const char *emit_llvm;   /* if set, write the optimised LLVM IR text here */
-    const char *emit_llvm_unoptimized; /* if set, write the IR before optimisation here */
     const char *embed_weights; /* absolute path of a safetensors file to build in, or NULL */
     int64_t embed_size;        /* its size in bytes */
 } BackendOptions;
@@ -27,6 +26,11 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
 bool backend_link(const char *obj_path, const char *runtime_archive, const char *prefix,
                   const char *so_path, const char *extra_flags);
 bool backend_write_header(const Graph *g, const char *prefix, const char *header_path);
+
+/* Is `cpu` (--target-cpu; NULL or "native": the host) one LLVM can generate x86-64 code for?
+ * If not, prints `mxc: error: unknown --target-cpu ...` with the nearest known names (or why
+ * it cannot be used) and returns false. */
+bool backend_target_cpu_ok(const char *cpu);
 
 /* A C identifier usable as a prefix (letters, digits, underscores; not starting with a
  * digit). */

@@ -237,9 +237,44 @@ static void emit_node_call(Cg *cg, const Chunk *c, const Node *n, bool step)
     emit_barrier(cg, c);
 }
 
+/* The trunk (head.c) for all positions; with_head: then the head for the last position of
+ * each sequence, on step kernels in the compact area behind the chunk's scratch. */
+static void emit_partial_nodes(Cg *cg, Chunk *c, bool with_head)
+{
+    bool *trunk, *gather;
+    cg_head_sets(cg->g, &trunk, &gather);
+    LLVMValueRef compact = cg_gep(cg, cg->f32, c->scratch,
+                                  LLVMBuildMul(cg->b, c->rowcap, cg_i64(cg, cg->g->scratch_per_row), ""));
+    for (int i = 0; i < cg->g->n_nodes; i++) {
+        const Node *n = cg->g->nodes[i];
+        if (n->dead) continue;
+        if (trunk[n->id]) {
+            if (node_has_code(n)) emit_node_call(cg, c, n, false);
+            if (with_head && gather[n->id]) {
+                cg_emit_gather(cg, n, c->scratch, c->rowcap, compact);
+                emit_barrier(cg, c);
+            }
+        } else if (with_head && node_has_code(n)) {
+            LLVMValueRef scratch = c->scratch, rowcap = c->rowcap, len = c->f.len;
+            c->scratch = compact; /* the layout of a step call: B rows */
+            c->rowcap = c->f.batch;
+            c->f.len = cg_i64(cg, 1);
+            emit_node_call(cg, c, n, true);
+            c->scratch = scratch;
+            c->rowcap = rowcap;
+            c->f.len = len;
+        }
+    }
+    free(trunk);
+    free(gather);
+}
+
+enum { CHUNK_ALL, CHUNK_TRUNK, CHUNK_LAST }; /* which nodes a forward chunk function runs */
+
 /* void chunk(ptr weights, ptr state, ptr scratch, ptr tokens, i64 tok_bstride,
  *            ptr logits, i64 logit_bstride, i32 batch, i32 len, ptr exec) */
-static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step, LLVMValueRef *bound)
+static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step, int part,
+                                        LLVMValueRef *bound)
 {
     LLVMTypeRef params[] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i64,
                             cg->ptr, cg->i64, cg->i32, cg->i32, cg->ptr};
@@ -273,7 +308,8 @@ static LLVMValueRef emit_chunk_function(Cg *cg, const char *name, bool step, LLV
     }
     load_thread_share(cg, &c, LLVMGetParam(fn, 9));
 
-    for (int i = 0; i < cg->g->n_nodes; i++) {
+    if (part != CHUNK_ALL) emit_partial_nodes(cg, &c, part == CHUNK_LAST);
+    for (int i = 0; part == CHUNK_ALL && i < cg->g->n_nodes; i++) {
         const Node *n = cg->g->nodes[i];
         if (!n->dead && node_has_code(n)) emit_node_call(cg, &c, n, step);
     }
@@ -297,9 +333,11 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
     cg.vector_width = cg_target_vector_width(o);
     cg.has_f16c = cg_target_has_f16c(o);
 
-    LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false, bound);
-    LLVMValueRef step = emit_chunk_function(&cg, "mxc_step", true, bound);
-    cg_emit_descriptor(&cg, forward, step);
+    LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false, CHUNK_ALL, bound);
+    LLVMValueRef step = emit_chunk_function(&cg, "mxc_step", true, CHUNK_ALL, bound);
+    LLVMValueRef trunk = emit_chunk_function(&cg, "mxc_forward_trunk", false, CHUNK_TRUNK, bound);
+    LLVMValueRef last = emit_chunk_function(&cg, "mxc_forward_last", false, CHUNK_LAST, bound);
+    cg_emit_descriptor(&cg, forward, step, trunk, last);
 
     bool ok = true;
     char *msg = NULL;

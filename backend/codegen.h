@@ -160,12 +160,25 @@ int64_t cg_emit_gemm_part(Cg *cg, const Matmul *mm, const MatmulPart *part, int6
 /* Emits the node's loops; false when it needs no code (inputs, views). */
 bool cg_emit_node(Cg *cg, const Node *n);
 
+/* --- ssd.c: the Mamba-2 SSD scan, recurrent and chunked ------------------------------ */
+void cg_emit_ssd_scan(Cg *cg, const Node *n);
+
 /* --- cells.c: the xLSTM recurrent cells ------------------------------------------------ */
 void cg_emit_mlstm_cell(Cg *cg, const Node *n);
 void cg_emit_slstm_cell(Cg *cg, const Node *n);
 
 /* --- emit_desc.c: the model descriptor and the exported API ---------------------------- */
-void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn);
+void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn,
+                        LLVMValueRef trunk_fn, LLVMValueRef last_fn);
+
+/* --- head.c: the ops a forward may skip for positions that need no logits ----------------- */
+/* trunk[id]: the node feeds a recurrent op (or is one); gather[id]: a trunk value that the
+ * head reads. Both calloc'd, indexed by node id. */
+void cg_head_sets(const Graph *g, bool **trunk, bool **gather);
+/* Copy row (b, T-1) of v's storage in the chunk's scratch (rowcap = B·T rows per block) to
+ * row b of the compact area (B rows per block), for this thread's share of b. */
+void cg_emit_gather(Cg *cg, const Node *v, LLVMValueRef scratch, LLVMValueRef rowcap,
+                    LLVMValueRef compact);
 
 /* --- target.c ---------------------------------------------------------------------------- */
 bool cg_optimize_and_emit(Cg *cg, const char *obj_path);

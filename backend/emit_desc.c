@@ -3,8 +3,11 @@
  * The descriptor's LLVM struct mirrors runtime/mxrt.h field by field (natural C layout on
  * the targets LLVM gives us); MXRT_ABI_VERSION guards the pairing. Each exported P_xxx is a
  * one-call wrapper around mxrt_xxx with the descriptor or the arguments passed through. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "config.h"
 
 #include "backend/codegen.h"
 #include "runtime/mxrt.h"
@@ -114,7 +117,7 @@ static void emit_wrapper(Cg *cg, const char *api, LLVMTypeRef ret, LLVMTypeRef *
     snprintf(name, sizeof name, "%s_%s", prefix, api);
     snprintf(target, sizeof target, "mxrt_%s", api);
 
-    LLVMTypeRef rt_params[8];
+    LLVMTypeRef rt_params[12];
     unsigned rn = 0;
     if (desc) rt_params[rn++] = cg->ptr;
     for (unsigned i = 0; i < n; i++) rt_params[rn++] = params[i];
@@ -125,7 +128,7 @@ static void emit_wrapper(Cg *cg, const char *api, LLVMTypeRef ret, LLVMTypeRef *
     LLVMSetVisibility(fn, LLVMDefaultVisibility);
     LLVMBuilderRef b = LLVMCreateBuilderInContext(cg->ctx);
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
-    LLVMValueRef args[8];
+    LLVMValueRef args[12];
     unsigned an = 0;
     if (desc) args[an++] = desc;
     for (unsigned i = 0; i < n; i++) args[an++] = LLVMGetParam(fn, i);
@@ -175,7 +178,28 @@ static LLVMValueRef emit_embedded_weights(Cg *cg)
     return gv;
 }
 
-void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn)
+/* What a saved state must agree with: the graph as printed (ops, attributes, types, weights,
+ * state slots; the first line, which carries the chunk length, left out: a state does not
+ * depend on it) and the compiler's version. FNV-1a, 64 bits. */
+static uint64_t model_fingerprint(const Graph *g)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) mxc_die("out of memory");
+    ir_print(g, f);
+    fprintf(f, "mxc %s\n", PACKAGE_VERSION);
+    fclose(f);
+    const char *p = strchr(text, '\n');
+    p = p ? p + 1 : text;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    free(text);
+    return h;
+}
+
+void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn,
+                        LLVMValueRef trunk_fn, LLVMValueRef last_fn)
 {
     const Graph *g = cg->g;
     const IrModel *m = &g->model;
@@ -186,19 +210,23 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn)
     /* MxrtModelDesc: i32 abi, i32 n_weights, ptr name, ptr weights, i32 vocab_size,
      * i32 vocab_padded, i32 d_model, i32 chunk_len, i64 state_floats,
      * i64 scratch_floats_per_row, ptr forward_chunk, ptr step, ptr embedded_weights,
-     * i64 embedded_size, ptr weight_dtypes */
+     * i64 embedded_size, i64 fingerprint, ptr mxc_version, ptr forward_trunk,
+     * ptr forward_last, ptr weight_dtypes */
     LLVMTypeRef fields[] = {cg->i32, cg->i32, cg->ptr, cg->ptr, cg->i32, cg->i32, cg->i32,
-                            cg->i32, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->i64, cg->ptr};
-    LLVMTypeRef desc_t = LLVMStructTypeInContext(cg->ctx, fields, 15, 0);
+                            cg->i32, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->i64,
+                            cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
+    LLVMTypeRef desc_t = LLVMStructTypeInContext(cg->ctx, fields, 19, 0);
     LLVMValueRef vals[] = {const_i32(cg, MXRT_ABI_VERSION), const_i32(cg, g->n_weight_slots),
                            const_string(cg, cg->opts->prefix), table,
                            const_i32(cg, m->vocab_size), const_i32(cg, m->vocab_padded),
                            const_i32(cg, m->d_model), const_i32(cg, g->chunk_len),
                            cg_i64(cg, g->state_floats), cg_i64(cg, g->scratch_per_row),
                            forward_fn, step_fn, emit_embedded_weights(cg),
-                           cg_i64(cg, cg->opts->embed_weights ? cg->opts->embed_size : 0), dtypes};
+                           cg_i64(cg, cg->opts->embed_weights ? cg->opts->embed_size : 0),
+                           LLVMConstInt(cg->i64, model_fingerprint(g), 0),
+                           const_string(cg, PACKAGE_VERSION), trunk_fn, last_fn, dtypes};
     LLVMValueRef desc = LLVMAddGlobal(cg->mod, desc_t, "mxc_model_desc");
-    LLVMSetInitializer(desc, LLVMConstNamedStruct(desc_t, vals, 15));
+    LLVMSetInitializer(desc, LLVMConstNamedStruct(desc_t, vals, 19));
     LLVMSetLinkage(desc, LLVMPrivateLinkage);
     LLVMSetGlobalConstant(desc, 1);
 
@@ -214,6 +242,19 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn)
     emit_wrapper(cg, "forward", i, (LLVMTypeRef[]){p, p, p, i, p}, 5, NULL);
     emit_wrapper(cg, "step", i, (LLVMTypeRef[]){p, p, p, p}, 4, NULL);
     emit_wrapper(cg, "last_error", p, NULL, 0, NULL);
+    /* stateful serving (ABI 5) */
+    LLVMTypeRef l = cg->i64;
+    emit_wrapper(cg, "state_save_size", l, (LLVMTypeRef[]){p}, 1, NULL);
+    emit_wrapper(cg, "state_save", i, (LLVMTypeRef[]){p, p, l}, 3, NULL);
+    emit_wrapper(cg, "state_load", i, (LLVMTypeRef[]){p, p, l}, 3, NULL);
+    emit_wrapper(cg, "state_save_file", i, (LLVMTypeRef[]){p, p}, 2, NULL);
+    emit_wrapper(cg, "state_load_file", i, (LLVMTypeRef[]){p, p}, 2, NULL);
+    emit_wrapper(cg, "state_copy_slot", i, (LLVMTypeRef[]){p, i, p, i}, 4, NULL);
+    emit_wrapper(cg, "state_reset_slot", i, (LLVMTypeRef[]){p, i}, 2, NULL);
+    emit_wrapper(cg, "state_positions", l, (LLVMTypeRef[]){p, i}, 2, NULL);
+    emit_wrapper(cg, "forward_last", i, (LLVMTypeRef[]){p, p, p, i, p}, 5, NULL);
+    emit_wrapper(cg, "prefill", i, (LLVMTypeRef[]){p, p, p, i}, 4, NULL);
+    emit_wrapper(cg, "forward_snapshots", i, (LLVMTypeRef[]){p, p, p, i, p, p, i, i, p}, 9, NULL);
     emit_constant_fn(cg, "vocab_size", m->vocab_size);
     emit_constant_fn(cg, "vocab_padded", m->vocab_padded);
     emit_constant_fn(cg, "d_model", m->d_model);

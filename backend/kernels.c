@@ -78,7 +78,7 @@ static void emit_norm(Cg *cg, const Node *n)
 {
     int64_t d = ir_type_cols(&n->type);
     bool layer = n->op == OP_LAYERNORM;
-    int64_t groups = layer ? n->attr.norm.groups : 1, gs = d / groups;
+    int64_t groups = n->attr.norm.groups > 1 ? n->attr.norm.groups : 1, gs = d / groups;
     LLVMValueRef gain = cg_weight(cg, n->src[1]);
     LLVMValueRef bias = n->n_src > 2 ? cg_weight(cg, n->src[2]) : NULL;
     LLVMValueRef inv_d = cg_f32(cg, 1.0 / (double)gs);
@@ -467,6 +467,7 @@ bool cg_emit_node(Cg *cg, const Node *n)
         return true;
     case OP_CONV1D: emit_conv1d(cg, n); return true;
     case OP_SELECTIVE_SCAN: emit_selective_scan(cg, n); return true;
+    case OP_SSD_SCAN: cg_emit_ssd_scan(cg, n); return true;
     case OP_MLSTM_CELL: cg_emit_mlstm_cell(cg, n); return true;
     case OP_SLSTM_CELL: cg_emit_slstm_cell(cg, n); return true;
     case OP_OUTPUT:

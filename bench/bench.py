@@ -39,6 +39,7 @@ sys.path.insert(0, HERE)
 import models  # noqa: E402
 
 BEGIN, END = "<!-- BEGIN bench results -->", "<!-- END bench results -->"
+SERVING_BEGIN, SERVING_END = "<!-- BEGIN serving results -->", "<!-- END serving results -->"
 PREFILLS = (128, 512, 4096)
 MB = 1e6
 CHECK_TOL = 1e-4  # max |logit difference| allowed between mxc and PyTorch (see docs)
@@ -497,6 +498,91 @@ def update_docs(path, block, cmdline):
         f.write(head + body + tail)
 
 
+# ---- stateful serving rows (issue 16): `bench.py --serving`, on their own ------------------
+
+def serving_jobs(quick):
+    r = (lambda full, q: q if quick else full)
+    return [("prefill", 512, r(5, 1)), ("prefill_last", 512, r(5, 1)), ("saveload", 512, r(20, 3)),
+            ("spec", 200, r(3, 1))]
+
+
+def run_serving(exe, name, lib, weights, threads, quick):
+    env = dict(os.environ, MXC_THREADS=str(threads))
+    res = {}
+    for mode, n, reps in serving_jobs(quick):
+        load = loadavg()
+        o, e, rc, _ = run([exe, lib, name, weights, mode, str(n), str(reps), "120"], env)
+        if rc:
+            sys.exit(f"bench: {name} {mode}: {e.strip()}")
+        r = {}
+        for line in json_lines(o):
+            r.update(line)
+        r["load"] = load
+        res[mode] = r
+        log(f"  {name} {mode} {n}: {json.dumps(r)}")
+    return res
+
+
+def render_serving(name, R, threads, cmdline, machine_name):
+    S = R
+    pf, pl, sl, sp = S["prefill"], S["prefill_last"], S["saveload"], S["spec"]
+    lines = [f"Measured {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
+             f"on {machine_name}, {threads} threads, model `{name}`, with `{cmdline}` "
+             f"(median of the reps; load average at the start of each row in the last column).", "",
+             "| row | mxc | compared with | ratio | load |", "| --- | --- | --- | --- | --- |"]
+    lines.append(f"| prefill 512, logits of the last position only (`forward_last`) | {pl['median_ms']:.1f} ms "
+                 f"| all positions (`forward`): {pf['median_ms']:.1f} ms | {pl['median_ms'] / pf['median_ms']:.2f} "
+                 f"| {pl['load']} |")
+    lines.append(f"| save + load of the state after 512 tokens ({sl['state_bytes'] / 1e6:.2f} MB) "
+                 f"| {sl['median_ms']:.3f} ms | re-running the 512-token prompt (`prefill`): {sl['rerun_ms']:.1f} ms "
+                 f"| {sl['rerun_ms'] / sl['median_ms']:.0f}x faster | {sl['load']} |")
+    lines.append(f"| speculative-style greedy loop, 4-token rounds with 4 snapshots, "
+                 f"{sp['tokens_per_round']:.2f} tokens accepted per round | {sp['spec_ms']:.2f} ms/token "
+                 f"| plain step loop: {sp['median_ms']:.2f} ms/token; same tokens: "
+                 f"{'yes' if sp['same_tokens'] else 'NO'} | {sp['spec_ms'] / sp['median_ms']:.2f} | {sp['load']} |")
+    lines.append(f"| the same rounds without snapshots: a state copy before each, one 4-token `forward`, "
+                 f"on a rejection the copy back and `prefill` of the accepted tokens | {sp['rerun_ms']:.2f} ms/token "
+                 f"| plain step loop: {sp['median_ms']:.2f} ms/token; same tokens: "
+                 f"{'yes' if sp['rerun_same_tokens'] else 'NO'} | {sp['rerun_ms'] / sp['median_ms']:.2f} | {sp['load']} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_block(path, begin, end, block):
+    with open(path) as f:
+        text = f.read()
+    if begin not in text or end not in text:
+        sys.exit(f"bench: {path} has no {begin} ... {end} markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(head + begin + "\n" + block + end + tail)
+
+
+def serving_main(a, names):
+    name = names[0]
+    os.makedirs(a.out, exist_ok=True)
+    cmdline = os.environ.get("MXC_BENCH_COMMAND") or " ".join([a.python, "bench/bench.py"] + sys.argv[1:])
+    info, _ = machine()
+    exe = os.path.join(a.out, "bench_model")
+    o, e, rc, _ = run([a.cc, "-O2", "-std=gnu11", "-Wall", "-o", exe, os.path.join(HERE, "bench_model.c"), "-ldl"])
+    if rc:
+        sys.exit(f"bench: cannot build bench_model: {e}")
+    o, e, rc, _ = run([sys.executable, os.path.join(HERE, "gen_weights.py"), a.out, name])
+    if rc:
+        sys.exit(f"bench: gen_weights.py failed:\n{e}")
+    comp = compile_models(a.mxc, a.out, [name])[name]
+    if not comp["ok"]:
+        sys.exit("bench: mxc build failed")
+    R = run_serving(exe, name, comp["lib"], os.path.join(a.out, name + ".safetensors"), a.threads, a.quick)
+    with open(os.path.join(a.out, "serving.json"), "w") as f:
+        json.dump(R, f, indent=1)
+    block = render_serving(name, R, a.threads, cmdline, info.get("Model name", "?"))
+    print(block)
+    if a.docs:
+        update_block(a.docs, SERVING_BEGIN, SERVING_END, block)
+        log(f"== wrote the serving block of {a.docs}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     top = os.path.dirname(HERE)
@@ -514,6 +600,8 @@ def main():
     ap.add_argument("--llamacpp-bench", default=os.environ.get("LLAMACPP_BENCH", "/work/llamacpp/build/bin/llama-bench"))
     ap.add_argument("--llamacpp-gguf", default=os.environ.get("LLAMACPP_GGUF", "/work/llamacpp/m130-f32.gguf"))
     ap.add_argument("--quick", action="store_true", help="few repetitions (to try the script)")
+    ap.add_argument("--serving", action="store_true",
+                    help="only the stateful-serving rows (first of --models; docs block 'serving results')")
     ap.add_argument("--render", metavar="RESULTS_JSON",
                     help="only redo the table of an earlier run (printed, and into --docs)")
     a = ap.parse_args()
@@ -528,6 +616,8 @@ def main():
 
     t_start = time.time()
     names = [n for n in a.models.split(",") if n]
+    if a.serving:
+        return serving_main(a, names)
     os.makedirs(a.out, exist_ok=True)
     cmdline = os.environ.get("MXC_BENCH_COMMAND") or " ".join([a.python, "bench/bench.py"] + sys.argv[1:])
     R = {"command": cmdline, "models": names, "threads": a.threads, "python": a.python, "mxc": {}, "torch": {},
@@ -571,6 +661,11 @@ def main():
             R["mxc"][n] = run_mxc(exe["bench_model"], n, R["compile"][n]["lib"], R["weights"][n],
                                   a.threads, a.quick)
 
+    if "m130" in names and R["compile"]["m130"]["ok"]:
+        log("== stateful serving rows (m130)")
+        R["serving"] = run_serving(exe["bench_model"], "m130", R["compile"]["m130"]["lib"],
+                                   R["weights"]["m130"], a.threads, a.quick)
+
     if not a.no_torch:
         o, e, rc, _ = run([a.python, "-c", "import torch; print(torch.__version__)"])
         if rc:
@@ -604,6 +699,10 @@ def main():
     if a.docs:
         update_docs(a.docs, block, cmdline)
         log(f"== wrote {a.docs} (results block), {a.out}/results.md, {a.out}/results.json")
+        if "serving" in R:
+            update_block(a.docs, SERVING_BEGIN, SERVING_END,
+                         render_serving("m130", R["serving"], a.threads, cmdline,
+                                        R["machine"].get("Model name", "?")))
 
 
 if __name__ == "__main__":

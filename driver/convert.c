@@ -78,8 +78,8 @@ static void show_progress(Converter *c, bool last)
             secs > 0 ? c->bytes_done / 1e6 / secs : 0.0, last ? "\n" : "");
 }
 
-/* The graph's weight node stored under `name` or its alt_name (a tied head stored under
- * both names is converted under both), or NULL. */
+/* The graph's weight node stored under `name` or one of its alternative names (a tied head
+ * stored under both names is converted under both), or NULL. */
 static const Node *weight_for(const Graph *g, const StFile *f, const char *name)
 {
     (void)f;
@@ -87,7 +87,11 @@ static const Node *weight_for(const Graph *g, const StFile *f, const char *name)
         const Node *w = g->nodes[i];
         if (w->dead || w->op != OP_WEIGHT) continue;
         if (strcmp(w->attr.weight.name, name) == 0) return w;
-        if (w->attr.weight.alt_name && strcmp(w->attr.weight.alt_name, name) == 0) return w;
+        for (const char *alt = w->attr.weight.alt_name; alt && *alt;) { /* '\n'-separated */
+            size_t len = strcspn(alt, "\n");
+            if (strlen(name) == len && strncmp(alt, name, len) == 0) return w;
+            alt += len + (alt[len] == '\n');
+        }
     }
     return NULL;
 }

@@ -1,5 +1,6 @@
 /* driver.c - the `mxc` command: parse the command line, then run the pipeline
  * spec -> check -> lower -> passes -> LLVM -> object -> shared object + header. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -11,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "config.h"
+#include "driver/cache.h"
 #include "driver/driver.h"
 #include "frontend/spec.h"
 #include "ir/lower.h"
@@ -41,6 +43,7 @@ static const char usage_text[] =
     "  build SPEC     compile a model into a shared object and a C header\n"
     "  run SPEC|SO    generate text with a model (see `mxc run --help`)\n"
     "  import CONFIG  write a spec for an upstream config (see `mxc import --help`)\n"
+    "  tokenize TOKENIZER FILE  the token ids of a text (see `mxc tokenize --help`)\n"
     "  ir SPEC        print the IR graph (after all passes, or --dump-after PASS)\n"
     "  check SPEC     parse and check a spec; --resolved prints it with all defaults\n"
     "  passes         list the passes in pipeline order\n"
@@ -69,10 +72,23 @@ static const char usage_text[] =
     "  -h, --help           this text\n"
     "  --version            the version\n";
 
+/* `s` cut to at most 80 bytes with "..." (arguments and names are echoed in messages; a
+ * 100 000-character one must not flood the terminal). Returns buf. */
+static const char *clip(const char *s, char buf[96])
+{
+    size_t n = strlen(s);
+    if (n <= 80) return s;
+    size_t keep = 77;
+    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80) keep--; /* whole UTF-8 */
+    snprintf(buf, 96, "%.*s...", (int)keep, s);
+    return buf;
+}
+
 static int usage_error(const char *fmt, const char *arg)
 {
+    char shown[96];
     fprintf(stderr, "mxc: ");
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, clip(arg, shown));
     fprintf(stderr, "\n(run `mxc --help` for usage)\n");
     return MXC_EXIT_USAGE;
 }
@@ -103,8 +119,10 @@ static const ModelSpec *load_model(const Options *o, SpecFile **file)
     if (!*file) return NULL;
     const ModelSpec *m = spec_find_model(*file, o->model);
     if (!m) {
+        char shown[96];
         if (o->model)
-            fprintf(stderr, "mxc: error: %s defines no model named '%s'\n", o->spec_path, o->model);
+            fprintf(stderr, "mxc: error: %s defines no model named '%s'\n", o->spec_path,
+                    clip(o->model, shown));
         else
             fprintf(stderr, "mxc: error: %s defines %d models; choose one with --model\n",
                     o->spec_path, (*file)->n_models);
@@ -127,6 +145,99 @@ static Graph *compile_graph(const Options *o, const ModelSpec *m)
     return g;
 }
 
+/* `path` made absolute and canonical: realpath() of the file, or of its directory when the
+ * file does not exist yet (an output); the path itself when neither resolves. */
+static void canonical_path(const char *path, char out[PATH_MAX])
+{
+    if (realpath(path, out)) return;
+    char dir[PATH_MAX], base[PATH_MAX], real_dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    snprintf(base, sizeof base, "%s", path);
+    if (realpath(dirname(dir), real_dir) &&
+        (size_t)snprintf(out, PATH_MAX, "%s/%s", real_dir, basename(base)) < PATH_MAX)
+        return;
+    snprintf(out, PATH_MAX, "%s", path);
+}
+
+/* Do two paths name one file? The same inode when both exist (hard links, symlinks
+ * included), else the same canonical path (outputs not written yet). */
+static bool same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char ca[PATH_MAX], cb[PATH_MAX];
+    canonical_path(a, ca);
+    canonical_path(b, cb);
+    return strcmp(ca, cb) == 0;
+}
+
+/* A build must never write over what it reads, nor two of its outputs over each other (as
+ * `cc -o x.c x.c` refuses to). */
+static bool check_build_paths(const Options *o, const char *header, const char *runtime)
+{
+    const struct { const char *what, *path; } out[] = {
+        {"-o", o->out}, {o->header ? "--header" : "the header", header},
+        {"--emit-obj", o->keep_obj}, {"--emit-llvm", o->backend.emit_llvm}};
+    const struct { const char *what, *path; } in[] = {
+        {"the spec", o->spec_path}, {"the weights to embed", o->embed}, {"the runtime", runtime}};
+    char s1[96], s2[96];
+    for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
+        if (!out[i].path) continue;
+        for (size_t k = 0; k < sizeof in / sizeof in[0]; k++)
+            if (in[k].path && same_file(out[i].path, in[k].path)) {
+                fprintf(stderr, "mxc: error: %s '%s' is %s; refusing to overwrite it\n",
+                        out[i].what, clip(out[i].path, s1), in[k].what);
+                return false;
+            }
+        for (size_t k = i + 1; k < sizeof out / sizeof out[0]; k++)
+            if (out[k].path && same_file(out[i].path, out[k].path)) {
+                fprintf(stderr, "mxc: error: %s '%s' and %s '%s' are the same file; one would "
+                        "replace the other\n", out[i].what, clip(out[i].path, s1), out[k].what,
+                        clip(out[k].path, s2));
+                return false;
+            }
+    }
+    return true;
+}
+
+/* --embed-weights: load the shared object just built and open its embedded weights with
+ * PREFIX_open(NULL, ...), so that the file is validated and bound by the very code, and
+ * from the very bytes, that the shipped library will use; a file P_open would refuse fails
+ * the build with P_open's message. */
+static bool check_embedded_weights(const char *so, const char *prefix)
+{
+    char path[PATH_MAX + 2], name[160];
+    snprintf(path, sizeof path, "%s%s", strchr(so, '/') ? "" : "./", so);
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        fprintf(stderr, "mxc: error: cannot load %s to check its embedded weights: %s\n", so,
+                dlerror());
+        return false;
+    }
+    int (*open_fn)(const char *, void **);
+    void (*close_fn)(void *);
+    const char *(*error_fn)(void);
+    snprintf(name, sizeof name, "%s_open", prefix);
+    *(void **)&open_fn = dlsym(lib, name);
+    snprintf(name, sizeof name, "%s_close", prefix);
+    *(void **)&close_fn = dlsym(lib, name);
+    snprintf(name, sizeof name, "%s_last_error", prefix);
+    *(void **)&error_fn = dlsym(lib, name);
+    bool ok = open_fn && close_fn && error_fn;
+    void *model = NULL;
+    if (!ok) {
+        fprintf(stderr, "mxc: internal error: %s lacks %s_open\n", so, prefix);
+    } else if (open_fn(NULL, &model) != 0) {
+        fprintf(stderr, "mxc: error: the weights to embed do not fit the model: %s\n",
+                error_fn());
+        ok = false;
+    } else {
+        close_fn(model);
+    }
+    dlclose(lib);
+    return ok;
+}
+
 static int cmd_build(Options *o)
 {
     SpecFile *file;
@@ -140,7 +251,9 @@ static int cmd_build(Options *o)
     char default_out[PATH_MAX], header[PATH_MAX], obj[PATH_MAX + 16], rt_buf[PATH_MAX];
     const char *prefix = o->prefix ? o->prefix : m->name;
     if (!backend_prefix_ok(prefix)) {
-        fprintf(stderr, "mxc: error: '%s' is not usable as a C prefix (use --prefix)\n", prefix);
+        char shown[96];
+        fprintf(stderr, "mxc: error: '%s' is not usable as a C prefix (use --prefix)\n",
+                clip(prefix, shown));
         goto out;
     }
     if (!o->out) {
@@ -158,13 +271,17 @@ static int cmd_build(Options *o)
     if (o->embed) { /* the assembler reads it later: resolve it now, and fail early */
         struct stat st;
         if (!realpath(o->embed, embed_path) || stat(embed_path, &st) != 0 || !S_ISREG(st.st_mode)) {
-            fprintf(stderr, "mxc: error: cannot read weights to embed '%s': %s\n", o->embed,
-                    strerror(errno ? errno : EINVAL));
+            char shown[96];
+            fprintf(stderr, "mxc: error: cannot read weights to embed '%s': %s\n",
+                    clip(o->embed, shown), strerror(errno ? errno : EINVAL));
             goto out;
         }
         o->backend.embed_weights = embed_path;
         o->backend.embed_size = (int64_t)st.st_size;
     }
+    const char *runtime = find_runtime(o, rt_buf, sizeof rt_buf);
+    if (!check_build_paths(o, header, runtime)) goto out;
+    if (!backend_target_cpu_ok(o->backend.target_cpu)) goto out;
     g = compile_graph(o, m);
     if (!g) goto out;
     o->backend.prefix = prefix;
@@ -181,10 +298,14 @@ static int cmd_build(Options *o)
     }
     const char *link_flags = getenv("MXC_LINK_FLAGS");
     bool ok = backend_emit_object(g, &o->backend, obj) &&
-              backend_link(obj, find_runtime(o, rt_buf, sizeof rt_buf), prefix, o->out,
-                           link_flags ? link_flags : MXC_SAN_FLAGS) &&
-              backend_write_header(g, prefix, header);
+              backend_link(obj, runtime, prefix, o->out,
+                           link_flags ? link_flags : MXC_SAN_FLAGS);
     if (!o->keep_obj) unlink(obj);
+    if (ok && o->embed && !check_embedded_weights(o->out, prefix)) {
+        unlink(o->out); /* never leave a library whose P_open(NULL) must fail */
+        ok = false;
+    }
+    ok = ok && backend_write_header(g, prefix, header);
     if (ok) status = MXC_EXIT_OK;
 out:
     ir_graph_free(g);
@@ -231,7 +352,22 @@ static int cmd_passes(void)
     return MXC_EXIT_OK;
 }
 
+static int mxc_dispatch(int argc, char **argv);
+
+/* Output that cannot be written (a full disk, /dev/full) is an error, not a silent loss:
+ * stdout is flushed and closed here and a failure turns a success into exit status 1. */
 int mxc_main(int argc, char **argv)
+{
+    int status = mxc_dispatch(argc, argv);
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+        if (status == MXC_EXIT_OK)
+            fprintf(stderr, "mxc: error: cannot write to stdout: %s\n", strerror(errno ? errno : EIO));
+        return status == MXC_EXIT_OK ? MXC_EXIT_ERROR : status;
+    }
+    return status;
+}
+
+static int mxc_dispatch(int argc, char **argv)
 {
     enum { OPT_HEADER = 256, OPT_MODEL, OPT_PREFIX, OPT_CPU, OPT_CHUNK, OPT_DISABLE, OPT_DUMP,
            OPT_LLVM, OPT_OBJ, OPT_RUNTIME, OPT_RESOLVED, OPT_VERSION, OPT_EMBED, OPT_WTYPE };
@@ -255,6 +391,8 @@ int mxc_main(int argc, char **argv)
     };
     if (argc > 1 && strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "import") == 0) return cmd_import(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "cache") == 0) return cmd_cache(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "convert") == 0) return cmd_convert(argc - 1, argv + 1);
     Options o = {.chunk = DEFAULT_CHUNK, .weight_type = -1};
     o.backend.opt_level = 3;

@@ -1,4 +1,4 @@
-/* driver.h - the `mxc` command line: subcommands build, ir, check, passes, run, import. */
+/* driver.h - the `mxc` command line: subcommands build, ir, check, passes, run, import, tokenize. */
 #ifndef MXC_DRIVER_H
 #define MXC_DRIVER_H
 
@@ -10,6 +10,7 @@ int mxc_main(int argc, char **argv);
 /* `mxc run` (run.c) and `mxc import` (import.c); argv[0] is the subcommand's name. */
 int cmd_run(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv); /* tokenize.c */
 /* `mxc convert` (convert.c). */
 int cmd_convert(int argc, char **argv);
 

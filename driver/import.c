@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "driver/driver.h"
+#include "driver/import_mamba2.h"
 #include "frontend/spec.h"
 #include "runtime/json.h"
 
@@ -668,13 +669,181 @@ static const KnownKey ssm_keys[] = {
     {"use_fast_path", true}, {"layer_idx", true}, {NULL, false},
 };
 
+/* The mixer's arguments as written: an integer stays "2", a float its shortest form. */
+static void number_text(const CfgValue *v, double value, char *buf, size_t len)
+{
+    if (!present(v)) return; /* the default's text stays */
+    if (v->kind == CV_INT) snprintf(buf, len, "%lld", (long long)v->i);
+    else format_number(buf, len, value);
+}
+
+/* One bound of a dt_limit / time_step_limit pair: a number, or transformers 5's
+ * {"__float__": "Infinity"}. */
+static bool limit_bound(Importer *im, const CfgValue *v, const char *key, double *out)
+{
+    if (v->kind == CV_INT || v->kind == CV_FLOAT) {
+        *out = v->f;
+        return true;
+    }
+    const CfgValue *f = v->kind == CV_MAP ? cfg_get(v, "__float__") : NULL;
+    if (v->kind == CV_STRING || (f && f->kind == CV_STRING)) {
+        const char *t = v->kind == CV_STRING ? v->s : f->s;
+        if (strcmp(t, "Infinity") == 0 || strcmp(t, "inf") == 0) {
+            *out = INFINITY;
+            return true;
+        }
+    }
+    import_error(im, v->line, "'%s' must hold two numbers (the upper one may be Infinity)", key);
+    return false;
+}
+
+static bool get_limit(Importer *im, const CfgValue *map, const char *key, double out[2])
+{
+    const CfgValue *v = cfg_get(map, key);
+    if (!present(v)) return true;
+    if (v->kind != CV_LIST || v->count != 2) {
+        import_error(im, v->line, "'%s' must be a list of two numbers, got %s", key,
+                     cfg_kind_name(v->kind));
+        return false;
+    }
+    return limit_bound(im, &v->items[0], key, &out[0]) && limit_bound(im, &v->items[1], key, &out[1]);
+}
+
+static const KnownKey mamba2_ssm_keys[] = {
+    {"layer", false}, {"d_state", false}, {"d_conv", false}, {"expand", false},
+    {"headdim", false}, {"d_ssm", false}, {"ngroups", false}, {"D_has_hdim", false},
+    {"rmsnorm", false}, {"norm_before_gate", false}, {"dt_limit", false}, {"bias", false},
+    {"conv_bias", false}, {"chunk_size", false}, {"conv_init", true}, {"A_init_range", true},
+    {"dt_min", true}, {"dt_max", true}, {"dt_init_floor", true}, {"use_mem_eff_path", true},
+    {"layer_idx", true}, {"sequence_parallel", true}, {"process_group", true}, {NULL, false},
+};
+
+/* ssm_cfg of a MambaConfig with layer "Mamba2": the arguments of mamba_ssm's Mamba2. */
+static bool import_mamba2_ssm(Importer *im, const CfgValue *ssm, int64_t d_model, int64_t n_layer,
+                              int64_t vocab, int64_t d_inter, int64_t pad, bool rms, bool tie,
+                              const char *name, FILE *out)
+{
+    if (!check_keys(im, ssm, "ssm_cfg (the Mamba2 mixer's arguments)", mamba2_ssm_keys)) return false;
+    if (d_inter != 0) {
+        import_error(im, line_of(ssm, "layer"), "'d_intermediate' is %lld: mxc compiles Mamba-2 "
+                     "blocks without the GatedMLP (the released Mamba-2 models have 0)",
+                     (long long)d_inter);
+        return false;
+    }
+    Mamba2Import s;
+    mamba2_import_defaults(&s);
+    s.d_model = d_model;
+    s.n_layer = n_layer;
+    s.vocab_size = vocab;
+    s.pad_vocab_size_multiple = pad;
+    s.rms_norm = rms;
+    s.tie_embeddings = tie;
+    bool ok = get_int(im, ssm, "d_state", 128, &s.d_state) & get_int(im, ssm, "d_conv", 4, &s.d_conv) &
+              get_number(im, ssm, "expand", 2, &s.expand) & get_int(im, ssm, "headdim", 64, &s.headdim) &
+              get_int(im, ssm, "d_ssm", 0, &s.d_ssm) & get_int(im, ssm, "ngroups", 1, &s.ngroups) &
+              get_int(im, ssm, "chunk_size", 256, &s.chunk_size) &
+              get_bool(im, ssm, "D_has_hdim", false, &s.D_has_hdim) &
+              get_bool(im, ssm, "rmsnorm", true, &s.rmsnorm) &
+              get_bool(im, ssm, "norm_before_gate", false, &s.norm_before_gate) &
+              get_bool(im, ssm, "bias", false, &s.bias) & get_bool(im, ssm, "conv_bias", true, &s.conv_bias);
+    if (!ok || !get_limit(im, ssm, "dt_limit", s.dt_limit)) return false;
+    number_text(cfg_get(ssm, "expand"), s.expand, s.expand_text, sizeof s.expand_text);
+    mamba2_import_print(out, name, &s);
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * transformers Mamba2Config (model_type "mamba2"): the Hugging Face conversion of the same
+ * model; Mamba2ForCausalLM's checkpoints differ only in backbone.embeddings.weight, which the
+ * binding accepts. vocab_size is used as is (already padded). */
+
+static const KnownKey hf_mamba2_read[] = {
+    {"model_type", false}, {"hidden_size", false}, {"num_hidden_layers", false},
+    {"vocab_size", false}, {"state_size", false}, {"conv_kernel", false}, {"expand", false},
+    {"head_dim", false}, {"num_heads", false}, {"n_groups", false}, {"chunk_size", false},
+    {"time_step_limit", false}, {"use_bias", false}, {"use_conv_bias", false},
+    {"layer_norm_epsilon", false}, {"rms_norm", false}, {"tie_word_embeddings", false},
+    {"hidden_act", false}, {"intermediate_size", false}, {"norm_before_gate", false},
+    {NULL, false},
+};
+
+static bool import_hf_mamba2(Importer *im, const CfgValue *c, const char *name, FILE *out)
+{
+    Mamba2Import s;
+    mamba2_import_defaults(&s);
+    int64_t heads = 128, inter = -1;
+    const char *act = "silu";
+    bool gate_first = false;
+    s.pad_vocab_size_multiple = 1;
+    s.tie_embeddings = false; /* Mamba2Config's default */
+    s.headdim = 64;
+    s.ngroups = 8;
+    bool ok = get_int(im, c, "hidden_size", -1, &s.d_model) &
+              get_int(im, c, "num_hidden_layers", -1, &s.n_layer) &
+              get_int(im, c, "vocab_size", -1, &s.vocab_size) &
+              get_int(im, c, "state_size", 128, &s.d_state) & get_int(im, c, "conv_kernel", 4, &s.d_conv) &
+              get_number(im, c, "expand", 2, &s.expand) & get_int(im, c, "head_dim", 64, &s.headdim) &
+              get_int(im, c, "num_heads", 128, &heads) & get_int(im, c, "n_groups", 8, &s.ngroups) &
+              get_int(im, c, "chunk_size", 256, &s.chunk_size) &
+              get_int(im, c, "intermediate_size", -1, &inter) &
+              get_bool(im, c, "use_bias", false, &s.bias) &
+              get_bool(im, c, "use_conv_bias", true, &s.conv_bias) &
+              get_number(im, c, "layer_norm_epsilon", 1e-5, &s.norm_eps) &
+              get_bool(im, c, "rms_norm", true, &s.rmsnorm) &
+              get_bool(im, c, "tie_word_embeddings", false, &s.tie_embeddings) &
+              get_string(im, c, "hidden_act", "silu", &act) &
+              get_bool(im, c, "norm_before_gate", false, &gate_first);
+    if (!ok || !get_limit(im, c, "time_step_limit", s.dt_limit)) return false;
+    if (s.d_model < 0 || s.n_layer < 0 || s.vocab_size < 0) {
+        import_error(im, 0, "the Mamba2Config lacks '%s' (hidden_size, num_hidden_layers and "
+                     "vocab_size are required)", s.d_model < 0 ? "hidden_size"
+                     : s.n_layer < 0 ? "num_hidden_layers" : "vocab_size");
+        return false;
+    }
+    if (strcmp(act, "silu") != 0) {
+        import_error(im, line_of(c, "hidden_act"), "'hidden_act' is '%s': the Mamba-2 mixer "
+                     "computes SiLU", act);
+        return false;
+    }
+    double d_inner = floor(s.expand * (double)s.d_model);
+    if ((double)heads * (double)s.headdim != d_inner || (inter >= 0 && (double)inter != d_inner)) {
+        import_error(im, line_of(c, "num_heads"), "num_heads * head_dim = %lld * %lld must equal "
+                     "int(expand * hidden_size) = %.0f%s", (long long)heads, (long long)s.headdim,
+                     d_inner, inter >= 0 ? " and intermediate_size" : "");
+        return false;
+    }
+    number_text(cfg_get(c, "expand"), s.expand, s.expand_text, sizeof s.expand_text);
+    if (gate_first) /* SEMANTICS-mamba2.md C.2: not a field transformers' Mamba2 reads */
+        mamba2_import_note(&s, "norm_before_gate = true is not read by transformers' Mamba2, which "
+                           "gates before the norm: so does this spec.");
+    if (s.ngroups > 1) /* C.9 item 6 */
+        mamba2_import_note(&s, "The gated norm is grouped (n_groups) as in mamba_ssm, which the "
+                           "checkpoint comes from; transformers normalises over all channels.");
+    if (s.norm_eps != 1e-5)
+        mamba2_import_note(&s, "layer_norm_epsilon sets the block norms; the gated norm keeps "
+                           "mamba_ssm's 1e-5.");
+    /* PretrainedConfig carries many keys of its own (token ids, dtype, ...): not refused */
+    bool other = false;
+    for (size_t i = 0; i < c->count; i++) {
+        bool read = false;
+        for (const KnownKey *k = hf_mamba2_read; k->name; k++)
+            if (strcmp(k->name, c->items[i].key) == 0) read = true;
+        other |= !read;
+    }
+    if (other)
+        mamba2_import_note(&s, "The config's other keys (token ids, init, training, dtype) do not "
+                           "change the function.");
+    mamba2_import_print(out, name, &s);
+    return true;
+}
+
 static bool import_mamba(Importer *im, const CfgValue *c, const char *name, FILE *out)
 {
     if (!check_keys(im, c, "the MambaConfig", mamba_keys)) return false;
     const CfgValue *attn = cfg_get(c, "attn_layer_idx");
     if (present(attn) && (attn->kind != CV_LIST || attn->count > 0)) {
         import_error(im, attn->line, "'attn_layer_idx' lists attention layers: mxc compiles Mamba "
-                     "blocks only (hybrid Mamba + attention models are not supported)");
+                     "and Mamba-2 blocks only (hybrid Mamba + attention models are not supported)");
         return false;
     }
     int64_t d_model, n_layer, vocab, d_inter, pad;
@@ -697,9 +866,12 @@ static bool import_mamba(Importer *im, const CfgValue *c, const char *name, FILE
     const char *layer = "Mamba1";
     if (ssm) {
         if (!get_string(im, ssm, "layer", "Mamba1", &layer)) return false;
+        if (strcmp(layer, "Mamba2") == 0)
+            return import_mamba2_ssm(im, ssm, d_model, n_layer, vocab, d_inter, pad, rms, tie, name,
+                                     out);
         if (strcmp(layer, "Mamba1") != 0) {
-            import_error(im, line_of(ssm, "layer"), "'ssm_cfg.layer' is '%s': mxc compiles Mamba (v1) "
-                         "mixers only", layer);
+            import_error(im, line_of(ssm, "layer"), "'ssm_cfg.layer' is '%s': mxc compiles the "
+                         "mixers 'Mamba1' and 'Mamba2'", layer);
             return false;
         }
         if (!check_keys(im, ssm, "ssm_cfg (the Mamba mixer's arguments)", ssm_keys)) return false;
@@ -1086,6 +1258,8 @@ static int detect(Importer *im, const CfgValue **cfg)
                !cfg_get(c, "embedding_dim")) {
         c = *cfg = inner;
     }
+    const CfgValue *mt = cfg_get(c, "model_type");
+    if (mt && mt->kind == CV_STRING && strcmp(mt->s, "mamba2") == 0) return 'h';
     if (cfg_get(c, "model_type") || cfg_get(c, "hidden_size") || cfg_get(c, "state_size")) {
         import_error(im, 0, "this is a Hugging Face transformers config (model_type '%s'), not a "
                      "mamba_ssm or xlstm one: its checkpoints use other parameter names. Use the "
@@ -1140,6 +1314,7 @@ int cmd_import(int argc, char **argv)
     if (first < len && (text[first] == '{' || text[first] == '[')) {
         JsonDoc *doc;
         JsonError jerr;
+        import_python_json_infinity(text, len); /* transformers' time_step_limit */
         parsed = json_parse(text, len, NULL, &doc, &jerr) == 0;
         if (parsed) {
             parsed = from_json(&im, text, json_root(doc), &root);
@@ -1168,8 +1343,11 @@ int cmd_import(int argc, char **argv)
     out = open_memstream(&spec, &spec_len);
     if (!out) goto done;
     fprintf(out, "# %s: imported by `mxc import` from %s (%s).\n", model, path,
-            kind == 'm' ? "a mamba_ssm MambaConfig" : "an xlstm xLSTMLMModelConfig");
-    bool ok = kind == 'm' ? import_mamba(&im, cfg, model, out) : import_xlstm(&im, cfg, model, out);
+            kind == 'm' ? "a mamba_ssm MambaConfig"
+            : kind == 'h' ? "a transformers Mamba2Config" : "an xlstm xLSTMLMModelConfig");
+    bool ok = kind == 'm' ? import_mamba(&im, cfg, model, out)
+              : kind == 'h' ? import_hf_mamba2(&im, cfg, model, out)
+                            : import_xlstm(&im, cfg, model, out);
     fclose(out);
     if (!ok) goto done;
 

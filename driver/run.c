@@ -1,7 +1,8 @@
 /* run.c - `mxc run SPEC|LIB.so`: generate text with a compiled model.
  *
- * A spec is first compiled by running `mxc build` (this same executable) in a child process into
- * a temporary directory. The shared object is then loaded with dlopen and driven through its
+ * A spec is first compiled by running `mxc build` (this same executable) in a child process, into
+ * the compile cache (driver/cache.h; a later run of the same spec loads it at once) or, with
+ * --no-cache, into a temporary directory. The shared object is then loaded with dlopen and driven through its
  * exported C API (docs/c-api.md): the prompt is run through P_forward in one call (prefill),
  * then tokens are sampled one at a time from the logits (temperature, top-k, a seeded
  * generator, so a seed always gives the same text) and fed back with P_step (decode). Text
@@ -9,10 +10,15 @@
  *
  * Tokens are bytes: token id = byte value, the convention of the demo models in examples/
  * (vocab_size 256). Models with other vocabularies can be driven with --prompt-ids and --ids. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,7 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "driver/cache.h"
 #include "driver/driver.h"
+#include "driver/prompt_cache.h"
+#include "runtime/pool.h" /* MXRT_MAX_THREADS: the one thread range */
+#include "tokenizer/mxc_tokenizer.h"
 
 #define RUN_PREFIX "mxc_run_model" /* C prefix of models that `mxc run` compiles itself */
 
@@ -37,16 +47,22 @@ static const char run_usage[] =
     "  --weights FILE      safetensors weights (default: the spec's name with .safetensors)\n"
     "  --prompt TEXT       text to start from (default: a newline)\n"
     "  --prompt-ids LIST   token ids to start from instead, e.g. \"1 2 3\"\n"
+    "  --prompt-cache FILE keep the state after the prompt in FILE; a later run whose prompt\n"
+    "                      starts with that prompt loads it and reads only the rest\n"
     "  -n N                tokens to generate (default 200)\n"
     "  --temperature T     sampling temperature (default 0.8; 0 picks the likeliest token)\n"
     "  --top-k K           sample among the K likeliest tokens (default 40; 0 = all)\n"
     "  --seed S            seed of the sampler (default: from the clock; printed at the end)\n"
+    "  --tokenizer FILE    a tokenizer.json (or a folder holding one): the prompt is encoded with\n"
+    "                      it and the generated tokens are printed as text (docs/tokenizer.md)\n"
     "  --ids               print token ids instead of bytes\n"
     "  --no-echo           do not print the prompt before the generated text\n"
-    "  --threads N         threads per call (default: $MXC_THREADS, else 1)\n"
+    "  --threads N         threads per call, 1-256 (default: $MXC_THREADS, else 1)\n"
     "  --prefix NAME       C prefix of LIB.so's API (default: NAME of libNAME.so)\n"
     "  --model NAME        the model to use when SPEC defines several\n"
     "  --runtime FILE      runtime archive for compiling SPEC (as for `mxc build`)\n"
+    "  --no-cache          compile SPEC afresh into a temporary folder (default: reuse the\n"
+    "                      object a run of the same spec kept; `mxc cache list|clear`)\n"
     "  --weight-type T     compile SPEC for f32, bf16, f16 or q8 weights (as `mxc build`);\n"
     "                      any weights file opens, converted once if stored otherwise\n"
     "  -h, --help          this text\n";
@@ -59,12 +75,14 @@ typedef struct RunOptions {
     const char *prefix;
     const char *model;
     const char *runtime;
+    const char *prompt_cache;
+    const char *tokenizer;    /* --tokenizer: text in and out through it */
     const char *weight_type;  /* --weight-type, passed to `mxc build` */
     long n;
     double temperature;
     long top_k;
     uint64_t seed;
-    bool seed_given, print_ids, echo;
+    bool seed_given, print_ids, echo, no_cache;
     long threads;
 } RunOptions;
 
@@ -81,13 +99,26 @@ typedef struct ModelApi {
     const char *(*last_error)(void);
     int32_t (*vocab_size)(void);
     int32_t (*vocab_padded)(void);
+    PromptCacheApi cache; /* optional: models before ABI 5 lack it */
 } ModelApi;
 
-static int run_error(const char *fmt, const char *a, const char *b)
+/* Print "mxc run: <lead>MESSAGE\n" with MESSAGE cut at about 1 KB: arguments are echoed in
+ * messages, and a 100 000-character one must not flood the terminal. */
+static void report(const char *lead, const char *fmt, va_list ap)
 {
-    fprintf(stderr, "mxc run: error: ");
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
+    char msg[1024];
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (n >= (int)sizeof msg) memcpy(msg + sizeof msg - 4, "...", 4);
+    fprintf(stderr, "mxc run: %s%s\n", lead, msg);
+}
+
+static int run_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report("error: ", fmt, ap);
+    va_end(ap);
     return MXC_EXIT_ERROR;
 }
 
@@ -122,7 +153,7 @@ static int build_spec(const RunOptions *o, const char *dir, char *so, size_t so_
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return run_error("cannot find the mxc executable: %s%s", strerror(errno), "");
+    if (n <= 0) return run_error("cannot find the mxc executable: %s", strerror(errno));
     exe[n] = 0;
     snprintf(so, so_len, "%s/lib%s.so", dir, RUN_PREFIX);
     const char *argv[16];
@@ -149,7 +180,7 @@ static int build_spec(const RunOptions *o, const char *dir, char *so, size_t so_
     argv[k] = NULL;
     fflush(stdout);
     pid_t pid = fork();
-    if (pid < 0) return run_error("fork: %s%s", strerror(errno), "");
+    if (pid < 0) return run_error("fork: %s", strerror(errno));
     if (pid == 0) {
         execv(exe, (char *const *)argv);
         fprintf(stderr, "mxc run: error: cannot run %s: %s\n", exe, strerror(errno));
@@ -157,12 +188,40 @@ static int build_spec(const RunOptions *o, const char *dir, char *so, size_t so_
     }
     int status;
     while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return run_error("waitpid: %s%s", strerror(errno), "");
+        if (errno != EINTR) return run_error("waitpid: %s", strerror(errno));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "mxc run: error: could not compile %s (see above)\n", o->input);
         return MXC_EXIT_ERROR;
     }
     return MXC_EXIT_OK;
+}
+
+static int build_into(void *ctx, const char *dir, char *so, size_t so_len)
+{
+    return build_spec(ctx, dir, so, so_len);
+}
+
+/* The object for the spec: from the cache, or compiled into it. */
+static int cached_build(const RunOptions *o, char *so, size_t so_len)
+{
+    const char *options[8]; /* every build option: part of the cache key */
+    int k = 0;
+    if (o->model) options[k++] = "--model", options[k++] = o->model;
+    if (o->runtime) options[k++] = "--runtime", options[k++] = o->runtime;
+    if (o->weight_type) options[k++] = "--weight-type", options[k++] = o->weight_type;
+    options[k] = NULL;
+    CacheKey key;
+    if (!cache_key_make(&key, o->input, options)) return MXC_EXIT_ERROR;
+    if (cache_find(&key, so, so_len)) {
+        fprintf(stderr, "mxc run: using the compiled %s from the cache\n", o->input);
+        return MXC_EXIT_OK;
+    }
+    double t0 = now_seconds();
+    int rc = cache_build(&key, build_into, (void *)o, so, so_len);
+    if (rc == MXC_EXIT_OK)
+        fprintf(stderr, "mxc run: compiled %s in %.1f s (kept in the cache)\n", o->input,
+                now_seconds() - t0);
+    return rc;
 }
 
 /* Remove what build_spec made (nothing when dir is empty); a loaded object stays mapped. */
@@ -191,7 +250,7 @@ static void *need(ModelApi *api, const char *prefix, const char *fn, bool *ok)
 
 static int load_api(const char *path, const char *prefix, ModelApi *api)
 {
-    char full[PATH_MAX + 2];
+    char full[PATH_MAX + 80];
     /* a name without '/' would be searched for in the library path, not here */
     snprintf(full, sizeof full, "%s%s", strchr(path, '/') ? "" : "./", path);
     api->lib = dlopen(full, RTLD_NOW | RTLD_LOCAL);
@@ -207,6 +266,10 @@ static int load_api(const char *path, const char *prefix, ModelApi *api)
     *(void **)&api->vocab_size = need(api, prefix, "vocab_size", &ok);
     *(void **)&api->vocab_padded = need(api, prefix, "vocab_padded", &ok);
     *(void **)&api->state_set_threads = need(api, prefix, "state_set_threads", NULL);
+    *(void **)&api->cache.save_size = need(api, prefix, "state_save_size", NULL);
+    *(void **)&api->cache.save = need(api, prefix, "state_save", NULL);
+    *(void **)&api->cache.load = need(api, prefix, "state_load", NULL);
+    api->cache.last_error = api->last_error;
     if (!ok) {
         dlclose(api->lib);
         return run_error("%s does not export the API of a model with prefix '%s' (use --prefix)",
@@ -284,12 +347,43 @@ static int32_t sample(const float *logits, int32_t vocab, double temperature, lo
     return cand[pick].id;
 }
 
-static void emit(int32_t tok, bool ids, bool first)
+/* Print a token; false when stdout cannot be written (a full disk, /dev/full, a closed
+ * pipe): the text would be lost, so generation stops with an error. */
+static bool emit(int32_t tok, bool ids, bool first)
 {
     if (ids) printf(first ? "%d" : " %d", tok);
     else if (tok < 256) putchar(tok);
     else printf("<%d>", tok);
-    fflush(stdout);
+    return fflush(stdout) == 0 && !ferror(stdout);
+}
+
+static int write_error(void)
+{
+    int e = errno ? errno : EIO;
+    fprintf(stderr, "\nmxc run: error: cannot write the generated text to stdout: %s\n",
+            strerror(e));
+    return MXC_EXIT_ERROR;
+}
+
+/* The CPUs this process may run on (its affinity mask), as the runtime counts them. */
+static int cpus_available(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= 1)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+/* A thread count as the runtime takes it (pool_parse_threads: 1..MXRT_MAX_THREADS). */
+static bool parse_threads(const char *s, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!(*s >= '0' && *s <= '9') || *end || errno || v < 1 || v > MXRT_MAX_THREADS) return false;
+    *out = v;
+    return true;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -300,16 +394,19 @@ static bool parse_long(const char *s, long lo, long hi, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) return false;
+    if (!(*s >= '0' && *s <= '9') || *end || errno || v < lo || v > hi) return false;
     *out = v;
     return true;
 }
 
-static int usage(const char *fmt, const char *arg)
+static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage(const char *fmt, ...)
 {
-    fprintf(stderr, "mxc run: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(run `mxc run --help` for usage)\n");
+    va_list ap;
+    va_start(ap, fmt);
+    report("", fmt, ap);
+    fprintf(stderr, "(run `mxc run --help` for usage)\n");
+    va_end(ap);
     return MXC_EXIT_USAGE;
 }
 
@@ -325,15 +422,19 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             o->print_ids = true;
         } else if (strcmp(a, "--no-echo") == 0) {
             o->echo = false;
+        } else if (strcmp(a, "--no-cache") == 0) {
+            o->no_cache = true;
         } else if (a[0] == '-' && a[1]) {
             if (!v) return usage("option '%s' needs an argument", a);
             i++;
             if (strcmp(a, "--weights") == 0 || strcmp(a, "-w") == 0) o->weights = v;
             else if (strcmp(a, "--prompt") == 0 || strcmp(a, "-p") == 0) o->prompt = v;
             else if (strcmp(a, "--prompt-ids") == 0) o->prompt_ids = v;
+            else if (strcmp(a, "--tokenizer") == 0) o->tokenizer = v;
             else if (strcmp(a, "--prefix") == 0) o->prefix = v;
             else if (strcmp(a, "--model") == 0) o->model = v;
             else if (strcmp(a, "--runtime") == 0) o->runtime = v;
+            else if (strcmp(a, "--prompt-cache") == 0) o->prompt_cache = v;
             else if (strcmp(a, "--weight-type") == 0) o->weight_type = v; /* checked by build */
             else if (strcmp(a, "-n") == 0) {
                 if (!parse_long(v, 0, 100000000, &o->n))
@@ -342,8 +443,8 @@ static int parse_options(int argc, char **argv, RunOptions *o)
                 if (!parse_long(v, 0, INT32_MAX, &o->top_k))
                     return usage("--top-k takes a number >= 0, not '%s'", v);
             } else if (strcmp(a, "--threads") == 0) {
-                if (!parse_long(v, 1, 4096, &o->threads))
-                    return usage("--threads takes a number from 1 to 4096, not '%s'", v);
+                if (!parse_threads(v, &o->threads))
+                    return usage("--threads: " MXRT_THREADS_RANGE_MSG ", got '%s'", v);
             } else if (strcmp(a, "--seed") == 0) {
                 char *end;
                 errno = 0;
@@ -365,9 +466,53 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             return usage("unexpected argument '%s'", a);
         }
     }
-    if (!o->input) return usage("needs a spec or a shared object%s", "");
-    if (o->prompt && o->prompt_ids) return usage("give --prompt or --prompt-ids, not both%s", "");
+    if (!o->input) return usage("needs a spec or a shared object");
+    if (o->prompt && o->prompt_ids) return usage("give --prompt or --prompt-ids, not both");
     return 0;
+}
+
+/* The prompt through the tokenizer (BOS/EOS of its post-processor included). */
+static int32_t *prompt_tokens_tok(const RunOptions *o, MxcTokenizer *tok, int32_t vocab, int *len)
+{
+    const char *text = o->prompt && *o->prompt ? o->prompt : "\n";
+    int32_t *ids;
+    size_t n;
+    MxcTokError err;
+    if (mxc_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n, &err) != 0) {
+        fprintf(stderr, "mxc run: error: --prompt: %s\n", err.msg);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= vocab) {
+            fprintf(stderr, "mxc run: error: the tokenizer gives the prompt token %d, past this model's "
+                    "vocab_size %d\n", ids[i], vocab);
+            free(ids);
+            return NULL;
+        }
+    if (!n) {
+        fprintf(stderr, "mxc run: error: the prompt encodes to no tokens\n");
+        return NULL;
+    }
+    *len = (int)n;
+    return ids;
+}
+
+/* One token out: an id (--ids), text through the tokenizer's streaming decoder, or a byte. */
+/* Print token t: its id, its byte, or through the tokenizer's stream the text it completes.
+ * 0, -1 for a tokenizer error (reported here), EMIT_WRITE_FAILED if stdout failed. */
+enum { EMIT_WRITE_FAILED = -2 };
+static int emit_token(int32_t t, bool ids, bool first, MxcTokStream *stream)
+{
+    if (ids || !stream) return emit(t, ids, first) ? 0 : EMIT_WRITE_FAILED;
+    const char *text;
+    size_t len;
+    MxcTokError err;
+    if (mxc_tokenizer_stream_put(stream, t, &text, &len, &err) != 0) {
+        fprintf(stderr, "\nmxc run: error: %s\n", err.msg);
+        return -1;
+    }
+    fwrite(text, 1, len, stdout);
+    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : EMIT_WRITE_FAILED;
 }
 
 /* The prompt as tokens. */
@@ -426,10 +571,19 @@ int cmd_run(int argc, char **argv)
     if (rc) return rc < 0 ? MXC_EXIT_OK : rc;
     if (!o.seed_given) o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 
+    /* $MXC_THREADS is read by the model's runtime; the same range, checked here first. */
+    const char *env_threads = getenv("MXC_THREADS");
+    long env_count = 0;
+    if (env_threads && *env_threads && !parse_threads(env_threads, &env_count)) {
+        fprintf(stderr, "mxc run: error: $MXC_THREADS: " MXRT_THREADS_RANGE_MSG ", got '%.40s%s'\n",
+                env_threads, strlen(env_threads) > 40 ? "..." : "");
+        return MXC_EXIT_ERROR;
+    }
     struct stat st;
     if (stat(o.input, &st) != 0) return run_error("cannot open %s: %s", o.input, strerror(errno));
     bool shared = is_elf(o.input);
     char so[PATH_MAX] = "", dir[PATH_MAX] = "", prefix[256], weights_buf[PATH_MAX];
+    char cached_so[PATH_MAX + 64];
     const char *so_path = o.input;
     int status = MXC_EXIT_ERROR;
     ModelApi api = {0};
@@ -437,13 +591,16 @@ int cmd_run(int argc, char **argv)
     int32_t *tokens = NULL;
     float *logits = NULL;
     Candidate *cand = NULL;
+    float *cached = NULL; /* --prompt-cache: the logits of the prompt's last position */
+    MxcTokenizer *tkz = NULL;
+    MxcTokStream *stream = NULL;
 
     if (!o.weights && !shared) { /* beside the spec: NAME.mx -> NAME.safetensors */
         snprintf(weights_buf, sizeof weights_buf, "%.*s.safetensors",
                  (int)(ends_with(o.input, ".mx") ? strlen(o.input) - 3 : strlen(o.input)), o.input);
         if (access(weights_buf, R_OK) == 0) o.weights = weights_buf;
     }
-    if (!o.weights) return run_error("no weights: give --weights FILE%s%s", "", "");
+    if (!o.weights) return run_error("no weights: give --weights FILE");
     if (shared && o.weight_type)
         return run_error("--weight-type %s applies to a spec; %s was built for its own type",
                          o.weight_type, o.input);
@@ -452,7 +609,11 @@ int cmd_run(int argc, char **argv)
         if (o.prefix) snprintf(prefix, sizeof prefix, "%s", o.prefix);
         else if (!prefix_from_name(o.input, prefix, sizeof prefix))
             return run_error("cannot tell the C prefix of %s from its name (not libNAME.so): "
-                             "give --prefix%s", o.input, "");
+                             "give --prefix", o.input);
+    } else if (!o.no_cache) {
+        if (cached_build(&o, cached_so, sizeof cached_so) != MXC_EXIT_OK) goto out;
+        so_path = cached_so; /* the cache keeps it */
+        snprintf(prefix, sizeof prefix, "%s", RUN_PREFIX);
     } else {
         const char *tmp = getenv("TMPDIR");
         snprintf(dir, sizeof dir, "%s/mxc-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -478,18 +639,37 @@ int cmd_run(int argc, char **argv)
     }
     /* Small models: one step is too short to share among threads (the pool's barriers cost
      * more than they save), so `mxc run` uses one thread unless told otherwise. */
-    const char *env_threads = getenv("MXC_THREADS");
     if (o.threads == 0 && !(env_threads && *env_threads) && api.state_set_threads)
         api.state_set_threads(state, 1);
     if (o.threads > 0) {
         if (!api.state_set_threads)
             fprintf(stderr, "mxc run: warning: this model has no thread setting; --threads ignored\n");
-        else if (api.state_set_threads(state, (int)o.threads) != 0)
-            fprintf(stderr, "mxc run: warning: %s\n", api.last_error());
+        else if (api.state_set_threads(state, (int)o.threads) != 0) {
+            fprintf(stderr, "mxc run: error: %s\n", api.last_error());
+            goto out;
+        }
     }
+    long threads = o.threads > 0 ? o.threads : env_threads && *env_threads ? env_count : 1;
+    if (threads > cpus_available())
+        fprintf(stderr, "mxc run: warning: %ld threads but this process may run on %d CPUs: the "
+                "threads of a call wait for each other, so this is slower than %d threads\n",
+                threads, cpus_available(), cpus_available());
     int32_t vocab = api.vocab_size(), padded = api.vocab_padded();
     int len;
-    tokens = prompt_tokens(&o, vocab, &len);
+    if (o.tokenizer) {
+        MxcTokError err;
+        if (mxc_tokenizer_open(o.tokenizer, &tkz, &err) != 0) {
+            fprintf(stderr, "mxc run: error: %s\n", err.msg);
+            goto out;
+        }
+        if (!(stream = mxc_tokenizer_stream_new(tkz, 1))) {
+            fprintf(stderr, "mxc run: error: out of memory\n");
+            goto out;
+        }
+        /* ids past the tokenizer's (a model's padded vocabulary) must never be sampled */
+        if (mxc_tokenizer_vocab_size(tkz) < vocab) vocab = mxc_tokenizer_vocab_size(tkz);
+    }
+    tokens = tkz && !o.prompt_ids ? prompt_tokens_tok(&o, tkz, vocab, &len) : prompt_tokens(&o, vocab, &len);
     if (!tokens) goto out;
     logits = malloc(sizeof *logits * (size_t)len * (size_t)padded);
     cand = malloc(sizeof *cand * (size_t)vocab);
@@ -498,16 +678,45 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     if (o.echo) {
-        for (int i = 0; i < len; i++) emit(tokens[i], o.print_ids, i == 0);
+        for (int i = 0; i < len; i++) {
+            int e = emit_token(tokens[i], o.print_ids, i == 0, stream);
+            if (e) {
+                if (e == EMIT_WRITE_FAILED) status = write_error();
+                goto out;
+            }
+        }
     }
 
     double t0 = now_seconds();
-    if (api.forward(model, state, tokens, len, logits) != 0) {
+    int skip = 0; /* prompt tokens the cache covers */
+    if (o.prompt_cache) {
+        if (!api.cache.save_size || !api.cache.save || !api.cache.load) {
+            fprintf(stderr, "\nmxc run: error: --prompt-cache: this model has no state API "
+                    "(rebuild it with this mxc)\n");
+            goto out;
+        }
+        cached = malloc(sizeof *cached * (size_t)padded);
+        if (!cached) {
+            fprintf(stderr, "mxc run: error: out of memory\n");
+            goto out;
+        }
+        skip = prompt_cache_load(o.prompt_cache, &api.cache, state, tokens, len, padded, cached);
+    }
+    if (skip < len && api.forward(model, state, tokens + skip, len - skip, logits) != 0) {
         fprintf(stderr, "\nmxc run: error: %s\n", api.last_error());
         goto out;
     }
     double t_prefill = now_seconds() - t0;
-    const float *row = logits + (size_t)(len - 1) * (size_t)padded;
+    const float *row = skip < len ? logits + (size_t)(len - skip - 1) * (size_t)padded : cached;
+    if (o.prompt_cache) {
+        fprintf(stderr, "mxc run: prompt cache %s: skipped %d of %d prompt tokens\n",
+                o.prompt_cache, skip, len);
+        if (skip < len) {
+            memcpy(cached, row, sizeof *cached * (size_t)padded);
+            row = cached;
+            prompt_cache_save(o.prompt_cache, &api.cache, state, tokens, len, padded, cached);
+        }
+    }
     uint64_t rng = o.seed;
     double t_decode = 0;
     for (long i = 0; i < o.n; i++) {
@@ -516,7 +725,11 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "\nmxc run: error: the model produced NaN logits\n");
             goto out;
         }
-        emit(tok, o.print_ids, !o.echo && i == 0);
+        int e = emit_token(tok, o.print_ids, !o.echo && i == 0, stream);
+        if (e) {
+            if (e == EMIT_WRITE_FAILED) status = write_error();
+            goto out;
+        }
         double t1 = now_seconds();
         if (api.step(model, state, &tok, logits) != 0) {
             fprintf(stderr, "\nmxc run: error: %s\n", api.last_error());
@@ -525,13 +738,25 @@ int cmd_run(int argc, char **argv)
         t_decode += now_seconds() - t1;
         row = logits;
     }
+    if (stream) {
+        const char *rest;
+        size_t rest_len;
+        if (mxc_tokenizer_stream_flush(stream, &rest, &rest_len) == 0) fwrite(rest, 1, rest_len, stdout);
+    }
     putchar('\n');
-    fflush(stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        status = write_error();
+        goto out;
+    }
     fprintf(stderr, "mxc run: prefill %d tokens in %.2f ms (%.0f tokens/s); decode %ld tokens in "
-            "%.2f ms (%.0f tokens/s); seed %llu\n", len, 1e3 * t_prefill, rate(len, t_prefill), o.n,
+            "%.2f ms (%.0f tokens/s); seed %llu\n", len - skip, 1e3 * t_prefill,
+            rate(len - skip, t_prefill), o.n,
             1e3 * t_decode, rate((double)o.n, t_decode), (unsigned long long)o.seed);
     status = MXC_EXIT_OK;
 out:
+    free(cached);
+    mxc_tokenizer_stream_free(stream);
+    mxc_tokenizer_close(tkz);
     free(cand);
     free(logits);
     free(tokens);

@@ -20,14 +20,14 @@
 /* A byte drawn from softmax(logits / TEMPERATURE) over the real vocabulary. */
 static int32_t sample(const float *logits, unsigned *seed)
 {
-    double p[KJV_MAMBA_VOCAB_SIZE], total = 0, top = logits[0];
-    for (int i = 1; i < KJV_MAMBA_VOCAB_SIZE; i++)
+    double p[kjv_mamba_VOCAB_SIZE], total = 0, top = logits[0];
+    for (int i = 1; i < kjv_mamba_VOCAB_SIZE; i++)
         if (logits[i] > top) top = logits[i];
-    for (int i = 0; i < KJV_MAMBA_VOCAB_SIZE; i++) total += p[i] = exp((logits[i] - top) / TEMPERATURE);
+    for (int i = 0; i < kjv_mamba_VOCAB_SIZE; i++) total += p[i] = exp((logits[i] - top) / TEMPERATURE);
     double u = (double)rand_r(seed) / ((double)RAND_MAX + 1) * total;
-    for (int i = 0; i < KJV_MAMBA_VOCAB_SIZE; i++)
+    for (int i = 0; i < kjv_mamba_VOCAB_SIZE; i++)
         if ((u -= p[i]) < 0) return i;
-    return KJV_MAMBA_VOCAB_SIZE - 1;
+    return kjv_mamba_VOCAB_SIZE - 1;
 }
 
 int main(int argc, char **argv)
@@ -46,7 +46,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int32_t *tokens = malloc(sizeof *tokens * (size_t)len);
-    float *logits = malloc(sizeof *logits * (size_t)len * KJV_MAMBA_VOCAB_PADDED); /* [len][V] */
+    float *logits = malloc(sizeof *logits * (size_t)len * kjv_mamba_VOCAB_PADDED); /* [len][V] */
     if (!tokens || !logits) return 1;
     for (int i = 0; i < len; i++) tokens[i] = (unsigned char)prompt[i];
 
@@ -55,7 +55,7 @@ int main(int argc, char **argv)
         return 1;
     }
     fputs(prompt, stdout);
-    const float *row = logits + (size_t)(len - 1) * KJV_MAMBA_VOCAB_PADDED;
+    const float *row = logits + (size_t)(len - 1) * kjv_mamba_VOCAB_PADDED;
     unsigned seed = 1;
     for (int i = 0; i < GENERATE; i++) { /* decode, one byte per step */
         int32_t tok = sample(row, &seed);

@@ -39,7 +39,7 @@ static double compare_expected(FILE *f, const float *logits)
             continue;
         }
         printf("position %2d  ours:    ", pos);
-        const float *row = logits + (size_t)pos * MAMBA_TINY_VOCAB_PADDED;
+        const float *row = logits + (size_t)pos * mamba_tiny_VOCAB_PADDED;
         for (int i = 0; i < n; i++) printf(" %9.5f", row[i]);
         printf("\n             official:");
         for (int i = 0; i < n; i++) {
@@ -83,12 +83,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\n", mamba_tiny_last_error());
         return 1;
     }
-    float *logits = malloc(sizeof *logits * (size_t)len * MAMBA_TINY_VOCAB_PADDED);
+    float *logits = malloc(sizeof *logits * (size_t)len * mamba_tiny_VOCAB_PADDED);
     if (!logits || mamba_tiny_forward(model, state, prompt, len, logits) != 0) {
         fprintf(stderr, "error: %s\n", mamba_tiny_last_error());
         return 1;
     }
-    printf("model %s: %d blocks, d_model %d, vocabulary %d\n", MAMBA_TINY_NAME,
+    printf("model %s: %d blocks, d_model %d, vocabulary %d\n", mamba_tiny_NAME,
            mamba_tiny_n_blocks(), mamba_tiny_d_model(), mamba_tiny_vocab_size());
     printf("prompt: %d tokens\n", len);
     int status = 0;
@@ -101,8 +101,8 @@ int main(int argc, char **argv)
     }
 
     /* Greedy continuation, one token at a time from the state the prompt left. */
-    int32_t tok = argmax(logits + (size_t)(len - 1) * MAMBA_TINY_VOCAB_PADDED, MAMBA_TINY_VOCAB_SIZE);
-    float step_logits[MAMBA_TINY_VOCAB_PADDED];
+    int32_t tok = argmax(logits + (size_t)(len - 1) * mamba_tiny_VOCAB_PADDED, mamba_tiny_VOCAB_SIZE);
+    float step_logits[mamba_tiny_VOCAB_PADDED];
     printf("greedy continuation:");
     for (int i = 0; i < GENERATE; i++) {
         printf(" %d", tok);
@@ -110,7 +110,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "\nerror: %s\n", mamba_tiny_last_error());
             return 1;
         }
-        tok = argmax(step_logits, MAMBA_TINY_VOCAB_SIZE);
+        tok = argmax(step_logits, mamba_tiny_VOCAB_SIZE);
     }
     printf("\n");
     free(logits);

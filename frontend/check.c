@@ -32,7 +32,7 @@ typedef struct ScopeDef {
 enum {
     M_FAMILY, M_VOCAB_SIZE, M_PAD_VOCAB, M_D_MODEL, M_EMBEDDING_DIM, M_BLOCKS, M_BLOCK_MAP,
     M_NUM_BLOCKS, M_SLSTM_AT, M_NORM, M_NORM_EPS, M_TIE_WEIGHTS, M_TIE_EMBEDDINGS,
-    M_CONTEXT_LENGTH, M_ADD_POST_NORM, M_BIAS, M_WEIGHT_TYPE, M_MAMBA, M_MLSTM, M_SLSTM, M_NKEYS
+    M_CONTEXT_LENGTH, M_ADD_POST_NORM, M_BIAS, M_WEIGHT_TYPE, M_MAMBA, M_MLSTM, M_SLSTM, M_MAMBA2, M_NKEYS
 };
 static const KeyDef model_keys[M_NKEYS] = {
     [M_FAMILY] = {"family", FORM_VALUE},
@@ -55,6 +55,7 @@ static const KeyDef model_keys[M_NKEYS] = {
     [M_MAMBA] = {"mamba", FORM_SECTION},
     [M_MLSTM] = {"mlstm", FORM_SECTION},
     [M_SLSTM] = {"slstm", FORM_SECTION},
+    [M_MAMBA2] = {"mamba2", FORM_SECTION},
 };
 
 enum { MB_D_STATE, MB_D_CONV, MB_EXPAND, MB_DT_RANK, MB_CONV_BIAS, MB_BIAS, MB_D_INTER, MB_NKEYS };
@@ -66,6 +67,26 @@ static const KeyDef mamba_keys[MB_NKEYS] = {
     [MB_CONV_BIAS] = {"conv_bias", FORM_VALUE},
     [MB_BIAS] = {"bias", FORM_VALUE},
     [MB_D_INTER] = {"d_intermediate", FORM_VALUE},
+};
+
+enum {
+    M2_D_STATE, M2_D_CONV, M2_EXPAND, M2_HEADDIM, M2_NGROUPS, M2_D_SSM, M2_CHUNK, M2_RMSNORM,
+    M2_NORM_BEFORE_GATE, M2_D_HAS_HDIM, M2_CONV_BIAS, M2_BIAS, M2_DT_LIMIT, M2_NKEYS
+};
+static const KeyDef mamba2_keys[M2_NKEYS] = {
+    [M2_D_STATE] = {"d_state", FORM_VALUE},
+    [M2_D_CONV] = {"d_conv", FORM_VALUE},
+    [M2_EXPAND] = {"expand", FORM_VALUE},
+    [M2_HEADDIM] = {"headdim", FORM_VALUE},
+    [M2_NGROUPS] = {"ngroups", FORM_VALUE},
+    [M2_D_SSM] = {"d_ssm", FORM_VALUE},
+    [M2_CHUNK] = {"chunk_size", FORM_VALUE},
+    [M2_RMSNORM] = {"rmsnorm", FORM_VALUE},
+    [M2_NORM_BEFORE_GATE] = {"norm_before_gate", FORM_VALUE},
+    [M2_D_HAS_HDIM] = {"D_has_hdim", FORM_VALUE},
+    [M2_CONV_BIAS] = {"conv_bias", FORM_VALUE},
+    [M2_BIAS] = {"bias", FORM_VALUE},
+    [M2_DT_LIMIT] = {"dt_limit", FORM_VALUE},
 };
 
 enum { ML_NUM_HEADS, ML_PROJ_FACTOR, ML_CONV, ML_QKV_BLOCK, ML_ROUND_UP, ML_ROUND_TO, ML_NKEYS };
@@ -97,11 +118,12 @@ static const KeyDef ffn_keys[FF_NKEYS] = {
 
 static const ScopeDef scope_model = {"model", model_keys, M_NKEYS};
 static const ScopeDef scope_mamba = {"mamba", mamba_keys, MB_NKEYS};
+static const ScopeDef scope_mamba2 = {"mamba2", mamba2_keys, M2_NKEYS};
 static const ScopeDef scope_mlstm = {"mlstm", mlstm_keys, ML_NKEYS};
 static const ScopeDef scope_slstm = {"slstm", slstm_keys, SL_NKEYS};
 static const ScopeDef scope_ffn = {"feedforward", ffn_keys, FF_NKEYS};
 static const ScopeDef *const all_scopes[] = {
-    &scope_model, &scope_mamba, &scope_mlstm, &scope_slstm, &scope_ffn,
+    &scope_model, &scope_mamba, &scope_mamba2, &scope_mlstm, &scope_slstm, &scope_ffn,
 };
 #define N_SCOPES (int)(sizeof all_scopes / sizeof all_scopes[0])
 
@@ -131,7 +153,8 @@ static const EnumName layout_names[] = {{"vanilla", SLSTM_LAYOUT_VANILLA, false}
                                         {"cuda", SLSTM_LAYOUT_CUDA, false}};
 static const EnumName block_names[] = {{"mamba", BLOCK_MAMBA, false},
                                        {"mlstm", BLOCK_MLSTM, false},
-                                       {"slstm", BLOCK_SLSTM, false}};
+                                       {"slstm", BLOCK_SLSTM, false},
+                                       {"mamba2", BLOCK_MAMBA2, false}};
 static const EnumName act_names[] = {
     {"gelu", ACT_GELU, false},       {"relu", ACT_RELU, false},   {"relu2", ACT_RELU2, false},
     {"relu^2", ACT_RELU2, true},     {"sigmoid", ACT_SIGMOID, false},
@@ -374,9 +397,20 @@ static void report_unknown(Checker *c, const ScopeDef *def, const Item *it)
         if (n_homes == 1 && homes[0] == scope_model.name)
             error_at(c, it->loc, "unknown %s '%s' %s; it belongs at model level", what, key.s,
                      here);
-        else
+        else if (n_homes == 1)
             error_at(c, it->loc, "unknown %s '%s' %s; it belongs in section '%s'", what,
                      key.s, here, list);
+        else { /* e.g. d_state: sections mamba and mamba2 */
+            char quoted[N_SCOPES][40];
+            const char *q[N_SCOPES];
+            for (int h = 0; h < n_homes; h++) {
+                snprintf(quoted[h], sizeof quoted[h], "'%s'", homes[h]);
+                q[h] = quoted[h];
+            }
+            join_names(list, sizeof list, q, n_homes);
+            error_at(c, it->loc, "unknown %s '%s' %s; it belongs in section %s", what, key.s,
+                     here, list);
+        }
         return;
     }
     if (def == &scope_model || section) {
@@ -585,20 +619,21 @@ static bool read_block_list(Checker *c, const Item *it, Stack *st)
             continue;
         }
         if (e->kind != VAL_IDENT && e->kind != VAL_REPEAT) {
-            error_at(c, e->loc, "expected a block kind (mamba, mlstm or slstm), got %s",
+            error_at(c, e->loc, "expected a block kind (mamba, mamba2, mlstm or slstm), got %s",
                      ast_value_kind_name(e->kind));
             ok = false;
             continue;
         }
         int kind = enum_lookup(block_names, N_OF(block_names), e->s);
         if (kind < 0) {
-            const char *cands[] = {"mamba", "mlstm", "slstm"};
-            const char *near = closest(e->s, cands, 3);
+            const char *cands[] = {"mamba", "mamba2", "mlstm", "slstm"};
+            const char *near = closest(e->s, cands, 4);
             if (near)
                 error_at(c, e->loc, "unknown block kind '%s'; did you mean '%s'?", clip(e->s).s,
                          near);
             else
-                error_at(c, e->loc, "unknown block kind '%s'; expected mamba, mlstm or slstm",
+                error_at(c, e->loc, "unknown block kind '%s'; expected mamba, mamba2, mlstm or "
+                         "slstm",
                          clip(e->s).s);
             ok = false;
         }
@@ -856,6 +891,141 @@ static void check_mamba(Checker *c, const Item *sec, ModelSpec *m, bool used)
     mb->mlp_hidden = (mb->d_intermediate + 127) / 128 * 128;
 }
 
+static void mamba2_defaults(Mamba2Spec *m2, Loc loc)
+{
+    *m2 = (Mamba2Spec){.d_state = 128, .d_conv = 4, .expand = 2.0, .headdim = 64, .ngroups = 1,
+                       .chunk_size = 256, .rmsnorm = true, .conv_bias = true,
+                       .dt_limit = {0.0, INFINITY}, .loc = loc};
+}
+
+/* One bound of dt_limit: a number >= 0, or `inf`. */
+static bool want_limit(Checker *c, const Value *v, double *out)
+{
+    if (v->kind == VAL_BAD)
+        return false;
+    double f;
+    if (v->kind == VAL_INT)
+        f = (double)v->i;
+    else if (v->kind == VAL_FLOAT)
+        f = v->f;
+    else if (v->kind == VAL_IDENT && strcmp(v->s, "inf") == 0)
+        f = INFINITY;
+    else {
+        error_at(c, v->loc, "expected a number or 'inf' in 'dt_limit', got %s",
+                 ast_value_kind_name(v->kind));
+        return false;
+    }
+    if (!(f >= 0)) {
+        error_at(c, v->loc, "the bounds of 'dt_limit' must be at least 0, got %g", f);
+        return false;
+    }
+    *out = f;
+    return true;
+}
+
+/* dt_limit = [lo, hi]: the clamp of Δ after softplus (upstream's tuple). */
+static void want_dt_limit(Checker *c, const Item *it, double out[2])
+{
+    if (!it || it->value->kind == VAL_BAD)
+        return;
+    const Value *v = it->value;
+    if (v->kind != VAL_LIST || v->n_elems != 2) {
+        error_at(c, v->loc, "expected a list of two bounds such as [0.0, inf] for 'dt_limit', "
+                 "got %s", v->kind == VAL_LIST ? "a list of another length" :
+                 ast_value_kind_name(v->kind));
+        return;
+    }
+    double lim[2];
+    if (!want_limit(c, v->elems[0], &lim[0]) || !want_limit(c, v->elems[1], &lim[1]))
+        return;
+    if (!(lim[0] < lim[1])) {
+        error_at(c, v->loc, "'dt_limit' must have its lower bound below its upper bound, got "
+                 "[%g, %g]", lim[0], lim[1]);
+        return;
+    }
+    out[0] = lim[0];
+    out[1] = lim[1];
+}
+
+/* The rules of Mamba2.__init__ and of its kernels (SEMANTICS-mamba2.md C.1): d_ssm <=
+ * d_inner, headdim divides d_ssm, ngroups divides the heads. */
+static void check_mamba2(Checker *c, const Item *sec, ModelSpec *m, bool used)
+{
+    Mamba2Spec *m2 = &m->mamba2;
+    Scope s = {.def = &scope_mamba2};
+    mamba2_defaults(m2, sec ? sec->loc : m->loc);
+    if (sec)
+        scope_collect(c, &s, sec->body);
+    want_int(c, s.slot[M2_D_STATE], 1, SPEC_DIM_MAX, &m2->d_state);
+    want_int(c, s.slot[M2_D_CONV], 1, SPEC_KERNEL_MAX, &m2->d_conv);
+    want_number(c, s.slot[M2_EXPAND], SPEC_FACTOR_MAX, &m2->expand);
+    want_int(c, s.slot[M2_HEADDIM], 1, SPEC_DIM_MAX, &m2->headdim);
+    want_int(c, s.slot[M2_NGROUPS], 1, SPEC_DIM_MAX, &m2->ngroups);
+    const Item *dssm = s.slot[M2_D_SSM];
+    if (dssm && dssm->value->kind == VAL_IDENT) {
+        if (strcmp(dssm->value->s, "auto") != 0)
+            error_at(c, dssm->value->loc, "invalid value '%s' for 'd_ssm'; expected 'auto' (= "
+                     "d_inner) or a positive integer", clip(dssm->value->s).s);
+    } else if (dssm && dssm->value->kind != VAL_INT && dssm->value->kind != VAL_BAD) {
+        type_error(c, dssm, "'auto' or an integer");
+    } else {
+        want_int(c, dssm, 1, SPEC_DIM_MAX, &m2->d_ssm_arg);
+    }
+    want_int(c, s.slot[M2_CHUNK], 1, SPEC_DIM_MAX, &m2->chunk_size);
+    want_bool(c, s.slot[M2_RMSNORM], &m2->rmsnorm);
+    want_bool(c, s.slot[M2_NORM_BEFORE_GATE], &m2->norm_before_gate);
+    want_bool(c, s.slot[M2_D_HAS_HDIM], &m2->D_has_hdim);
+    want_bool(c, s.slot[M2_CONV_BIAS], &m2->conv_bias);
+    want_bool(c, s.slot[M2_BIAS], &m2->bias);
+    want_dt_limit(c, s.slot[M2_DT_LIMIT], m2->dt_limit);
+
+    if (!used) {
+        warn_unused(c, sec, "Mamba-2");
+        mamba2_defaults(m2, m->loc);
+        return;
+    }
+    if (m->d_model <= 0)
+        return;
+    double inner = floor(m2->expand * (double)m->d_model); /* Python int(): truncation */
+    if (inner < 1 || inner > SPEC_DIM_MAX) {
+        error_at(c, where(s.slot[M2_EXPAND], m2->loc), "d_inner = int(expand * %s) = %.0f is "
+                 "out of range (1 to %d)", c->dim_key, inner, SPEC_DIM_MAX);
+        return;
+    }
+    int di = (int)inner;
+    int d_ssm = m2->d_ssm_arg > 0 ? m2->d_ssm_arg : di;
+    if (d_ssm > di) {
+        error_at(c, where(dssm, m2->loc), "d_ssm (%d) must be at most d_inner = int(expand * "
+                 "%s) = %d", d_ssm, c->dim_key, di);
+        return;
+    }
+    if (d_ssm % m2->headdim != 0) {
+        error_at(c, where(s.slot[M2_HEADDIM], m2->loc), "Mamba-2 headdim (%d) does not divide "
+                 "d_ssm %d%s", m2->headdim, d_ssm, m2->d_ssm_arg > 0 ? "" : " (= d_inner)");
+        return;
+    }
+    int heads = d_ssm / m2->headdim;
+    if (heads % m2->ngroups != 0) {
+        error_at(c, where(s.slot[M2_NGROUPS], m2->loc), "Mamba-2 ngroups (%d) does not divide "
+                 "the %d heads (d_ssm %d / headdim %d)", m2->ngroups, heads, d_ssm, m2->headdim);
+        return;
+    }
+    int64_t gn = (int64_t)m2->ngroups * m2->d_state;
+    int64_t conv_dim = d_ssm + 2 * gn, in_proj = 2 * (int64_t)di + 2 * gn + heads;
+    if (in_proj > SPEC_DIM_MAX) {
+        error_at(c, where(s.slot[M2_D_STATE], m2->loc), "the Mamba-2 in_proj width 2 d_inner + "
+                 "2 ngroups d_state + heads = %lld is too large (at most %d)",
+                 (long long)in_proj, SPEC_DIM_MAX);
+        return;
+    }
+    m2->d_inner = di;
+    m2->d_ssm = d_ssm;
+    m2->nheads = heads;
+    m2->d_mlp = di - d_ssm;
+    m2->conv_dim = (int)conv_dim;
+    m2->d_in_proj = (int)in_proj;
+}
+
 static void check_mlstm(Checker *c, const Item *sec, ModelSpec *m, bool used)
 {
     MlstmSpec *ml = &m->mlstm;
@@ -1007,6 +1177,11 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
     scope_collect(c, &s, am->items);
     m->name = ast_strndup(am->name, strlen(am->name));
     m->loc = am->loc;
+    size_t name_len = strlen(am->name);
+    if (name_len > SPEC_NAME_MAX)
+        error_at(c, am->name_loc, "model name '%s' is too long (%zu characters): it is the "
+                 "default C prefix of the compiled API, at most %d characters", clip(am->name).s,
+                 name_len, SPEC_NAME_MAX);
 
     /* The width, and from it the family when `family` is absent. */
     const Item *dm = s.slot[M_D_MODEL], *ed = s.slot[M_EMBEDDING_DIM];
@@ -1063,15 +1238,17 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
     /* Sections count as used when a block of their kind is in the stack; if the stack itself
      * is broken, check the sections that are there as if used. */
     bool stack_ok = check_blocks(c, &s, m);
-    bool used[3] = {false, false, false};
+    bool used[BLOCK_KINDS] = {false};
     for (int i = 0; i < m->n_blocks; i++)
         used[m->blocks[i]] = true;
     if (!stack_ok) {
         used[BLOCK_MAMBA] = s.slot[M_MAMBA] != NULL;
+        used[BLOCK_MAMBA2] = s.slot[M_MAMBA2] != NULL;
         used[BLOCK_MLSTM] = s.slot[M_MLSTM] != NULL;
         used[BLOCK_SLSTM] = s.slot[M_SLSTM] != NULL;
     }
     check_mamba(c, s.slot[M_MAMBA], m, used[BLOCK_MAMBA]);
+    check_mamba2(c, s.slot[M_MAMBA2], m, used[BLOCK_MAMBA2]);
     check_mlstm(c, s.slot[M_MLSTM], m, used[BLOCK_MLSTM]);
     check_slstm(c, s.slot[M_SLSTM], m, used[BLOCK_SLSTM]);
 }
@@ -1099,7 +1276,7 @@ void check_models(const AstModel *models, SpecFile *f, DiagSink *diag)
     for (const AstModel *am = models; am; am = am->next)
         n++;
     if (n == 0) {
-        error_at(&c, (Loc){f->path, 0, 0}, "no model in this file; expected 'model NAME { ... }'");
+        error_at(&c, (Loc){f->path, 1, 1}, "no model in this file; expected 'model NAME { ... }'");
         flush(&c);
         free(c.pending);
         return;

@@ -116,6 +116,7 @@ const char *spec_block_name(BlockKind k)
     case BLOCK_MAMBA: return "mamba";
     case BLOCK_MLSTM: return "mlstm";
     case BLOCK_SLSTM: return "slstm";
+    case BLOCK_MAMBA2: return "mamba2";
     }
     return "?";
 }
@@ -257,6 +258,33 @@ void spec_print(FILE *out, const ModelSpec *m)
         fprintf(out, "        d_intermediate = %d;\n", mb->d_intermediate);
         fprintf(out, "        # derived: d_inner = %d, mlp_hidden = %d\n", mb->d_inner,
                 mb->mlp_hidden);
+        fputs("    }\n", out);
+    }
+    if (model_uses(m, BLOCK_MAMBA2)) {
+        const Mamba2Spec *m2 = &m->mamba2;
+        fputs("    mamba2 {\n", out);
+        fprintf(out, "        d_state = %d;\n", m2->d_state);
+        fprintf(out, "        d_conv = %d;\n", m2->d_conv);
+        fputs("        expand = ", out);
+        print_double(out, m2->expand);
+        fputs(";\n", out);
+        fprintf(out, "        headdim = %d;\n", m2->headdim);
+        fprintf(out, "        ngroups = %d;\n", m2->ngroups);
+        fprintf(out, "        d_ssm = %d;\n", m2->d_ssm);
+        fprintf(out, "        chunk_size = %d;\n", m2->chunk_size);
+        fprintf(out, "        rmsnorm = %s;\n", bool_name(m2->rmsnorm));
+        fprintf(out, "        norm_before_gate = %s;\n", bool_name(m2->norm_before_gate));
+        fprintf(out, "        D_has_hdim = %s;\n", bool_name(m2->D_has_hdim));
+        fprintf(out, "        conv_bias = %s;\n", bool_name(m2->conv_bias));
+        fprintf(out, "        bias = %s;\n", bool_name(m2->bias));
+        fputs("        dt_limit = [", out);
+        print_double(out, m2->dt_limit[0]);
+        fputs(", ", out);
+        print_double(out, m2->dt_limit[1]);
+        fputs("];\n", out);
+        fprintf(out, "        # derived: d_inner = %d, nheads = %d, d_mlp = %d, conv_dim = %d, "
+                "d_in_proj = %d\n", m2->d_inner, m2->nheads, m2->d_mlp, m2->conv_dim,
+                m2->d_in_proj);
         fputs("    }\n", out);
     }
     if (model_uses(m, BLOCK_MLSTM)) {

@@ -20,9 +20,11 @@
 #define SPEC_BLOCKS_MAX 4096      /* blocks in the stack */
 #define SPEC_KERNEL_MAX 1024      /* conv kernel sizes */
 #define SPEC_FACTOR_MAX 1024.0    /* expand, proj_factor */
+#define SPEC_NAME_MAX 64          /* model name: the default C prefix (backend_prefix_ok) */
 
 typedef enum { FAMILY_MAMBA, FAMILY_XLSTM } Family;
-typedef enum { BLOCK_MAMBA, BLOCK_MLSTM, BLOCK_SLSTM } BlockKind;
+typedef enum { BLOCK_MAMBA, BLOCK_MLSTM, BLOCK_SLSTM, BLOCK_MAMBA2 } BlockKind;
+enum { BLOCK_KINDS = 4 };
 typedef enum { NORM_RMSNORM, NORM_LAYERNORM } NormKind;
 typedef enum { ACT_GELU, ACT_RELU, ACT_RELU2, ACT_SIGMOID, ACT_SWISH, ACT_SELU } ActFn;
 typedef enum { SLSTM_LAYOUT_VANILLA, SLSTM_LAYOUT_CUDA } SlstmLayout;
@@ -43,6 +45,31 @@ typedef struct MambaSpec {
     int mlp_hidden;     /* derived: ceil(d_intermediate / 128) * 128, 0 when no MLP */
     Loc loc;            /* the `mamba { }` section, or the model header */
 } MambaSpec;
+
+/* Mamba-2 (SSD) mixer settings; names and defaults as in mamba_ssm's Mamba2.__init__
+ * (SEMANTICS-mamba2.md C.1). */
+typedef struct Mamba2Spec {
+    int d_state;           /* 128: N, state size per head */
+    int d_conv;            /* 4 */
+    double expand;         /* 2 */
+    int headdim;           /* 64: P */
+    int ngroups;           /* 1: G, B/C groups shared by blocks of heads */
+    int d_ssm_arg;         /* 0 = unset (upstream None): d_ssm = d_inner */
+    int chunk_size;        /* 256: SSD block length (rounding only; the chunked form caps it) */
+    bool rmsnorm;          /* true: gated RMSNorm before out_proj */
+    bool norm_before_gate; /* false: norm(y * SiLU(z)); true: norm(y) * SiLU(z) */
+    bool D_has_hdim;       /* false: D per head [H]; true: per channel [d_ssm] */
+    bool conv_bias;        /* true */
+    bool bias;             /* false: in_proj / out_proj bias */
+    double dt_limit[2];    /* (0, inf): clamp of softplus(dt + dt_bias) */
+    int d_inner;           /* derived: (int)(expand * d_model) */
+    int d_ssm;             /* derived: d_ssm_arg or d_inner */
+    int nheads;            /* derived: d_ssm / headdim */
+    int d_mlp;             /* derived: d_inner - d_ssm (gated-MLP branch) */
+    int conv_dim;          /* derived: d_ssm + 2 G N */
+    int d_in_proj;         /* derived: 2 d_inner + 2 G N + H */
+    Loc loc;
+} Mamba2Spec;
 
 /* mLSTM layer settings; names and defaults as in xlstm's mLSTMLayerConfig. */
 typedef struct MlstmSpec {
@@ -98,6 +125,7 @@ typedef struct ModelSpec {
     bool bias;                   /* xlstm stack `bias`: false */
     WeightType weight_type;      /* f32 */
     MambaSpec mamba;
+    Mamba2Spec mamba2;
     MlstmSpec mlstm;
     SlstmSpec slstm;
     Loc loc;                     /* the `model` keyword */
@@ -132,7 +160,7 @@ const char *spec_weight_type_name(WeightType t);
 /* "f32", "bf16", "f16", "q8" -> the type; false for anything else. */
 bool spec_weight_type_parse(const char *name, WeightType *out);
 
-/* Print a model back as spec text with every default made explicit (mxc spec --resolved). */
+/* Print a model back as spec text with every default made explicit (mxc check --resolved). */
 void spec_print(FILE *out, const ModelSpec *m);
 
 #endif

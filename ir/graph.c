@@ -216,10 +216,10 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
     case OP_RMSNORM:
     case OP_LAYERNORM:
         if (!is_seq_f32(x)) FAIL("%s input must be f32[B,T,...]", ir_op_name(n->op));
-        if (n->op == OP_LAYERNORM &&
-            (n->attr.norm.groups < 1 || cols % n->attr.norm.groups != 0))
-            FAIL("layernorm groups %d do not divide %lld columns", n->attr.norm.groups,
-                 (long long)cols);
+        if ((n->op == OP_LAYERNORM && n->attr.norm.groups < 1) || n->attr.norm.groups < 0 ||
+            (n->attr.norm.groups > 1 && cols % n->attr.norm.groups != 0))
+            FAIL("%s groups %d do not divide %lld columns", ir_op_name(n->op),
+                 n->attr.norm.groups, (long long)cols);
         if (!is_vector(n->src[1], cols)) FAIL("norm gain must be f32[%lld]", (long long)cols);
         if (n->n_src > 2 && !is_vector(n->src[2], cols))
             FAIL("norm bias must be f32[%lld]", (long long)cols);
@@ -330,6 +330,28 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
             FAIL("scan gate and sources disagree");
         if (gated && !ir_type_equal(&n->src[6]->type, &x->type))
             FAIL("scan gate z must be f32[B,T,%lld]", (long long)cols);
+        *out = seq_type(cols);
+        return true;
+    }
+    case OP_SSD_SCAN: {
+        /* x [B,T,H*P], dt [B,T,H], dt_bias [H], A_log [H], B, C [B,T,G*N], D [H] or [H*P] */
+        int heads = n->attr.rec.heads, groups = n->attr.rec.groups;
+        if (heads < 1 || groups < 1 || heads % groups != 0 || cols % heads != 0)
+            FAIL("ssd heads %d and groups %d do not fit %lld channels", heads, groups,
+                 (long long)cols);
+        if (!is_seq_f32(x)) FAIL("ssd x must be f32[B,T,%lld]", (long long)cols);
+        if (!is_seq_f32(n->src[1]) || ir_type_cols(&n->src[1]->type) != heads)
+            FAIL("ssd dt must be f32[B,T,%d]", heads);
+        if (!is_vector(n->src[2], heads) || !is_vector(n->src[3], heads))
+            FAIL("ssd dt_bias and A_log must be f32[%d]", heads);
+        const Node *bm = n->src[4], *cm = n->src[5];
+        int64_t gn = ir_type_cols(&bm->type);
+        if (!is_seq_f32(bm) || !is_seq_f32(cm) || gn % groups != 0 || gn < groups ||
+            ir_type_cols(&cm->type) != gn)
+            FAIL("ssd B and C must be f32[B,T,groups*N] of one shape");
+        if (!is_vector(n->src[6], heads) && !is_vector(n->src[6], cols))
+            FAIL("ssd D must be f32[%d] or f32[%lld]", heads, (long long)cols);
+        if (n->attr.rec.chunk < 0) FAIL("ssd chunk %d", n->attr.rec.chunk);
         *out = seq_type(cols);
         return true;
     }
@@ -456,6 +478,14 @@ Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps)
     return typed(n);
 }
 
+Node *ir_rmsnorm_grouped(Graph *g, Loc loc, Node *x, Node *gain, double eps, int groups)
+{
+    Node *n = node_new(g, OP_RMSNORM, loc, 2, (Node *[]){x, gain});
+    n->attr.norm.eps = eps;
+    n->attr.norm.groups = groups;
+    return typed(n);
+}
+
 Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps,
                    bool gain_offset, int groups)
 {
@@ -527,6 +557,23 @@ Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, No
     typed(n);
     /* h [C][N] */
     n->attr.rec.state = ir_add_state(g, what, ir_type_elems(&a_log->type));
+    return n;
+}
+
+Node *ir_ssd_scan(Graph *g, Loc loc, Node *const src[7], int heads, int groups, double dt_min,
+                  double dt_max, int block, const char *what)
+{
+    Node *n = node_new(g, OP_SSD_SCAN, loc, 7, src);
+    n->attr.rec.act = OP_COUNT_;
+    n->attr.rec.heads = heads;
+    n->attr.rec.groups = groups;
+    n->attr.rec.dt_min = dt_min;
+    n->attr.rec.dt_max = dt_max;
+    n->attr.rec.block = block;
+    typed(n);
+    /* h [H][P][N], as upstream's ssm_state (B, H, P, N) */
+    int64_t gn = ir_type_cols(&src[4]->type);
+    n->attr.rec.state = ir_add_state(g, what, ir_type_cols(&src[0]->type) * (gn / groups));
     return n;
 }
 

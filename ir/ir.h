@@ -26,6 +26,11 @@
  * backend's matmul takes up to this many parts). */
 #define IR_PROJ_MAX_PARTS 4
 
+/* The chunked form of OP_SSD_SCAN: blocks of at most SSD_CHUNK_MAX tokens (its Q x Q
+ * products live on the kernel's stack), taken by forward calls of at least SSD_CHUNK_MIN
+ * tokens; shorter calls and the step run the recurrence. */
+enum { SSD_CHUNK_MAX = 64, SSD_CHUNK_MIN = 4 };
+
 /* Element types. Values are f32 (tokens i32); weights may be narrow (pass narrow-weights):
  * bf16 / f16 are 2-byte floats; q8 is signed 8-bit values in blocks of IR_Q8_BLOCK along the
  * last dimension with one f32 scale per block (docs/runtime.md, "The q8 format"). */
@@ -81,7 +86,8 @@ struct Node {
     union {
         struct {       /* OP_WEIGHT: its type is the layout the kernels read */
             const char *name;     /* official parameter name */
-            const char *alt_name; /* also accepted under this name (tied head), or NULL */
+            const char *alt_name; /* also accepted under these names, separated by '\n'
+                                     (tied head, Hugging Face naming), or NULL */
             int slot;             /* index in the weight table, assigned by plan-memory */
             WeightLayout layout;  /* how the checkpoint stores it (ir_weight_stored_swapped) */
             int stored_rank;      /* WEIGHT_SWAP_MIDDLE: the checkpoint's shape */
@@ -91,8 +97,9 @@ struct Node {
         struct {       /* OP_RMSNORM, OP_LAYERNORM */
             double eps;
             bool gain_offset;     /* effective gain is 1 + w (xLSTM convention) */
-            int groups;           /* LAYERNORM: each row is normalised in this many equal
-                                     groups (multi-head norm); 1 = the whole row */
+            int groups;           /* each row is normalised in this many equal groups
+                                     (multi-head norm, Mamba-2's grouped gated norm);
+                                     0 or 1 = the whole row */
         } norm;
         struct {       /* OP_LINEAR, OP_HEADWISE: sources are x, W_1..W_parts, then
                           b_1..b_parts if bias, then the residual if residual */
@@ -113,6 +120,11 @@ struct Node {
                                      rather than max(i, log f + m) (upstream's rule) */
             Op act;               /* CONV1D: activation of the output; SELECTIVE_SCAN: OP_SILU
                                      = output gated by SiLU of a 7th source z; OP_COUNT_ = none */
+            int groups;           /* SSD_SCAN: B/C groups (heads / groups heads share one) */
+            int block;            /* SSD_SCAN: the spec's chunk_size (the preferred block) */
+            int chunk;            /* SSD_SCAN: block length of the chunked form in the forward
+                                     kernel (set by the ssd-chunked pass); 0 = recurrent form */
+            double dt_min, dt_max; /* SSD_SCAN: clamp of softplus(dt + dt_bias) */
         } rec;
     } attr;
 };
@@ -131,7 +143,8 @@ typedef struct Arena Arena;
 typedef struct IrModel {
     const char *name;
     int vocab_size;             /* tokens the model was trained on */
-    int vocab_padded;           /* rows of the embedding, columns of the logits */
+    int vocab_padded;           /* rows of the embedding, columns of the logits (0 in graphs
+                                   built without a model, by unit tests: not checked) */
     int d_model;
     int n_blocks;
 } IrModel;
@@ -184,6 +197,12 @@ Node *ir_binary(Graph *g, Loc loc, Op op, Node *a, Node *b);
 Node *ir_conv1d(Graph *g, Loc loc, Node *x, Node *w, Node *bias, const char *what);
 Node *ir_selective_scan(Graph *g, Loc loc, Node *x, Node *delta, Node *a_log, Node *b,
                         Node *c, Node *d, const char *what);
+/* RMSNorm of each of `groups` equal column groups (Mamba-2's gated norm). */
+Node *ir_rmsnorm_grouped(Graph *g, Loc loc, Node *x, Node *gain, double eps, int groups);
+/* Mamba-2 SSD scan: x [B,T,H*P], dt [B,T,H] (before dt_bias and softplus), dt_bias [H],
+ * A_log [H], B and C [B,T,G*N], D [H] or [H*P] -> y [B,T,H*P]; state h [H][P][N]. */
+Node *ir_ssd_scan(Graph *g, Loc loc, Node *const src[7], int heads, int groups, double dt_min,
+                  double dt_max, int block, const char *what);
 /* q, k, v [B,T,NH*DH]; igate, fgate pre-activations [B,T,NH] -> h̃ [B,T,NH*DH] */
 Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, Node *fgate,
                     int heads, const char *what);

@@ -31,12 +31,13 @@ Node *lower_block_norm(Graph *g, const ModelSpec *m, const char *prefix, Node *x
 
 typedef struct FrameNames {
     const char *embedding, *block_fmt, *final_norm;
+    const char *hf_embedding; /* the embedding's Hugging Face name, if it differs */
 } FrameNames;
 
 static const FrameNames mamba_names = {"backbone.embedding.weight", "backbone.layers.%d",
-                                       "backbone.norm_f"};
+                                       "backbone.norm_f", "backbone.embeddings.weight"};
 static const FrameNames xlstm_names = {"token_embedding.weight", "xlstm_block_stack.blocks.%d",
-                                       "xlstm_block_stack.post_blocks_norm"};
+                                       "xlstm_block_stack.post_blocks_norm", NULL};
 
 DType ir_weight_dtype(WeightType t)
 {
@@ -58,9 +59,12 @@ Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
     g->weight_dtype = ir_weight_dtype(m->weight_type);
     int64_t emb_dims[2] = {m->vocab_padded, m->d_model};
     Node *tokens = ir_tokens(g, m->loc);
-    /* A tied head may be stored under either name; the embedding's is canonical. */
-    Node *emb = ir_weight(g, m->loc, names->embedding, m->tie_weights ? "lm_head.weight" : NULL,
-                          2, emb_dims);
+    /* A tied head may be stored under either name; the embedding's is canonical. Hugging
+     * Face's MambaForCausalLM / Mamba2ForCausalLM call the embedding backbone.embeddings. */
+    const char *alt = names->hf_embedding;
+    if (m->tie_weights)
+        alt = alt ? ir_strfmt(g, "%s\nlm_head.weight", alt) : "lm_head.weight";
+    Node *emb = ir_weight(g, m->loc, names->embedding, alt, 2, emb_dims);
     Node *x = ir_embed(g, m->loc, tokens, emb);
     for (int i = 0; i < m->n_blocks; i++) {
         const char *prefix = ir_strfmt(g, names->block_fmt, i);
@@ -68,6 +72,7 @@ Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
         case BLOCK_MAMBA: x = lower_mamba_block(g, m, prefix, x); break;
         case BLOCK_MLSTM: x = lower_mlstm_block(g, m, prefix, x); break;
         case BLOCK_SLSTM: x = lower_slstm_block(g, m, prefix, x); break;
+        case BLOCK_MAMBA2: x = lower_mamba2_block(g, m, prefix, x); break;
         }
     }
     if (m->family == FAMILY_MAMBA)

@@ -9,8 +9,9 @@
 #include "frontend/spec.h"
 #include "ir/ir.h"
 
-/* Lower one model. Returns NULL, with a diagnostic, for block kinds the backend cannot
- * compile yet. `chunk_len` is the longest chunk the generated forward kernel takes. */
+/* Lower one model; every checked spec lowers, so this never fails (`diag` is unused, kept for
+ * refusals of future features). `chunk_len` is the longest chunk the generated forward
+ * kernel takes. */
 Graph *ir_lower_model(const ModelSpec *spec, int chunk_len, DiagSink *diag);
 
 /* The spec's weight_type as the dtype of the graph's matrices (Graph.weight_dtype). */
@@ -27,6 +28,7 @@ Node *lower_block_norm(Graph *g, const ModelSpec *m, const char *prefix, Node *x
 /* One block each: reads the residual stream x [B,T,d_model], returns the new stream.
  * `prefix` is the block's parameter prefix, e.g. "backbone.layers.3". */
 Node *lower_mamba_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
+Node *lower_mamba2_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
 Node *lower_mlstm_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
 Node *lower_slstm_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
 

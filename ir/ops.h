@@ -56,6 +56,8 @@ enum { OPF_CODE = 1, OPF_SCRATCH = 2 };
       "depthwise causal conv over time (+ bias, activation)")                                          \
     X(SELECTIVE_SCAN, "selective_scan", 6, 7, OPK_RECURRENT, OPF_KERNEL,                               \
       "Mamba scan: x, delta, A_log, B, C, D (, z)")                                                    \
+    X(SSD_SCAN, "ssd_scan", 7, 7, OPK_RECURRENT, OPF_KERNEL,                                           \
+      "Mamba-2 scan: x, dt, dt_bias, A_log, B, C, D (one A per head)")                                 \
     X(MLSTM_CELL, "mlstm_cell", 5, 5, OPK_RECURRENT, OPF_KERNEL, "mLSTM matrix memory: q, k, v, igate, fgate") \
     X(SLSTM_CELL, "slstm_cell", 6, 6, OPK_RECURRENT, OPF_KERNEL, "sLSTM scalar memory: i, f, z, o, R, bias") \
     /* graph output */                                                                                 \

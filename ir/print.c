@@ -4,6 +4,7 @@
  * once memory is planned, where each value lives. The format is documented in docs/ir.md
  * and checked by golden files, so change both together. */
 #include <stdarg.h>
+#include <string.h>
 
 #include "ir/ir.h"
 
@@ -60,6 +61,18 @@ bool ir_format_attrs(const Node *n, bool exact, char *buf, size_t len)
     case OP_SELECTIVE_SCAN:
         if (n->attr.rec.act != OP_COUNT_) attr(&t, "gate=%s", act_name(n->attr.rec.act));
         break;
+    case OP_SSD_SCAN:
+        attr(&t, "heads=%d", n->attr.rec.heads);
+        attr(&t, "groups=%d", n->attr.rec.groups);
+        if (exact)
+            attr(&t, "dt_limit=[%a, %a]", n->attr.rec.dt_min, n->attr.rec.dt_max);
+        else
+            attr(&t, "dt_limit=[%g, %g]", n->attr.rec.dt_min, n->attr.rec.dt_max);
+        if (n->attr.rec.chunk)
+            attr(&t, "chunk=%d", n->attr.rec.chunk);
+        else
+            attr(&t, "recurrent");
+        break;
     case OP_MLSTM_CELL:
         attr(&t, "heads=%d", n->attr.rec.heads);
         break;
@@ -81,7 +94,11 @@ static void print_attrs(const Node *n, FILE *out)
 {
     if (n->op == OP_WEIGHT) {
         fprintf(out, " \"%s\"", n->attr.weight.name);
-        if (n->attr.weight.alt_name) fprintf(out, " | \"%s\"", n->attr.weight.alt_name);
+        for (const char *a = n->attr.weight.alt_name; a && *a;) { /* '\n'-separated */
+            int len = (int)strcspn(a, "\n");
+            fprintf(out, " | \"%.*s\"", len, a);
+            a += len + (a[len] == '\n');
+        }
         if (n->attr.weight.layout == WEIGHT_SWAP_MIDDLE) {
             const int64_t *v = n->attr.weight.view;
             fprintf(out, " {stored=[%lld][%lld][%lld][%lld] swapped}", (long long)v[0],

@@ -14,7 +14,7 @@ int ir_verify(const Graph *g, FILE *out)
     int problems = 0;
     if (!g->tokens) PROBLEM("graph has no tokens input");
     if (!g->output || g->output->dead) PROBLEM("graph has no live output");
-    else if (ir_type_cols(&g->output->type) != g->model.vocab_padded)
+    else if (g->model.vocab_padded && ir_type_cols(&g->output->type) != g->model.vocab_padded)
         PROBLEM("output has %lld columns, the model's padded vocabulary is %d",
                 (long long)ir_type_cols(&g->output->type), g->model.vocab_padded);
     for (int i = 0; i < g->n_nodes; i++) {

@@ -11,21 +11,13 @@
 
 #include "passes/passes.h"
 
-/* May node n read source s as a narrow matrix? */
+/* May node n read source s as a narrow matrix? The projections' weights (their kernels,
+ * matmul.c, gemm.c and the head-wise loop, read through wload.c) and the embedding table;
+ * nothing else, so that a new op reads f32 until its kernel learns otherwise. */
 static bool reads_narrow(const Node *n, int s)
 {
-    switch (n->op) {
-    case OP_EMBED:
-        return s == 1;
-    case OP_LINEAR: case OP_HEADWISE:
-        return s >= 1 && s <= n->attr.proj.parts;
-    case OP_TOKENS: case OP_WEIGHT: case OP_RMSNORM: case OP_LAYERNORM: case OP_SLICE:
-    case OP_CONCAT: case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2:
-    case OP_SIGMOID: case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_CONV1D:
-    case OP_SELECTIVE_SCAN: case OP_MLSTM_CELL: case OP_SLSTM_CELL: case OP_OUTPUT:
-    case OP_COUNT_:
-        break;
-    }
+    if (n->op == OP_EMBED) return s == 1;
+    if (ir_op_kind(n->op) == OPK_PROJ) return s >= 1 && s <= n->attr.proj.parts;
     return false;
 }
 

@@ -40,6 +40,7 @@ void pass_infer_shapes(Graph *g);  /* infer_shapes.c */
 void pass_fuse_projections(Graph *g); /* fuse_projections.c */
 void pass_fuse_conv(Graph *g);     /* fuse_conv.c */
 void pass_fuse_elementwise(Graph *g); /* fuse_elementwise.c */
+void pass_ssd_chunked(Graph *g);   /* ssd_chunked.c */
 void pass_dce(Graph *g);           /* dce.c */
 void pass_narrow_weights(Graph *g); /* narrow_weights.c */
 void pass_plan_memory(Graph *g);   /* plan_memory.c */

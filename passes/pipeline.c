@@ -11,6 +11,8 @@ static const Pass pipeline[] = {
     {"fuse-conv", "fold the activation after a causal conv into the conv loop", pass_fuse_conv, false},
     {"fuse-elementwise", "fold activations, residual adds and the scan's SiLU gate into their producer",
      pass_fuse_elementwise, false},
+    {"ssd-chunked", "give Mamba-2 scans the chunked (block-quadratic) form for long forward calls",
+     pass_ssd_chunked, false},
     {"dce", "remove nodes the output does not depend on", pass_dce, false},
     {"narrow-weights", "store the projections and the embedding in the build's weight type",
      pass_narrow_weights, false},

@@ -20,6 +20,7 @@ struct BoundWeights {
     const float **slots; /* [n_weights]; each points at data of its slot's dtype */
     void **owned;        /* converted copies, freed with the binding */
     int n_owned;
+    const char *label;   /* the file's, for errors of the second pass (valid while binding) */
 };
 
 /* What a slot was resolved to: a tensor, and for a q8-encoded (I8) one its scales. */
@@ -114,6 +115,44 @@ static int bind_check_spec(const MxrtModelDesc *desc, int i)
     return 0;
 }
 
+/* The first of the '\n'-separated names in `alts` that `f` holds, or NULL. */
+static const StTensor *bind_find_alt(const StFile *f, const char *alts)
+{
+    char one[1024];
+    for (const char *at = alts; at && *at;) {
+        size_t len = strcspn(at, "\n");
+        if (len < sizeof one) {
+            memcpy(one, at, len);
+            one[len] = '\0';
+            const StTensor *t = st_find(f, one);
+            if (t)
+                return t;
+        }
+        at += len + (at[len] == '\n');
+    }
+    return NULL;
+}
+
+/* 'a' or 'b' or 'c' for the names of `alts`, cut short to fit `cap`. */
+static const char *bind_quote_alts(char *buf, size_t cap, const char *alts)
+{
+    char one[1024], q[MXRT_QUOTE_CAP];
+    size_t o = 0;
+    buf[0] = '\0';
+    for (const char *at = alts; *at;) {
+        size_t len = strcspn(at, "\n");
+        size_t keep = len < sizeof one ? len : sizeof one - 1;
+        memcpy(one, at, keep);
+        one[keep] = '\0';
+        int w = snprintf(buf + o, cap - o, "%s'%s'", o ? " or " : "", mxrt_quote(q, sizeof q, one));
+        if (w < 0 || (size_t)w >= cap - o)
+            break;
+        o += (size_t)w;
+        at += len + (at[len] == '\n');
+    }
+    return buf;
+}
+
 /* Is the file in the q8 format this runtime reads? NULL if so, else why not. */
 static const char *q8_format_problem(const StFile *f)
 {
@@ -198,12 +237,12 @@ static Resolved bind_resolve(const MxrtTensorSpec *s, int32_t dtype, const StFil
     char qn[2 * MXRT_QUOTE_CAP + 8], qa[MXRT_QUOTE_CAP], have[MXRT_SHAPE_CAP], want[MXRT_SHAPE_CAP];
     const StTensor *t = st_find(f, s->name);
     if (!t && s->alt_name)
-        t = st_find(f, s->alt_name);
+        t = bind_find_alt(f, s->alt_name);
     if (!t) {
         mxrt_quote(qn, sizeof qn, s->name);
         if (s->alt_name)
-            bind_problem(p, "missing tensor '%s' (also looked for '%s')", qn,
-                         mxrt_quote(qa, sizeof qa, s->alt_name));
+            bind_problem(p, "missing tensor '%s' (also looked for %s)", qn,
+                         bind_quote_alts(qa, sizeof qa, s->alt_name));
         else
             bind_problem(p, "missing tensor '%s'", qn);
         return r;
@@ -316,8 +355,8 @@ static int bind_q8(BoundWeights *b, int i, const Resolved *r)
         mxrt_quote(q, sizeof q, r->t->name);
         if (!qv || !sc)
             return mxrt_set_error("out of memory quantising tensor '%s'", q);
-        return mxrt_set_error("tensor '%s': element %lld is not finite, so it cannot be "
-                              "quantised to q8", q, (long long)bad);
+        return mxrt_set_error("%s: tensor '%s': element %lld is not finite, so it cannot be "
+                              "quantised to q8", b->label, q, (long long)bad);
     }
     own(b, qv);
     own(b, sc);
@@ -455,6 +494,7 @@ int bind_weights(const MxrtModelDesc *desc, const StFile *f, BoundWeights **out)
         rc = mxrt_set_error("%s: cannot bind the weights of model '%s' (%d problem%s): %s%s",
                             st_label(f), model, p.count, p.count == 1 ? "" : "s", p.text, more);
     }
+    b->label = st_label(f);
     for (int i = 0; rc == 0 && i < n; i++)
         rc = bind_slot(b, src, desc, i);
     free(src);

@@ -1,7 +1,8 @@
 /* bind.h - turn an open safetensors file into the kernels' weight-slot array.
  *
  * For every MxrtTensorSpec of a model, in slot order: find the tensor by `name`, else by
- * `alt_name` (tied weights: either name is accepted; with both present `name` wins), check its
+ * the names of `alt_name` in order ('\n'-separated: a tied head, other checkpoint namings;
+ * with several present the first wins), check its
  * shape exactly, and point the slot at the data - in place for aligned little-endian F32, else
  * at a converted copy (F16, BF16, F64, misaligned F32) that the binding owns; a slot whose spec
  * asks for a layout transform (MxrtTransform) gets a rearranged copy. Tensors in the

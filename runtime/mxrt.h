@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 5
+#define MXRT_ABI_VERSION 6
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
@@ -40,7 +40,8 @@ typedef enum {
 /* One weight the kernels need, in the order of the weight-slot array. */
 typedef struct MxrtTensorSpec {
     const char *name;     /* official parameter name, e.g. "backbone.layers.0.mixer.A_log" */
-    const char *alt_name; /* also accepted under this name (tied head), or NULL */
+    const char *alt_name; /* also accepted under these names, separated by '\n' (a tied head,
+                             other checkpoint namings), tried in order; or NULL */
     int32_t rank;         /* 1..MXRT_MAX_RANK */
     int32_t transform;    /* MxrtTransform */
     int64_t dims[MXRT_MAX_RANK]; /* expected shape as stored; unused entries 0 */
@@ -88,7 +89,18 @@ typedef struct MxrtModelDesc {
     const unsigned char *embedded_weights; /* a safetensors file built into the shared object
                                               (mxc build --embed-weights), or NULL */
     int64_t embedded_size;                 /* its size in bytes */
-    const int32_t *weight_dtypes;          /* [n_weights] MxrtDtype of each slot; NULL: all F32 */
+    /* ABI 5: stateful serving (docs/c-api.md). */
+    uint64_t fingerprint;           /* hash of the compiled graph (ops, attributes, types,
+                                       weights, state layout) and the mxc version: a saved
+                                       state loads only into a state of the same fingerprint */
+    const char *mxc_version;        /* of the compiler that built the model */
+    MxrtChunkFn forward_trunk;      /* forward_chunk without the head: logits untouched (may
+                                       be NULL) */
+    MxrtChunkFn forward_last;       /* forward_chunk with the head for position len-1 only:
+                                       logit b, v at logits[b * logits_bstride + v]; scratch
+                                       [batch * (len + 1) * scratch_floats_per_row] */
+    /* ABI 6: narrow weights. */
+    const int32_t *weight_dtypes;   /* [n_weights] MxrtDtype of each slot; NULL: all F32 */
 } MxrtModelDesc;
 
 typedef struct MxrtModel MxrtModel;
@@ -106,8 +118,34 @@ int mxrt_state_copy(MxrtState *dst, const MxrtState *src);
 int mxrt_forward(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, float *logits);
 int mxrt_step(MxrtModel *m, MxrtState *s, const int32_t *tokens, float *logits);
 int mxrt_state_batch(const MxrtState *s);
-/* Threads this state's calls run on (default: $MXC_THREADS, else the online CPUs). Results
- * are identical for every thread count. */
+
+/* Stateful serving (ABI 5; contract in docs/c-api.md). */
+/* Bytes mxrt_state_save writes for this state (header, positions, state); 0 on error. */
+int64_t mxrt_state_save_size(const MxrtState *s);
+int mxrt_state_save(const MxrtState *s, void *buf, int64_t size);
+/* Refuses a blob of another model build, batch, a truncated or altered one; the state is
+ * unchanged on failure. */
+int mxrt_state_load(MxrtState *s, const void *buf, int64_t size);
+int mxrt_state_save_file(const MxrtState *s, const char *path);
+int mxrt_state_load_file(MxrtState *s, const char *path);
+/* Sequence dst_slot of dst becomes a copy of sequence src_slot of src (same model; dst and
+ * src may be one state). */
+int mxrt_state_copy_slot(MxrtState *dst, int dst_slot, const MxrtState *src, int src_slot);
+int mxrt_state_reset_slot(MxrtState *s, int slot);
+/* Tokens sequence `slot` has processed since its last reset (-1 on error). */
+int64_t mxrt_state_positions(const MxrtState *s, int slot);
+/* forward with the head for the last position only: logits [batch][vocab_padded]. */
+int mxrt_forward_last(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len, float *logits);
+/* forward without the head: only the state advances. */
+int mxrt_prefill(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len);
+/* forward (logits of every position, or none when logits is NULL) that also copies the state
+ * after after[i] tokens into snaps[i], i < n; after == NULL means after (i+1) * every. */
+int mxrt_forward_snapshots(MxrtModel *m, MxrtState *s, const int32_t *tokens, int len,
+                           float *logits, const int32_t *after, int every, int n,
+                           MxrtState *const *snaps);
+/* Threads this state's calls run on, 1..256 (default: $MXC_THREADS, else one per 4M weights,
+ * at most the CPUs of the affinity mask: pool_default_threads). Results are identical for
+ * every thread count. */
 int mxrt_state_set_threads(MxrtState *s, int n);
 /* The message of this thread's most recent failure, "" if none yet (never NULL). Successful
  * calls leave it unchanged, like errno: read it only after a non-zero return. */

@@ -34,14 +34,23 @@ int pool_threads(const MxrtPool *p);
 /* Run the job on every thread of the pool (or inline when p is NULL). */
 void pool_run(MxrtPool *p, const PoolJob *job);
 
-/* Threads a new state uses: $MXC_THREADS if set (1..MXRT_MAX_THREADS); otherwise one thread
- * per POOL_FLOATS_PER_THREAD weights, at most the online CPUs. A model that small does a few
- * microseconds of work between two barriers, where waking a second thread costs more than it
- * saves (a 300k-parameter model decodes ~20x faster on one thread of a busy machine). */
-int pool_default_threads(int64_t weight_floats);
+/* Threads a new state uses: $MXC_THREADS if set (1..MXRT_MAX_THREADS; anything else is an
+ * error, -1 with the message set); otherwise one thread per POOL_FLOATS_PER_THREAD weights,
+ * at most the CPUs the process may run on. A model that small does a few microseconds of
+ * work between two barriers, where waking a second thread costs more than it saves (a
+ * 300k-parameter model decodes ~20x faster on one thread of a busy machine). */
+int pool_default_threads(int64_t weight_floats, int *out);
+
+/* The CPUs this process may run on (its affinity mask: taskset, cgroup cpusets), >= 1. */
+int pool_cpus(void);
+
+/* A thread count written in decimal, in [1, MXRT_MAX_THREADS]: 0 and *out set, else -1. */
+int pool_parse_threads(const char *text, int *out);
 
 #define POOL_FLOATS_PER_THREAD ((int64_t)4 << 20)
 
 #define MXRT_MAX_THREADS 256
+/* The one wording of the range, for the API, $MXC_THREADS and `mxc run --threads`. */
+#define MXRT_THREADS_RANGE_MSG "thread count must be in [1, 256]"
 
 #endif

@@ -1,9 +1,12 @@
 /* model_api.c - see model_api.h. */
 #include <dlfcn.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "model_api.h"
 #include "runtime/safetensors.h"
@@ -61,6 +64,123 @@ int run_command(const char *cmd)
 {
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+const char *test_out_dir(void)
+{
+    static char dir[600];
+    if (!dir[0]) {
+        const char *b = getenv("MXC_TEST_BUILDDIR");
+        snprintf(dir, sizeof dir, "%.580s/out", b && *b ? b : "tests");
+        mkdir(dir, 0777);
+    }
+    return dir;
+}
+
+int model_build(const char *spec, const char *prefix, const char *extra, const char *dir,
+                char *so, size_t len)
+{
+    char cmd[4096];
+    snprintf(so, len, "%s/lib%s.so", dir, prefix);
+    unlink(so);
+    snprintf(cmd, sizeof cmd, "'%s' build '%s' -o '%s' --prefix %s %s 2>'%s/%s.err'",
+             mxc_path(), spec, so, prefix, extra ? extra : "", dir, prefix);
+    return run_command(cmd);
+}
+
+bool model_load(Api *a, const char *spec, const char *prefix, const char *extra)
+{
+    char so[1024];
+    memset(a, 0, sizeof *a);
+    int rc = model_build(spec, prefix, extra, test_out_dir(), so, sizeof so);
+    if (rc == 0) return api_load(a, so, prefix);
+    char err[1024];
+    snprintf(err, sizeof err, "%s/%s.err", test_out_dir(), prefix);
+    fprintf(stderr, "mxc build %s: exit status %d\n", spec, rc);
+    FILE *f = fopen(err, "r");
+    if (f) {
+        char line[512];
+        for (int i = 0; i < 40 && fgets(line, sizeof line, f); i++) fputs(line, stderr);
+        fclose(f);
+    }
+    return false;
+}
+
+double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (isnan(d)) return INFINITY;
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+double max_rel_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]) / (1.0 + fabs((double)b[i]));
+        if (isnan(d)) return INFINITY;
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float uniform_pm1(uint64_t *state)
+{
+    return (float)((double)(splitmix64(state) >> 11) * 0x1p-52 - 1.0);
+}
+
+int step_all(const Api *a, void *m, void *s, const int32_t *tokens, int batch, int len,
+             float *out)
+{
+    int V = a->vocab_padded(), rc = 0;
+    int32_t *col = malloc(sizeof *col * (size_t)batch);
+    float *lg = malloc(sizeof *lg * (size_t)batch * (size_t)V);
+    if (!col || !lg) rc = -1;
+    for (int t = 0; t < len && rc == 0; t++) {
+        for (int b = 0; b < batch; b++) col[b] = tokens[(size_t)b * len + t];
+        rc = a->step(m, s, col, lg);
+        for (int b = 0; b < batch && rc == 0; b++)
+            memcpy(out + ((size_t)b * len + t) * V, lg + (size_t)b * V, sizeof *lg * (size_t)V);
+    }
+    free(col);
+    free(lg);
+    return rc;
+}
+
+int forward_pieces(const Api *a, void *m, void *s, const int32_t *tokens, int batch, int len,
+                   const int *pieces, int n_pieces, float *out)
+{
+    int V = a->vocab_padded(), rc = 0;
+    for (int t0 = 0, c = 0; t0 < len && rc == 0; c++) {
+        int n = pieces[c % n_pieces];
+        if (n < 1) return -1; /* a piece of no tokens would never end */
+        if (n > len - t0) n = len - t0;
+        int32_t *piece = malloc(sizeof *piece * (size_t)batch * (size_t)n);
+        float *lg = malloc(sizeof *lg * (size_t)batch * (size_t)n * (size_t)V);
+        if (!piece || !lg) rc = -1;
+        for (int b = 0; b < batch && rc == 0; b++)
+            memcpy(piece + (size_t)b * n, tokens + (size_t)b * len + t0, sizeof *piece * (size_t)n);
+        if (rc == 0) rc = a->forward(m, s, piece, n, lg);
+        for (int b = 0; b < batch && rc == 0; b++)
+            memcpy(out + ((size_t)b * len + t0) * V, lg + (size_t)b * n * V,
+                   sizeof *lg * (size_t)n * (size_t)V);
+        free(piece);
+        free(lg);
+        t0 += n;
+    }
+    return rc;
 }
 
 bool write_cuda_layout_weights(const char *dir, const char *out)

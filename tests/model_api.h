@@ -1,9 +1,11 @@
-/* model_api.h - the C API of a compiled model, loaded with dlopen and resolved by prefix,
- * and running the mxc binary: shared by the test programs that build real models. */
+/* model_api.h - what the test programs that build real models share: the C API of a compiled
+ * model (loaded with dlopen and resolved by prefix), running the mxc binary, and the helpers
+ * on logits and random numbers. One copy of each, here. */
 #ifndef MXC_TEST_MODEL_API_H
 #define MXC_TEST_MODEL_API_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct Api {
@@ -35,6 +37,39 @@ const char *mxc_path(void);
 
 /* Run a shell command; its exit status, -1 if it did not exit normally. */
 int run_command(const char *cmd);
+
+/* Directory for the files the tests write: $MXC_TEST_BUILDDIR/out (created). */
+const char *test_out_dir(void);
+
+/* `mxc build SPEC -o DIR/libPREFIX.so --prefix PREFIX EXTRA` (EXTRA: more options, or NULL),
+ * with mxc's stderr in DIR/PREFIX.err. The shared object's path goes to `so` (removed first,
+ * so that a refused build leaves none). Returns mxc's exit status. */
+int model_build(const char *spec, const char *prefix, const char *extra, const char *dir,
+                char *so, size_t len);
+
+/* The compiled-model loader: model_build into test_out_dir(), then api_load. False if either
+ * fails, with mxc's messages copied to stderr. */
+bool model_load(Api *a, const char *spec, const char *prefix, const char *extra);
+
+/* max |a - b| and max |a - b| / (1 + |b|) over n floats; a NaN anywhere gives INFINITY, so
+ * that it fails every tolerance. */
+double max_abs_diff(const float *a, const float *b, size_t n);
+double max_rel_diff(const float *a, const float *b, size_t n);
+
+/* Deterministic pseudo-random numbers (the same on every machine): the next splitmix64 value
+ * of `state`, and one uniform in [-1, 1). */
+uint64_t splitmix64(uint64_t *state);
+float uniform_pm1(uint64_t *state);
+
+/* `len` steps of `batch` sequences (tokens [batch][len]) from the state as it is, logits
+ * packed [batch][len][vocab_padded] like a forward's. Stops at the first failing call and
+ * returns its status. */
+int step_all(const Api *a, void *m, void *s, const int32_t *tokens, int batch, int len,
+             float *out);
+/* forward over tokens [batch][len] in calls of the lengths in `pieces` (cycled until len
+ * positions are done), logits packed as one forward's. Returns the first failing status. */
+int forward_pieces(const Api *a, void *m, void *s, const int32_t *tokens, int batch, int len,
+                   const int *pieces, int n_pieces, float *out);
 
 /* Writes to `out` the golden weights of directory `dir` (model.safetensors) with the sLSTM
  * cell tensors replaced by their CUDA-layout versions (dir/slstm_cuda_layout.safetensors

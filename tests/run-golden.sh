@@ -4,23 +4,7 @@
 #   tests/specs/ir/NAME.mx   ->  `mxc ir` prints NAME.ir (options in NAME.args, if present)
 # Specs run from their own directory, so diagnostics carry the bare file name.
 # Set MXC_UPDATE_GOLDEN=1 to rewrite the expected files from the current output.
-set -u
-MXC=${MXC:-$(pwd)/mxc}
-SRC=${MXC_TEST_SRCDIR:-$(cd "$(dirname "$0")" && pwd)}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-
-report() { # name, ok(0/1), detail-file
-    if [ "$2" = 0 ]; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL: $1"
-        [ -n "${3:-}" ] && head -n 40 "$3"
-    fi
-}
+. "${MXC_TEST_SRCDIR:-$(dirname "$0")}/testlib.sh"
 
 for spec in "$SRC"/specs/bad/*.mx; do
     [ -e "$spec" ] || continue
@@ -28,7 +12,7 @@ for spec in "$SRC"/specs/bad/*.mx; do
     expected="$SRC/specs/bad/$name.expected"
     (cd "$SRC/specs/bad" && "$MXC" check "$name.mx") >"$TMP/out" 2>"$TMP/err"
     status=$?
-    if [ "${MXC_UPDATE_GOLDEN:-}" = 1 ]; then cp "$TMP/err" "$expected"; fi
+    update_golden "$TMP/err" "$expected"
     if [ "$status" != 1 ]; then
         echo "exit status $status, expected 1" >"$TMP/diff"
         report "bad/$name" 1 "$TMP/diff"
@@ -48,7 +32,7 @@ for spec in "$SRC"/specs/ir/*.mx; do
     # shellcheck disable=SC2086
     (cd "$SRC/specs/ir" && "$MXC" ir $args "$name.mx") >"$TMP/out" 2>"$TMP/err"
     status=$?
-    if [ "${MXC_UPDATE_GOLDEN:-}" = 1 ]; then cp "$TMP/out" "$expected"; fi
+    update_golden "$TMP/out" "$expected"
     if [ "$status" != 0 ]; then
         report "ir/$name" 1 "$TMP/err"
     elif ! diff -u "$expected" "$TMP/out" >"$TMP/diff" 2>&1; then
@@ -58,5 +42,4 @@ for spec in "$SRC"/specs/ir/*.mx; do
     fi
 done
 
-echo "golden: $pass passed, $fail failed"
-[ "$fail" = 0 ] && [ "$pass" -gt 0 ]
+finish golden

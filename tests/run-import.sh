@@ -5,23 +5,7 @@
 #   - tests/import/NAME.{json,yaml} prints NAME.expected: the spec on success, or the error
 #     (exit status 1) for the files named bad_*.
 # Set MXC_UPDATE_GOLDEN=1 to rewrite the expected files from the current output.
-set -u
-MXC=${MXC:-$(pwd)/mxc}
-SRC=${MXC_TEST_SRCDIR:-$(cd "$(dirname "$0")" && pwd)}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-
-report() { # name, ok(0/1), detail-file
-    if [ "$2" = 0 ]; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL: $1"
-        [ -n "${3:-}" ] && head -n 40 "$3"
-    fi
-}
+. "${MXC_TEST_SRCDIR:-$(dirname "$0")}/testlib.sh"
 
 for dir in "$SRC"/golden/*/; do
     case=$(basename "$dir")
@@ -50,7 +34,7 @@ for input in "$SRC"/import/*.json "$SRC"/import/*.yaml; do
         bad_*) want_status=1; got="$TMP/err" ;;
         *) want_status=0; got="$TMP/out" ;;
     esac
-    if [ "${MXC_UPDATE_GOLDEN:-}" = 1 ]; then cp "$got" "$expected"; fi
+    update_golden "$got" "$expected"
     if [ "$status" != "$want_status" ]; then
         { echo "exit status $status, expected $want_status"; cat "$TMP/err"; } >"$TMP/diff"
         report "import/$file" 1 "$TMP/diff"
@@ -63,5 +47,4 @@ for input in "$SRC"/import/*.json "$SRC"/import/*.yaml; do
     fi
 done
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

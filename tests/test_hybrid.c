@@ -67,6 +67,9 @@ static Build builds[] = {
     {"hybrid/mamba_named_xlstm.mx", "hy_mamba_named_xlstm", NULL, "", -1},
     {"hybrid/mix5_xlstm.mx", "hy_mix5_xlstm", NULL, "", -1},
     {"hybrid/mix5_mamba.mx", "hy_mix5_mamba", "16", "", -1},
+    {"hybrid/mamba2_mamba_at1.mx", "hy_mamba2_mamba_at1", NULL, "", -1},
+    {"hybrid/mamba_mamba2_at1.mx", "hy_mamba_mamba2_at1", NULL, "", -1},
+    {"hybrid/mix5_mamba2.mx", "hy_mix5_mamba2", "16", "", -1},
     {"golden/slstm_tiny/model.mx", "hy_slstm_vanilla", NULL, "", -1},
     {"golden/slstm_tiny/model_cuda.mx", "hy_slstm_cuda", NULL, "", -1},
 };
@@ -106,7 +109,7 @@ static const Build *build_of(const char *prefix)
 }
 
 /* Load the compiled model `prefix`; false (and a failure) if it did not build. */
-static bool model_load(Api *a, const char *prefix)
+static bool load_built(Api *a, const char *prefix)
 {
     const Build *b = build_of(prefix);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b);
@@ -204,20 +207,6 @@ static bool weights_write(const WeightList *l, const char *path)
 
 /* --- seeded random weights ------------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [-1, 1). */
-static float uniform(uint64_t *s)
-{
-    return (float)((double)(splitmix64(s) >> 11) * 0x1p-52 - 1.0);
-}
-
 static uint64_t fnv1a(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -247,9 +236,13 @@ static void weight_init_random(Weight *w, uint64_t seed)
     bool gain = ends_with(name, ".norm.weight") || ends_with(name, ".norm2.weight") ||
                 ends_with(name, ".norm_f.weight");
     for (int64_t i = 0; i < n; i++) {
-        float u = uniform(&s), v;
-        if (ends_with(name, ".A_log"))
+        float u = uniform_pm1(&s), v;
+        if (ends_with(name, ".A_log") && w->rank == 1) /* Mamba-2: one A per head */
+            v = logf((float)(i % 16 + 1));
+        else if (ends_with(name, ".A_log"))
             v = logf((float)(i % w->shape[1] + 1));
+        else if (ends_with(name, ".mixer.dt_bias")) /* Mamba-2 */
+            v = -4.0f + 0.5f * u;
         else if (ends_with(name, ".D"))
             v = 1.0f;
         else if (ends_with(name, ".dt_proj.bias"))
@@ -272,61 +265,12 @@ static void weight_init_random(Weight *w, uint64_t seed)
 
 /* --- helpers on logits ----------------------------------------------------------------------- */
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d; /* NaN propagates as a failure */
-    }
-    return m;
-}
-
 static double max_abs(const float *a, size_t n)
 {
     double m = 0;
     for (size_t i = 0; i < n; i++)
         if (!(fabs((double)a[i]) <= m)) m = fabs((double)a[i]);
     return m;
-}
-
-/* Token-by-token step over tokens[batch][len] from the state as it is, logits packed as
- * [batch][len][vocab] like forward's. */
-static void step_all(Api *a, void *m, void *s, const int32_t *ids, int batch, int len, int vocab,
-                     float *out)
-{
-    int32_t *tok = malloc(sizeof *tok * (size_t)batch);
-    float *lg = malloc(sizeof *lg * (size_t)batch * (size_t)vocab);
-    for (int t = 0; t < len; t++) {
-        for (int b = 0; b < batch; b++) tok[b] = ids[b * len + t];
-        CU_ASSERT_EQUAL(a->step(m, s, tok, lg), 0);
-        for (int b = 0; b < batch; b++)
-            memcpy(out + ((size_t)b * len + t) * vocab, lg + (size_t)b * vocab,
-                   sizeof *lg * (size_t)vocab);
-    }
-    free(tok);
-    free(lg);
-}
-
-/* forward over tokens[batch][len] in pieces of the given lengths (summing to len). */
-static void forward_pieces(Api *a, void *m, void *s, const int32_t *ids, int batch, int len,
-                           int vocab, const int *pieces, int n_pieces, float *out)
-{
-    int from = 0;
-    for (int p = 0; p < n_pieces; p++) {
-        int n = pieces[p];
-        int32_t *tok = malloc(sizeof *tok * (size_t)batch * (size_t)n);
-        float *lg = malloc(sizeof *lg * (size_t)batch * (size_t)n * (size_t)vocab);
-        for (int b = 0; b < batch; b++) memcpy(tok + b * n, ids + b * len + from, sizeof *tok * (size_t)n);
-        CU_ASSERT_EQUAL(a->forward(m, s, tok, n, lg), 0);
-        for (int b = 0; b < batch; b++)
-            memcpy(out + ((size_t)b * len + from) * vocab, lg + (size_t)b * n * vocab,
-                   sizeof *lg * (size_t)n * vocab);
-        free(tok);
-        free(lg);
-        from += n;
-    }
-    CU_ASSERT_EQUAL(from, len);
 }
 
 /* --- 1. golden reproduction through a zero block ------------------------------------------ */
@@ -478,7 +422,7 @@ static void check_zero_block(const ZeroCase *c)
     CU_ASSERT_FATAL(zero_block_weights(c, false, gf, control));
 
     Api a;
-    if (!model_load(&a, c->prefix)) goto out;
+    if (!load_built(&a, c->prefix)) goto out;
     CU_ASSERT_EQUAL(a.vocab_padded(), vocab);
     void *m = NULL, *s = NULL;
     if (a.open(weights, &m) != 0) fprintf(stderr, "%s: open: %s\n", c->prefix, a.last_error());
@@ -489,7 +433,7 @@ static void check_zero_block(const ZeroCase *c)
     CU_ASSERT_EQUAL(a.forward(m, s, ids->data, len, fwd), 0);
     double d_fwd = max_abs_diff(fwd, lg->data, n);
     a.state_reset(s);
-    step_all(&a, m, s, ids->data, batch, len, vocab, stp);
+    CU_ASSERT_EQUAL(step_all(&a, m, s, ids->data, batch, len, stp), 0);
     double d_step = max_abs_diff(stp, sl->data, n);
     a.state_free(s);
     a.close(m);
@@ -551,6 +495,21 @@ static void test_mamba_stack_with_zero_slstm_block(void)
     check_zero_block(&c);
 }
 
+/* mamba2_tiny + a Mamba (v1) block at 1, and mamba_tiny + a Mamba-2 block at 1. */
+static void test_mamba2_stack_with_zero_mamba_block(void)
+{
+    ZeroCase c = {"hybrid/mamba2_mamba_at1.mx", "hy_mamba2_mamba_at1", "mamba2_tiny",
+                  "backbone.layers.", "backbone.layers.", 1, zero_mamba, 1, NULL, 0};
+    check_zero_block(&c);
+}
+
+static void test_mamba_stack_with_zero_mamba2_block(void)
+{
+    ZeroCase c = {"hybrid/mamba_mamba2_at1.mx", "hy_mamba_mamba2_at1", "mamba_tiny",
+                  "backbone.layers.", "backbone.layers.", 1, zero_mamba, 1, NULL, 0};
+    check_zero_block(&c);
+}
+
 /* xlstm_mixed under mamba_ssm naming, with a zero Mamba block at 1: the xLSTM blocks keep
  * their own (offset, bias-free) norms in either family, and the family's final LayerNorm
  * with gain 1 + w and bias 0 is xLSTM's post_blocks_norm. */
@@ -579,7 +538,7 @@ static void check_self_consistency(const char *spec, const char *prefix)
     weights_free(&l);
 
     Api a;
-    if (!model_load(&a, prefix)) {
+    if (!load_built(&a, prefix)) {
         unlink(weights);
         return;
     }
@@ -600,9 +559,9 @@ static void check_self_consistency(const char *spec, const char *prefix)
     CU_ASSERT_EQUAL(a.set_threads(s, 1), 0);
     CU_ASSERT_EQUAL(a.forward(m, s, ids, LEN, fwd), 0);
     a.state_reset(s);
-    step_all(&a, m, s, ids, BATCH, LEN, vocab, stp);
+    CU_ASSERT_EQUAL(step_all(&a, m, s, ids, BATCH, LEN, stp), 0);
     a.state_reset(s);
-    forward_pieces(&a, m, s, ids, BATCH, LEN, vocab, pieces, 3, pcs);
+    CU_ASSERT_EQUAL(forward_pieces(&a, m, s, ids, BATCH, LEN, pieces, 3, pcs), 0);
     double d_step = max_abs_diff(stp, fwd, n), d_pieces = max_abs_diff(pcs, fwd, n);
     double scale = max_abs(fwd, n);
 
@@ -612,10 +571,10 @@ static void check_self_consistency(const char *spec, const char *prefix)
     CU_ASSERT_EQUAL(a.forward(m, s, ids, LEN, again), 0);
     bool same_fwd = memcmp(again, fwd, n * sizeof *fwd) == 0;
     a.state_reset(s);
-    step_all(&a, m, s, ids, BATCH, LEN, vocab, again);
+    CU_ASSERT_EQUAL(step_all(&a, m, s, ids, BATCH, LEN, again), 0);
     bool same_step = memcmp(again, stp, n * sizeof *stp) == 0;
     a.state_reset(s);
-    forward_pieces(&a, m, s, ids, BATCH, LEN, vocab, pieces, 3, again);
+    CU_ASSERT_EQUAL(forward_pieces(&a, m, s, ids, BATCH, LEN, pieces, 3, again), 0);
     bool same_pieces = memcmp(again, pcs, n * sizeof *pcs) == 0;
 
     /* each sequence alone (batch 1) as in the batch: per-sequence state and rows are not
@@ -657,6 +616,7 @@ static void check_self_consistency(const char *spec, const char *prefix)
 static void test_self_xlstm_mamba_at1(void) { check_self_consistency("hybrid/xlstm_mamba_at1.mx", "hy_xlstm_mamba_at1"); }
 static void test_self_mamba_mlstm_at1(void) { check_self_consistency("hybrid/mamba_mlstm_at1.mx", "hy_mamba_mlstm_at1"); }
 static void test_self_mamba_slstm_at1(void) { check_self_consistency("hybrid/mamba_slstm_at1.mx", "hy_mamba_slstm_at1"); }
+static void test_self_mix5_mamba2(void) { check_self_consistency("hybrid/mix5_mamba2.mx", "hy_mix5_mamba2"); }
 static void test_self_mix5_xlstm(void) { check_self_consistency("hybrid/mix5_xlstm.mx", "hy_mix5_xlstm"); }
 static void test_self_mix5_mamba(void) { check_self_consistency("hybrid/mix5_mamba.mx", "hy_mix5_mamba"); }
 
@@ -689,14 +649,14 @@ static void test_slstm_layout_mismatch(void)
     static const char vanilla_shape[] = "[4, 64, 16]", cuda_shape[] = "[4, 16, 64]";
     Api v, c;
     void *m = NULL;
-    if (model_load(&c, "hy_slstm_cuda")) {
+    if (load_built(&c, "hy_slstm_cuda")) {
         /* layout = cuda spec, vanilla file: refused; its own layout: accepted */
         expect_layout_error(&c, vanilla, vanilla_shape, cuda_shape);
         CU_ASSERT_EQUAL(c.open(cuda, &m), 0);
         c.close(m);
         dlclose(c.so);
     }
-    if (model_load(&v, "hy_slstm_vanilla")) {
+    if (load_built(&v, "hy_slstm_vanilla")) {
         /* vanilla spec, cuda-layout file: refused; its own layout: accepted */
         expect_layout_error(&v, cuda, cuda_shape, vanilla_shape);
         m = NULL;
@@ -715,12 +675,15 @@ int main(void)
     TEST_ADD(golden, test_mamba_stack_with_zero_mlstm_block);
     TEST_ADD(golden, test_mamba_stack_with_zero_slstm_block);
     TEST_ADD(golden, test_xlstm_blocks_under_mamba_naming);
+    TEST_ADD(golden, test_mamba2_stack_with_zero_mamba_block);
+    TEST_ADD(golden, test_mamba_stack_with_zero_mamba2_block);
     CU_pSuite self = CU_add_suite("hybrid-self-consistency", NULL, NULL);
     TEST_ADD(self, test_self_xlstm_mamba_at1);
     TEST_ADD(self, test_self_mamba_mlstm_at1);
     TEST_ADD(self, test_self_mamba_slstm_at1);
     TEST_ADD(self, test_self_mix5_xlstm);
     TEST_ADD(self, test_self_mix5_mamba);
+    TEST_ADD(self, test_self_mix5_mamba2);
     CU_pSuite layout = CU_add_suite("hybrid-layout-errors", NULL, NULL);
     TEST_ADD(layout, test_slstm_layout_mismatch);
     return test_run_all();

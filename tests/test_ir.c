@@ -66,7 +66,7 @@ static void test_lower_mamba_names_and_shapes(void)
     /* Tied head: one node for both names, and no separate lm_head node. */
     const Node *emb = find_weight(g, "backbone.embedding.weight");
     CU_ASSERT_FATAL(emb != NULL);
-    CU_ASSERT_STRING_EQUAL(emb->attr.weight.alt_name, "lm_head.weight");
+    CU_ASSERT_STRING_EQUAL(emb->attr.weight.alt_name, "backbone.embeddings.weight\nlm_head.weight");
     CU_ASSERT_PTR_NULL(find_weight(g, "lm_head.weight"));
     int weights = 0;
     for (int i = 0; i < g->n_nodes; i++) weights += g->nodes[i]->op == OP_WEIGHT;
@@ -279,7 +279,7 @@ static void test_print_dump(void)
     fclose(f);
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "graph tiny {chunk=16"));
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "selective_scan"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "weight \"backbone.embedding.weight\" | \"lm_head.weight\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "weight \"backbone.embedding.weight\" | \"backbone.embeddings.weight\" | \"lm_head.weight\""));
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, ": f32[B,T,128]"));
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "@logits"));
     free(buf);

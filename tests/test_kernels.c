@@ -166,14 +166,6 @@ static Graph *build(const Variant *v, int a, int b)
     return g;
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
 /* Weights of every weight node, values in [-0.5, 0.5) from the name (so the same name gets
  * the same values in every graph), as a safetensors file. */
 static bool write_weights(const Graph *g, const char *path)
@@ -208,7 +200,7 @@ static bool write_weights(const Graph *g, const char *path)
         uint64_t seed = 1469598103934665603u;
         for (const char *c = w->attr.weight.name; *c; c++) seed = (seed ^ (uint8_t)*c) * 1099511628211u;
         for (int64_t k = 0; k < ir_type_elems(&w->type); k++) {
-            float x = (float)((double)(splitmix(&seed) >> 11) / 9007199254740992.0 - 0.5);
+            float x = (float)((double)(splitmix64(&seed) >> 11) / 9007199254740992.0 - 0.5);
             fwrite(&x, 4, 1, f);
         }
     }

@@ -49,15 +49,7 @@ static bool golden_load(Golden *g, const char *dir)
     return true;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d;
-    }
-    return m;
-}
+/* max_abs_diff: model_api.c (NaN counts as an infinite difference) */
 
 static const char *out_dir(void)
 {
@@ -385,6 +377,14 @@ static void test_f32_file_converted_at_open(void)
     /* the quantisation error is at most half a step of each block */
     for (int i = 0; i < 256; i++) CU_ASSERT(fabsf((float)q[i] * sc[i / 32] - w[i]) <= 0.5f * sc[i / 32] * 1.0001f);
     bind_free(b);
+    st_close(sf);
+
+    /* a weight that q8 cannot hold: refused with the file and the tensor */
+    w[200] = INFINITY;
+    CU_ASSERT_EQUAL_FATAL(st_write(path, t, 3, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(st_open(path, &sf), 0);
+    CU_ASSERT(bind_weights(&q8_desc, sf, &b) != 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mxrt_last_error(), "q8f32.safetensors: tensor 'w': element 200 is not finite"));
     st_close(sf);
 }
 

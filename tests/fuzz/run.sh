@@ -6,7 +6,8 @@
 # TARGET is spec (the spec frontend: tests/fuzz/fuzz_spec.c), ir (spec text lowered to the
 # IR: tests/fuzz/fuzz_ir.c), st (the safetensors reader and weight binding:
 # tests/fuzz/fuzz_st.c) or import (`mxc import` on a JSON/YAML config:
-# tests/fuzz/fuzz_import.c); default all four. Each target runs SECONDS (default
+# tests/fuzz/fuzz_import.c) or state (the saved-state loader: tests/fuzz/fuzz_state.c);
+# default all five. Each target runs SECONDS (default
 # 60; 0 = replay only) under `nice -n 19`, with JOBS libFuzzer processes (default 1). The
 # targets run side by side. The corpus grows in WORKDIR/TARGET/corpus (default
 # tests/fuzz/work in the build directory) and is kept between runs, so repeated runs go
@@ -31,12 +32,12 @@ while getopts t:j:w: opt; do
     t) time_s=$OPTARG ;;
     j) jobs=$OPTARG ;;
     w) work=$OPTARG ;;
-    *) echo "usage: run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [spec] [ir] [st] [import]" >&2
+    *) echo "usage: run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [spec] [ir] [st] [import] [state]" >&2
        exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-targets=${*:-spec ir st import}
+targets=${*:-spec ir st import state}
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=${MXC_SRCDIR:-$(cd "$here/../.." && pwd)}
@@ -93,12 +94,17 @@ for t in $targets; do
     ir) build_if_stale "$out/fuzz_ir" $flags "$src/tests/fuzz/fuzz_ir.c" $front "$src"/ir/*.c ;;
     import)
         build_if_stale "$out/fuzz_import" $flags "$src/tests/fuzz/fuzz_import.c" \
-            "$src/driver/import.c" $front "$src/runtime/json.c" "$src/runtime/error.c" ;;
+            "$src/driver/import.c" "$src/driver/import_mamba2.c" $front "$src/runtime/json.c" "$src/runtime/error.c" ;;
     st)
         build_if_stale "$out/fuzz_st" $flags "$src/tests/fuzz/fuzz_st.c" $st
         build_if_stale "$out/st_seeds" -std=gnu11 -O1 -I"$src" "$src/tests/fuzz/st_seeds.c" \
             "$src/runtime/error.c" "$src/runtime/json.c" "$src/runtime/safetensors.c" ;;
-    *) echo "fuzz: unknown target '$t' (spec, ir, st or import)" >&2; exit 2 ;;
+    state)
+        rt="$st $src/runtime/pool.c $src/runtime/runtime.c $src/runtime/state_blob.c"
+        build_if_stale "$out/fuzz_state" $flags "$src/tests/fuzz/fuzz_state.c" $rt -lpthread
+        build_if_stale "$out/state_seeds" -std=gnu11 -O1 -I"$src" "$src/tests/fuzz/state_seeds.c" \
+            $rt -lpthread ;;
+    *) echo "fuzz: unknown target '$t' (spec, ir, st, import or state)" >&2; exit 2 ;;
     esac
 done
 
@@ -117,6 +123,8 @@ seeds() {
         for f in "$src"/tests/golden/*/io.safetensors; do
             [ "$(wc -c < "$f")" -le 65536 ] && cp "$f" "$dir/$(basename "$(dirname "$f")").safetensors"
         done ;;
+    state)
+        "$out/state_seeds" "$dir" ;;
     import)
         for f in "$src"/tests/golden/*/config.json "$src"/tests/import/*.json "$src"/tests/import/*.yaml; do
             [ -f "$f" ] && cp "$f" "$dir/$(echo "${f#"$src"/}" | tr / _)"
@@ -150,6 +158,7 @@ for t in $targets; do
     # shellcheck disable=SC2086
     dict=$src/tests/fuzz/$t.dict
     [ "$t" = ir ] && dict=$src/tests/fuzz/spec.dict
+    [ "$t" = state ] && dict=$src/tests/fuzz/state.dict
     quiet=""
     [ "$t" = import ] && quiet="-close_fd_mask=3" # import prints specs and messages
     (cd "$wdir" && exec nice -n 19 "$bin" -dict="$dict" -max_len=16384 \
