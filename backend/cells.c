@@ -7,8 +7,6 @@
 
 #include "backend/codegen.h"
 
-#define MLSTM_EPS 1e-6
-
 /* Loop over this thread's share of the B × heads (sequence, head) pairs. */
 static void cell_items_begin(Cg *cg, CgLoop *l, int64_t heads, LLVMValueRef *b, LLVMValueRef *h)
 {
@@ -19,11 +17,14 @@ static void cell_items_begin(Cg *cg, CgLoop *l, int64_t heads, LLVMValueRef *b, 
     *h = LLVMBuildSub(cg->b, item, LLVMBuildMul(cg->b, *b, cg_i64(cg, heads), ""), "h");
 }
 
-/* mLSTM, recurrent stabilised form (SEMANTICS B.8.2), per sequence and head:
+/* mLSTM, recurrent stabilised form (SEMANTICS B.8.2, D.6), per sequence and head:
+ *   ĩ, f̃ ← cap·tanh(ĩ/cap), cap·tanh(f̃/cap)   (only with a gate cap: xLSTM-large)
  *   lf = logσ(f̃);  m_t = max(lf + m, ĩ);  f' = exp(lf + m - m_t);  i' = exp(ĩ - m_t)
- *   C ← f' C + i' k' vᵀ,  n ← f' n + i' k',  k' = k / sqrt(DH)
- *   h = qᵀC / (max(|q·n|, exp(-m_t)) + eps)
- * State per head: C [DH key][DH value], n [DH], m; stored as all C, then all n, then all m.
+ *   C ← f' C + i' k' vᵀ,  n ← f' n + i' k',  k' = k · k_scale,  q' = q · q_scale
+ *   h = q'ᵀC / (max(|q'·n|, exp(-m_t)) + eps)
+ * The numerics (eps, scales, cap) are the node's attributes (ir.h MlstmNumerics): the classic
+ * block scales k by 1/sqrt(DH), xLSTM-large scales q by 1/sqrt(DHqk). State per head:
+ * C [DHqk key][DHv value], n [DHqk], m; stored as all C, then all n, then all m.
  *
  * C (DH² floats: 576 KB at DH 384) does not fit in L1, so a pass over it per position is
  * bound by cache bandwidth. The positions are therefore taken MLSTM_STEPS at a time: m and
@@ -37,11 +38,20 @@ typedef struct MlstmBlock {
     int steps;                         /* positions in this block */
     LLVMValueRef q[MLSTM_STEPS], k[MLSTM_STEPS], v[MLSTM_STEPS], out[MLSTM_STEPS]; /* rows */
     LLVMValueRef fgate[MLSTM_STEPS];   /* f' */
-    LLVMValueRef kscale[MLSTM_STEPS];  /* i' / sqrt(DH) */
+    LLVMValueRef kscale[MLSTM_STEPS];  /* i' · k_scale */
     LLVMValueRef denom[MLSTM_STEPS];   /* max(|q·n|, exp(-m)) + eps */
     LLVMValueRef cmat, nvec;
-    int64_t dh;
+    int64_t dk, dv;                    /* key (q, k) and value head sizes */
+    double q_scale;
 } MlstmBlock;
+
+/* q'[d] of step p: q · q_scale (no multiply when the scale is 1, so the classic cell keeps
+ * its bits). */
+static LLVMValueRef mlstm_q(Cg *cg, const MlstmBlock *m, int p, LLVMValueRef d)
+{
+    LLVMValueRef q = cg_load(cg, m->q[p], d);
+    return m->q_scale == 1.0 ? q : LLVMBuildFMul(cg->b, q, cg_f32(cg, m->q_scale), "q'");
+}
 
 static LLVMValueRef splat_or_scalar(Cg *cg, LLVMTypeRef vt, LLVMValueRef x)
 {
@@ -60,13 +70,13 @@ static void mlstm_columns(Cg *cg, const MlstmBlock *m, LLVMTypeRef vt, LLVMValue
         LLVMBuildStore(B, LLVMConstNull(vt), acc[p]);
     }
     CgLoop ld;
-    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, m->dh), "d");
-    LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, d, cg_i64(cg, m->dh), ""), j0, "");
+    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, m->dk), "d");
+    LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, d, cg_i64(cg, m->dv), ""), j0, "");
     LLVMValueRef c = cg_vload(cg, vt, m->cmat, at);
     for (int p = 0; p < m->steps; p++) {
         LLVMValueRef kv = LLVMBuildFMul(B, splat_or_scalar(cg, vt, cg_load(cg, m->k[p], d)), vs[p], "");
         c = cg_fma(cg, splat_or_scalar(cg, vt, m->fgate[p]), c, kv);
-        LLVMValueRef qd = splat_or_scalar(cg, vt, cg_load(cg, m->q[p], d));
+        LLVMValueRef qd = splat_or_scalar(cg, vt, mlstm_q(cg, m, p, d));
         LLVMBuildStore(B, cg_fma(cg, qd, c, LLVMBuildLoad2(B, vt, acc[p], "")), acc[p]);
     }
     cg_vstore(cg, c, m->cmat, at);
@@ -86,20 +96,20 @@ static void mlstm_rows(Cg *cg, const MlstmBlock *m)
 {
     LLVMBuilderRef B = cg->b;
     int vw = cg->vector_width;
-    int64_t full = m->dh / vw * vw;
+    int64_t full = m->dv / vw * vw;
     LLVMTypeRef vt = cg_vec_type(cg);
     CgLoop lz, ld, lj, lj1, lo, lo1;
-    LLVMValueRef j = cg_loop_begin(cg, &lz, cg_i64(cg, 0), cg_i64(cg, m->dh), "j");
+    LLVMValueRef j = cg_loop_begin(cg, &lz, cg_i64(cg, 0), cg_i64(cg, m->dv), "j");
     cg_store(cg, cg_f32(cg, 0.0), m->out[0], j);
     cg_loop_end(cg, &lz);
-    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, m->dh), "d");
-    LLVMValueRef crow = cg_gep(cg, cg->f32, m->cmat, LLVMBuildMul(B, d, cg_i64(cg, m->dh), ""));
-    LLVMValueRef kd = cg_load(cg, m->k[0], d), qd = cg_load(cg, m->q[0], d);
+    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, m->dk), "d");
+    LLVMValueRef crow = cg_gep(cg, cg->f32, m->cmat, LLVMBuildMul(B, d, cg_i64(cg, m->dv), ""));
+    LLVMValueRef kd = cg_load(cg, m->k[0], d), qd = mlstm_q(cg, m, 0, d);
     for (int pass = 0; pass < 2; pass++) { /* vectors of columns, then the rest one by one */
         LLVMTypeRef t = pass == 0 ? vt : cg->f32;
-        if (pass == 0 ? full == 0 : full == m->dh) continue;
+        if (pass == 0 ? full == 0 : full == m->dv) continue;
         LLVMValueRef jj = pass == 0 ? cg_loop_begin_step(cg, &lj, cg_i64(cg, 0), cg_i64(cg, full), vw, "j")
-                                    : cg_loop_begin(cg, &lj1, cg_i64(cg, full), cg_i64(cg, m->dh), "j1");
+                                    : cg_loop_begin(cg, &lj1, cg_i64(cg, full), cg_i64(cg, m->dv), "j1");
         LLVMValueRef vs = LLVMBuildFMul(B, cg_vload(cg, t, m->v[0], jj), splat_or_scalar(cg, t, m->kscale[0]), "");
         LLVMValueRef kv = LLVMBuildFMul(B, splat_or_scalar(cg, t, kd), vs, "");
         LLVMValueRef c = cg_fma(cg, splat_or_scalar(cg, t, m->fgate[0]), cg_vload(cg, t, crow, jj), kv);
@@ -110,9 +120,9 @@ static void mlstm_rows(Cg *cg, const MlstmBlock *m)
     cg_loop_end(cg, &ld);
     for (int pass = 0; pass < 2; pass++) {
         LLVMTypeRef t = pass == 0 ? vt : cg->f32;
-        if (pass == 0 ? full == 0 : full == m->dh) continue;
+        if (pass == 0 ? full == 0 : full == m->dv) continue;
         LLVMValueRef jj = pass == 0 ? cg_loop_begin_step(cg, &lo, cg_i64(cg, 0), cg_i64(cg, full), vw, "j")
-                                    : cg_loop_begin(cg, &lo1, cg_i64(cg, full), cg_i64(cg, m->dh), "j1");
+                                    : cg_loop_begin(cg, &lo1, cg_i64(cg, full), cg_i64(cg, m->dv), "j1");
         LLVMValueRef h = LLVMBuildFDiv(B, cg_vload(cg, t, m->out[0], jj), splat_or_scalar(cg, t, m->denom[0]), "");
         cg_vstore(cg, h, m->out[0], jj);
         cg_loop_end(cg, pass == 0 ? &lo : &lo1);
@@ -120,27 +130,38 @@ static void mlstm_rows(Cg *cg, const MlstmBlock *m)
 }
 
 /* Positions [t0, t0 + steps) of sequence b, head h. */
+/* A gate pre-activation as the cell sees it: capped when the node says so. */
+LLVMValueRef cg_mlstm_gate(Cg *cg, const MlstmNumerics *num, LLVMValueRef x)
+{
+    if (!(num->gate_cap > 0)) return x;
+    LLVMValueRef cap = cg_f32(cg, num->gate_cap);
+    return LLVMBuildFMul(cg->b, cap, cg_tanh(cg, LLVMBuildFDiv(cg->b, x, cap, "")), "capped");
+}
+
 static void mlstm_block(Cg *cg, const Node *n, MlstmBlock *m, LLVMValueRef b, LLVMValueRef h,
-                        LLVMValueRef hd, LLVMValueRef mptr, LLVMValueRef t0)
+                        LLVMValueRef hk, LLVMValueRef hv, LLVMValueRef mptr, LLVMValueRef t0)
 {
     LLVMBuilderRef B = cg->b;
     const Node *q = n->src[0], *k = n->src[1], *v = n->src[2], *ig = n->src[3], *fg = n->src[4];
-    LLVMValueRef inv_sqrt = cg_f32(cg, 1.0 / sqrt((double)m->dh));
+    const MlstmNumerics *num = &n->attr.rec.mlstm;
     LLVMValueRef mval = LLVMBuildLoad2(B, cg->f32, mptr, "m_prev");
     LLVMValueRef floor[MLSTM_STEPS], qn[MLSTM_STEPS];
-    LLVMValueRef q0 = cg_gep(cg, cg->f32, cg_row(cg, q, b, t0), hd), k0 = cg_gep(cg, cg->f32, cg_row(cg, k, b, t0), hd);
-    LLVMValueRef v0 = cg_gep(cg, cg->f32, cg_row(cg, v, b, t0), hd), o0 = cg_gep(cg, cg->f32, cg_row(cg, n, b, t0), hd);
+    LLVMValueRef q0 = cg_gep(cg, cg->f32, cg_row(cg, q, b, t0), hk), k0 = cg_gep(cg, cg->f32, cg_row(cg, k, b, t0), hk);
+    LLVMValueRef v0 = cg_gep(cg, cg->f32, cg_row(cg, v, b, t0), hv), o0 = cg_gep(cg, cg->f32, cg_row(cg, n, b, t0), hv);
     LLVMValueRef i0 = cg_row(cg, ig, b, t0), f0 = cg_row(cg, fg, b, t0);
     for (int p = 0; p < m->steps; p++) {
         m->q[p] = cg_row_later(cg, q, q0, p);
         m->k[p] = cg_row_later(cg, k, k0, p);
         m->v[p] = cg_row_later(cg, v, v0, p);
         m->out[p] = cg_row_later(cg, n, o0, p);
-        LLVMValueRef i_pre = cg_load(cg, cg_row_later(cg, ig, i0, p), h);
-        LLVMValueRef lf_m = LLVMBuildFAdd(B, cg_logsigmoid(cg, cg_load(cg, cg_row_later(cg, fg, f0, p), h)), mval, "");
+        LLVMValueRef i_pre = cg_mlstm_gate(cg, num, cg_load(cg, cg_row_later(cg, ig, i0, p), h));
+        LLVMValueRef f_pre = cg_mlstm_gate(cg, num, cg_load(cg, cg_row_later(cg, fg, f0, p), h));
+        LLVMValueRef lf_m = LLVMBuildFAdd(B, cg_logsigmoid(cg, f_pre), mval, "");
         LLVMValueRef m_new = cg_max(cg, lf_m, i_pre);
         m->fgate[p] = cg_exp(cg, LLVMBuildFSub(B, lf_m, m_new, ""));
-        m->kscale[p] = LLVMBuildFMul(B, cg_exp(cg, LLVMBuildFSub(B, i_pre, m_new, "")), inv_sqrt, "");
+        m->kscale[p] = cg_exp(cg, LLVMBuildFSub(B, i_pre, m_new, ""));
+        if (num->k_scale != 1.0)
+            m->kscale[p] = LLVMBuildFMul(B, m->kscale[p], cg_f32(cg, num->k_scale), "");
         floor[p] = cg_exp(cg, LLVMBuildFNeg(B, m_new, ""));
         qn[p] = cg_var(cg, "qn");
         LLVMBuildStore(B, cg_f32(cg, 0.0), qn[p]);
@@ -150,17 +171,17 @@ static void mlstm_block(Cg *cg, const Node *n, MlstmBlock *m, LLVMValueRef b, LL
 
     /* n through the block's steps, and each step's q·n */
     CgLoop ld;
-    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, m->dh), "d");
+    LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, m->dk), "d");
     LLVMValueRef nd = cg_load(cg, m->nvec, d);
     for (int p = 0; p < m->steps; p++) {
         nd = cg_fma(cg, m->fgate[p], nd, LLVMBuildFMul(B, m->kscale[p], cg_load(cg, m->k[p], d), ""));
-        LLVMBuildStore(B, cg_fma(cg, cg_load(cg, m->q[p], d), nd, LLVMBuildLoad2(B, cg->f32, qn[p], "")), qn[p]);
+        LLVMBuildStore(B, cg_fma(cg, mlstm_q(cg, m, p, d), nd, LLVMBuildLoad2(B, cg->f32, qn[p], "")), qn[p]);
     }
     cg_store(cg, nd, m->nvec, d);
     cg_loop_end(cg, &ld);
     for (int p = 0; p < m->steps; p++)
         m->denom[p] = LLVMBuildFAdd(B, cg_max(cg, cg_fabs(cg, LLVMBuildLoad2(B, cg->f32, qn[p], "")), floor[p]),
-                                    cg_f32(cg, MLSTM_EPS), "denom");
+                                    cg_f32(cg, num->eps), "denom");
 
     if (m->steps == 1) {
         mlstm_rows(cg, m);
@@ -168,16 +189,16 @@ static void mlstm_block(Cg *cg, const Node *n, MlstmBlock *m, LLVMValueRef b, LL
     }
     /* C, a vector of value columns at a time, then the columns left over */
     int vw = cg->vector_width;
-    int64_t full = m->dh / vw * vw;
+    int64_t full = m->dv / vw * vw;
     if (full > 0) {
         CgLoop lj;
         LLVMValueRef j0 = cg_loop_begin_step(cg, &lj, cg_i64(cg, 0), cg_i64(cg, full), vw, "j");
         mlstm_columns(cg, m, cg_vec_type(cg), j0);
         cg_loop_end(cg, &lj);
     }
-    if (full < m->dh) {
+    if (full < m->dv) {
         CgLoop lj;
-        LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, full), cg_i64(cg, m->dh), "j1");
+        LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, full), cg_i64(cg, m->dv), "j1");
         mlstm_columns(cg, m, cg->f32, j);
         cg_loop_end(cg, &lj);
     }
@@ -185,7 +206,13 @@ static void mlstm_block(Cg *cg, const Node *n, MlstmBlock *m, LLVMValueRef b, LL
 
 void cg_emit_mlstm_cell(Cg *cg, const Node *n)
 {
-    int64_t heads = n->attr.rec.heads, inner = ir_type_cols(&n->type), dh = inner / heads;
+    /* A forward kernel (T not the constant 1 of a step) may take the chunkwise form. */
+    if (n->attr.rec.mlstm.chunk > 1 && !LLVMIsConstant(cg->f->len)) {
+        cg_emit_mlstm_chunkwise(cg, n);
+        return;
+    }
+    int64_t heads = n->attr.rec.heads, qk = ir_type_cols(&n->src[0]->type);
+    int64_t dk = qk / heads, dv = ir_type_cols(&n->type) / heads;
     LLVMBuilderRef B = cg->b;
 
     /* Threads split the (sequence, head) pairs; each pair runs through the chunk alone. */
@@ -193,21 +220,22 @@ void cg_emit_mlstm_cell(Cg *cg, const Node *n)
     LLVMValueRef b, h;
     cell_items_begin(cg, &li, heads, &b, &h);
     LLVMValueRef st = cg_state(cg, n->attr.rec.state, b);
-    LLVMValueRef hd = LLVMBuildMul(B, h, cg_i64(cg, dh), "");
-    MlstmBlock m = {.dh = dh};
-    m.cmat = cg_gep(cg, cg->f32, st, LLVMBuildMul(B, hd, cg_i64(cg, dh), ""));
-    m.nvec = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh), hd, ""));
-    LLVMValueRef mptr = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dh * dh + inner), h, ""));
+    LLVMValueRef hk = LLVMBuildMul(B, h, cg_i64(cg, dk), "");
+    LLVMValueRef hv = LLVMBuildMul(B, h, cg_i64(cg, dv), "");
+    MlstmBlock m = {.dk = dk, .dv = dv, .q_scale = n->attr.rec.mlstm.q_scale};
+    m.cmat = cg_gep(cg, cg->f32, st, LLVMBuildMul(B, h, cg_i64(cg, dk * dv), ""));
+    m.nvec = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dk * dv), hk, ""));
+    LLVMValueRef mptr = cg_gep(cg, cg->f32, st, LLVMBuildAdd(B, cg_i64(cg, heads * dk * dv + qk), h, ""));
 
     LLVMValueRef blocks_end = LLVMBuildMul(B, LLVMBuildSDiv(B, cg->f->len, cg_i64(cg, MLSTM_STEPS), ""),
                                            cg_i64(cg, MLSTM_STEPS), "");
     LLVMValueRef t0 = cg_loop_begin_step(cg, &lt, cg_i64(cg, 0), blocks_end, MLSTM_STEPS, "t");
     m.steps = MLSTM_STEPS;
-    mlstm_block(cg, n, &m, b, h, hd, mptr, t0);
+    mlstm_block(cg, n, &m, b, h, hk, hv, mptr, t0);
     cg_loop_end(cg, &lt);
     t0 = cg_loop_begin(cg, &lt1, blocks_end, cg->f->len, "t1");
     m.steps = 1;
-    mlstm_block(cg, n, &m, b, h, hd, mptr, t0);
+    mlstm_block(cg, n, &m, b, h, hk, hv, mptr, t0);
     cg_loop_end(cg, &lt1);
     cg_loop_end(cg, &li);
 }

@@ -165,6 +165,10 @@ void cg_emit_ssd_scan(Cg *cg, const Node *n);
 
 /* --- cells.c: the xLSTM recurrent cells ------------------------------------------------ */
 void cg_emit_mlstm_cell(Cg *cg, const Node *n);
+/* mlstm_chunkwise.c: the cell's chunkwise form, for forward kernels */
+void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n);
+/* An mLSTM gate pre-activation as the cell sees it: cap·tanh(x/cap) with a gate cap. */
+LLVMValueRef cg_mlstm_gate(Cg *cg, const MlstmNumerics *num, LLVMValueRef x);
 void cg_emit_slstm_cell(Cg *cg, const Node *n);
 
 /* --- emit_desc.c: the model descriptor and the exported API ---------------------------- */

@@ -187,7 +187,10 @@ static void emit_elementwise(Cg *cg, const Node *n)
     LLVMValueRef x = cg_load(cg, a, c), v;
     if (ir_op_is_activation(n->op))
         v = cg_unary(cg, n->op, x);
-    else if (n->op == OP_ADD)
+    else if (n->op == OP_SOFTCAP) { /* divide, tanh, multiply: torch's cap * tanh(x / cap) */
+        LLVMValueRef cap = cg_f32(cg, n->attr.softcap.cap);
+        v = LLVMBuildFMul(cg->b, cap, cg_tanh(cg, LLVMBuildFDiv(cg->b, x, cap, "")), "");
+    } else if (n->op == OP_ADD)
         v = LLVMBuildFAdd(cg->b, x, cg_load(cg, bsrc, c), "");
     else /* OP_MUL, OP_SCALE */
         v = LLVMBuildFMul(cg->b, x, cg_load(cg, bsrc, c), "");
@@ -462,7 +465,7 @@ bool cg_emit_node(Cg *cg, const Node *n)
     case OP_HEADWISE: emit_headwise(cg, n); return true;
     case OP_CONCAT: emit_concat(cg, n); return true;
     case OP_SILU: case OP_SOFTPLUS: case OP_GELU: case OP_RELU: case OP_RELU2: case OP_SIGMOID:
-    case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD:
+    case OP_SELU: case OP_SCALE: case OP_MUL: case OP_ADD: case OP_SOFTCAP:
         emit_elementwise(cg, n);
         return true;
     case OP_CONV1D: emit_conv1d(cg, n); return true;

@@ -436,7 +436,7 @@ LLVMValueRef cg_unary(Cg *cg, Op op, LLVMValueRef x)
     case OP_TOKENS: case OP_WEIGHT: case OP_EMBED: case OP_RMSNORM: case OP_LAYERNORM:
     case OP_LINEAR: case OP_HEADWISE: case OP_SLICE: case OP_CONCAT: case OP_SCALE: case OP_MUL:
     case OP_ADD: case OP_CONV1D: case OP_SELECTIVE_SCAN: case OP_SSD_SCAN: case OP_MLSTM_CELL:
-    case OP_SLSTM_CELL:
+    case OP_SLSTM_CELL: case OP_SOFTCAP:
     case OP_OUTPUT: case OP_COUNT_:
         break;
     }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "driver/driver.h"
+#include "driver/import_xlstm_large.h"
 #include "driver/import_mamba2.h"
 #include "frontend/spec.h"
 #include "runtime/json.h"
@@ -1311,14 +1312,15 @@ int cmd_import(int argc, char **argv)
     size_t first = 0;
     while (first < len && strchr(" \t\r\n", text[first])) first++;
     bool parsed;
+    JsonDoc *doc = NULL;
+    const JsonValue *large = NULL; /* an xLSTM-large config: import_xlstm_large.c reads it */
     if (first < len && (text[first] == '{' || text[first] == '[')) {
-        JsonDoc *doc;
         JsonError jerr;
         import_python_json_infinity(text, len); /* transformers' time_step_limit */
         parsed = json_parse(text, len, NULL, &doc, &jerr) == 0;
         if (parsed) {
-            parsed = from_json(&im, text, json_root(doc), &root);
-            json_free(doc);
+            large = xlarge_config_find(json_root(doc));
+            if (!large) parsed = from_json(&im, text, json_root(doc), &root);
         } else {
             import_error(&im, line_of_offset(text, jerr.offset), "invalid JSON: %s", jerr.msg);
         }
@@ -1337,16 +1339,19 @@ int cmd_import(int argc, char **argv)
     size_t spec_len = 0;
     FILE *out = NULL;
     const CfgValue *cfg = &root;
-    int kind = parsed ? detect(&im, &cfg) : 0;
+    int kind = large ? 'L' : parsed ? detect(&im, &cfg) : 0;
     if (!kind) goto done;
     model_name(path, name, model, sizeof model);
     out = open_memstream(&spec, &spec_len);
     if (!out) goto done;
     fprintf(out, "# %s: imported by `mxc import` from %s (%s).\n", model, path,
             kind == 'm' ? "a mamba_ssm MambaConfig"
-            : kind == 'h' ? "a transformers Mamba2Config" : "an xlstm xLSTMLMModelConfig");
+            : kind == 'h' ? "a transformers Mamba2Config"
+            : kind == 'L' ? "an xLSTM-large xLSTMLargeConfig or transformers xLSTMConfig"
+                          : "an xlstm xLSTMLMModelConfig");
     bool ok = kind == 'm' ? import_mamba(&im, cfg, model, out)
               : kind == 'h' ? import_hf_mamba2(&im, cfg, model, out)
+              : kind == 'L' ? xlarge_config_import(path, large, model, out)
                             : import_xlstm(&im, cfg, model, out);
     fclose(out);
     if (!ok) goto done;
@@ -1365,6 +1370,7 @@ int cmd_import(int argc, char **argv)
     fputs(spec, stdout);
     status = MXC_EXIT_OK;
 done:
+    json_free(doc);
     free(spec);
     free(text);
     pool_free(&im.pool);

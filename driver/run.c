@@ -497,7 +497,6 @@ static int32_t *prompt_tokens_tok(const RunOptions *o, MxcTokenizer *tok, int32_
     return ids;
 }
 
-/* One token out: an id (--ids), text through the tokenizer's streaming decoder, or a byte. */
 /* Print token t: its id, its byte, or through the tokenizer's stream the text it completes.
  * 0, -1 for a tokenizer error (reported here), EMIT_WRITE_FAILED if stdout failed. */
 enum { EMIT_WRITE_FAILED = -2 };

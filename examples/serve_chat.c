@@ -35,7 +35,7 @@
 #define REPLY 32
 #define ROUNDS 3
 #define N_CONV 4
-#define VP KJV_MAMBA_VOCAB_PADDED
+#define VP kjv_mamba_VOCAB_PADDED
 
 typedef struct Conv {
     int slot;
@@ -62,7 +62,7 @@ static int die(const char *what)
 static int32_t argmax(const float *logits)
 {
     int32_t best = 0;
-    for (int32_t i = 1; i < KJV_MAMBA_VOCAB_SIZE; i++)
+    for (int32_t i = 1; i < kjv_mamba_VOCAB_SIZE; i++)
         if (logits[i] > logits[best]) best = i;
     return best;
 }

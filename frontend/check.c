@@ -32,7 +32,8 @@ typedef struct ScopeDef {
 enum {
     M_FAMILY, M_VOCAB_SIZE, M_PAD_VOCAB, M_D_MODEL, M_EMBEDDING_DIM, M_BLOCKS, M_BLOCK_MAP,
     M_NUM_BLOCKS, M_SLSTM_AT, M_NORM, M_NORM_EPS, M_TIE_WEIGHTS, M_TIE_EMBEDDINGS,
-    M_CONTEXT_LENGTH, M_ADD_POST_NORM, M_BIAS, M_WEIGHT_TYPE, M_MAMBA, M_MLSTM, M_SLSTM, M_MAMBA2, M_NKEYS
+    M_CONTEXT_LENGTH, M_ADD_POST_NORM, M_BIAS, M_WEIGHT_TYPE, M_MAMBA, M_MLSTM, M_SLSTM, M_MAMBA2,
+    M_ADD_OUT_NORM, M_USE_BIAS, M_LOGIT_CAP, M_MLSTM_LARGE, M_NKEYS
 };
 static const KeyDef model_keys[M_NKEYS] = {
     [M_FAMILY] = {"family", FORM_VALUE},
@@ -56,6 +57,10 @@ static const KeyDef model_keys[M_NKEYS] = {
     [M_MLSTM] = {"mlstm", FORM_SECTION},
     [M_SLSTM] = {"slstm", FORM_SECTION},
     [M_MAMBA2] = {"mamba2", FORM_SECTION},
+    [M_ADD_OUT_NORM] = {"add_out_norm", FORM_VALUE},
+    [M_USE_BIAS] = {"use_bias", FORM_VALUE},
+    [M_LOGIT_CAP] = {"output_logit_soft_cap", FORM_VALUE},
+    [M_MLSTM_LARGE] = {"mlstm_large", FORM_SECTION},
 };
 
 enum { MB_D_STATE, MB_D_CONV, MB_EXPAND, MB_DT_RANK, MB_CONV_BIAS, MB_BIAS, MB_D_INTER, MB_NKEYS };
@@ -116,14 +121,30 @@ static const KeyDef ffn_keys[FF_NKEYS] = {
     [FF_ROUND_TO] = {"round_proj_up_to_multiple_of", FORM_VALUE},
 };
 
+enum { XL_NUM_HEADS, XL_QK_FACTOR, XL_V_FACTOR, XL_GATE_CAP, XL_EPS, XL_FFN_FACTOR, XL_FFN_ROUND,
+       XL_WEIGHT_MODE, XL_CHUNK, XL_NKEYS };
+static const KeyDef mlstm_large_keys[XL_NKEYS] = {
+    [XL_NUM_HEADS] = {"num_heads", FORM_VALUE},
+    [XL_QK_FACTOR] = {"qk_dim_factor", FORM_VALUE},
+    [XL_V_FACTOR] = {"v_dim_factor", FORM_VALUE},
+    [XL_GATE_CAP] = {"gate_soft_cap", FORM_VALUE},
+    [XL_EPS] = {"eps", FORM_VALUE},
+    [XL_FFN_FACTOR] = {"ffn_proj_factor", FORM_VALUE},
+    [XL_FFN_ROUND] = {"ffn_round_up_to_multiple_of", FORM_VALUE},
+    [XL_WEIGHT_MODE] = {"weight_mode", FORM_VALUE},
+    [XL_CHUNK] = {"chunk_size", FORM_VALUE},
+};
+
 static const ScopeDef scope_model = {"model", model_keys, M_NKEYS};
 static const ScopeDef scope_mamba = {"mamba", mamba_keys, MB_NKEYS};
 static const ScopeDef scope_mamba2 = {"mamba2", mamba2_keys, M2_NKEYS};
 static const ScopeDef scope_mlstm = {"mlstm", mlstm_keys, ML_NKEYS};
 static const ScopeDef scope_slstm = {"slstm", slstm_keys, SL_NKEYS};
 static const ScopeDef scope_ffn = {"feedforward", ffn_keys, FF_NKEYS};
+static const ScopeDef scope_mlstm_large = {"mlstm_large", mlstm_large_keys, XL_NKEYS};
 static const ScopeDef *const all_scopes[] = {
     &scope_model, &scope_mamba, &scope_mamba2, &scope_mlstm, &scope_slstm, &scope_ffn,
+    &scope_mlstm_large,
 };
 #define N_SCOPES (int)(sizeof all_scopes / sizeof all_scopes[0])
 
@@ -142,7 +163,11 @@ typedef struct EnumName {
     bool alias;
 } EnumName;
 
-static const EnumName family_names[] = {{"mamba", FAMILY_MAMBA, false}, {"xlstm", FAMILY_XLSTM, false}};
+static const EnumName family_names[] = {{"mamba", FAMILY_MAMBA, false},
+                                        {"xlstm", FAMILY_XLSTM, false},
+                                        {"xlstm_large", FAMILY_XLSTM_LARGE, false}};
+static const EnumName weight_mode_names[] = {{"single", WEIGHT_MODE_SINGLE, false},
+                                             {"fused", WEIGHT_MODE_FUSED, false}};
 static const EnumName norm_names[] = {{"rmsnorm", NORM_RMSNORM, false},
                                       {"layernorm", NORM_LAYERNORM, false}};
 static const EnumName weight_type_names[] = {{"f32", WEIGHT_F32, false},
@@ -154,7 +179,8 @@ static const EnumName layout_names[] = {{"vanilla", SLSTM_LAYOUT_VANILLA, false}
 static const EnumName block_names[] = {{"mamba", BLOCK_MAMBA, false},
                                        {"mlstm", BLOCK_MLSTM, false},
                                        {"slstm", BLOCK_SLSTM, false},
-                                       {"mamba2", BLOCK_MAMBA2, false}};
+                                       {"mamba2", BLOCK_MAMBA2, false},
+                                       {"mlstm_large", BLOCK_MLSTM_LARGE, false}};
 static const EnumName act_names[] = {
     {"gelu", ACT_GELU, false},       {"relu", ACT_RELU, false},   {"relu2", ACT_RELU2, false},
     {"relu^2", ACT_RELU2, true},     {"sigmoid", ACT_SIGMOID, false},
@@ -619,21 +645,22 @@ static bool read_block_list(Checker *c, const Item *it, Stack *st)
             continue;
         }
         if (e->kind != VAL_IDENT && e->kind != VAL_REPEAT) {
-            error_at(c, e->loc, "expected a block kind (mamba, mamba2, mlstm or slstm), got %s",
+            error_at(c, e->loc, "expected a block kind (mamba, mamba2, mlstm, slstm or "
+                     "mlstm_large), got %s",
                      ast_value_kind_name(e->kind));
             ok = false;
             continue;
         }
         int kind = enum_lookup(block_names, N_OF(block_names), e->s);
         if (kind < 0) {
-            const char *cands[] = {"mamba", "mamba2", "mlstm", "slstm"};
-            const char *near = closest(e->s, cands, 4);
+            const char *cands[] = {"mamba", "mamba2", "mlstm", "slstm", "mlstm_large"};
+            const char *near = closest(e->s, cands, 5);
             if (near)
                 error_at(c, e->loc, "unknown block kind '%s'; did you mean '%s'?", clip(e->s).s,
                          near);
             else
-                error_at(c, e->loc, "unknown block kind '%s'; expected mamba, mamba2, mlstm or "
-                         "slstm",
+                error_at(c, e->loc, "unknown block kind '%s'; expected mamba, mamba2, mlstm, "
+                         "slstm or mlstm_large",
                          clip(e->s).s);
             ok = false;
         }
@@ -696,7 +723,8 @@ static bool read_block_map(Checker *c, const Item *it, Stack *st)
 }
 
 /* num_blocks = 4; slstm_at = [1] (or `all`): block i is sLSTM iff i is listed. */
-static bool read_num_blocks(Checker *c, const Item *nb, const Item *at, Stack *st)
+static bool read_num_blocks(Checker *c, const Item *nb, const Item *at, BlockKind plain,
+                            Stack *st)
 {
     int n = 0;
     if (!want_int(c, nb, 1, SPEC_BLOCKS_MAX, &n))
@@ -741,7 +769,7 @@ static bool read_num_blocks(Checker *c, const Item *nb, const Item *at, Stack *s
     }
     if (ok)
         for (int i = 0; i < n; i++)
-            stack_push(st, is_s[i] ? BLOCK_SLSTM : BLOCK_MLSTM, 1);
+            stack_push(st, is_s[i] ? BLOCK_SLSTM : plain, 1);
     free(is_s);
     return ok;
 }
@@ -772,7 +800,13 @@ static bool check_blocks(Checker *c, const Scope *s, ModelSpec *m)
         ok = false;
     }
     const Item *at = s->slot[M_SLSTM_AT];
-    if (at && !s->slot[M_NUM_BLOCKS]) {
+    /* xLSTM-large stacks are all mLSTM-large blocks: num_blocks alone gives them. */
+    bool large = m->family == FAMILY_XLSTM_LARGE;
+    if (at && large) {
+        error_at(c, at->loc, "'slstm_at' does not apply to family xlstm_large (its blocks are all "
+                 "mlstm_large); use 'blocks' for a mixed stack");
+        ok = false;
+    } else if (at && !s->slot[M_NUM_BLOCKS]) {
         error_at(c, at->loc, "'slstm_at' needs 'num_blocks' (the block stack is then num_blocks "
                  "mLSTM blocks, with sLSTM at the listed indices)");
         ok = false;
@@ -792,7 +826,7 @@ static bool check_blocks(Checker *c, const Scope *s, ModelSpec *m)
     else if (first == s->slot[M_BLOCK_MAP])
         ok = read_block_map(c, first, &st);
     else
-        ok = read_num_blocks(c, first, at, &st);
+        ok = read_num_blocks(c, first, at, large ? BLOCK_MLSTM_LARGE : BLOCK_MLSTM, &st);
     if (!ok) {
         free(st.kinds);
         return false;
@@ -1145,6 +1179,120 @@ static void check_slstm(Checker *c, const Item *sec, ModelSpec *m, bool used)
     sl->head_dim = m->d_model / sl->num_heads;
 }
 
+/* A soft cap: a positive number, or `none` (no cap; stored as 0). */
+static void want_cap(Checker *c, const Item *it, double *out)
+{
+    if (it && it->value->kind == VAL_IDENT) {
+        if (strcmp(it->value->s, "none") == 0)
+            *out = 0;
+        else
+            error_at(c, it->value->loc, "invalid value '%s' for '%s'; expected a positive number "
+                     "or 'none'", clip(it->value->s).s, it->key);
+        return;
+    }
+    if (it && it->value->kind != VAL_INT && it->value->kind != VAL_FLOAT &&
+        it->value->kind != VAL_BAD) {
+        type_error(c, it, "a number or 'none'");
+        return;
+    }
+    want_number(c, it, 1e6, out);
+}
+
+/* Python's float floor division a // b (b > 0), which upstream's FFN rounding uses:
+ * floor((a - fmod(a, b)) / b), corrected the way CPython's float_floor_div does. */
+static double py_floordiv(double a, double b)
+{
+    double mod = fmod(a, b);
+    double div = (a - mod) / b;
+    if (mod != 0 && (b < 0) != (mod < 0))
+        div -= 1.0;
+    double fl = floor(div);
+    if (div - fl > 0.5)
+        fl += 1.0;
+    return fl;
+}
+
+static void mlstm_large_defaults(MlstmLargeSpec *xl, Loc loc)
+{
+    *xl = (MlstmLargeSpec){.qk_dim_factor = 0.5, .v_dim_factor = 1.0, .gate_soft_cap = 15.0,
+                           .eps = 1e-6, .ffn_proj_factor = 2.6667,
+                           .ffn_round_up_to_multiple_of = 64, .weight_mode = WEIGHT_MODE_SINGLE,
+                           .loc = loc};
+}
+
+/* The xLSTM-large block (SEMANTICS-xlstm-large D.1): qk_dim = int(E * qk_dim_factor),
+ * v_dim = int(E * v_dim_factor), no rounding, both divided by num_heads; the FFN width is
+ * int(((E * ffn_proj_factor + m - 1) // m) * m) in Python floats. */
+static void check_mlstm_large(Checker *c, const Item *sec, ModelSpec *m, bool used)
+{
+    MlstmLargeSpec *xl = &m->mlstm_large;
+    Scope s = {.def = &scope_mlstm_large};
+    mlstm_large_defaults(xl, sec ? sec->loc : m->loc);
+    if (sec)
+        scope_collect(c, &s, sec->body);
+    bool have_heads = want_int(c, s.slot[XL_NUM_HEADS], 1, SPEC_DIM_MAX, &xl->num_heads);
+    want_number(c, s.slot[XL_QK_FACTOR], SPEC_FACTOR_MAX, &xl->qk_dim_factor);
+    want_number(c, s.slot[XL_V_FACTOR], SPEC_FACTOR_MAX, &xl->v_dim_factor);
+    want_cap(c, s.slot[XL_GATE_CAP], &xl->gate_soft_cap);
+    want_number(c, s.slot[XL_EPS], 1.0, &xl->eps);
+    want_number(c, s.slot[XL_FFN_FACTOR], SPEC_FACTOR_MAX, &xl->ffn_proj_factor);
+    want_int(c, s.slot[XL_FFN_ROUND], 1, SPEC_DIM_MAX, &xl->ffn_round_up_to_multiple_of);
+    int mode = xl->weight_mode;
+    if (want_enum(c, s.slot[XL_WEIGHT_MODE], weight_mode_names, N_OF(weight_mode_names), &mode))
+        xl->weight_mode = (WeightMode)mode;
+    want_int(c, s.slot[XL_CHUNK], 0, SPEC_MLSTM_CHUNK_MAX, &xl->chunk_size);
+
+    if (!used) {
+        warn_unused(c, sec, "mlstm_large");
+        mlstm_large_defaults(xl, m->loc);
+        return;
+    }
+    if (!s.slot[XL_NUM_HEADS]) {
+        error_at(c, sec ? sec->loc : m->loc, "missing required key 'num_heads' in section "
+                 "'mlstm_large' (the model has mlstm_large blocks)");
+        return;
+    }
+    if (!have_heads || m->d_model <= 0)
+        return; /* already reported */
+    double e = (double)m->d_model;
+    double qk = floor(e * xl->qk_dim_factor), v = floor(e * xl->v_dim_factor);
+    const char *names[2] = {"qk_dim_factor", "v_dim_factor"};
+    double dims[2] = {qk, v};
+    double factors[2] = {xl->qk_dim_factor, xl->v_dim_factor};
+    const Item *keys[2] = {s.slot[XL_QK_FACTOR], s.slot[XL_V_FACTOR]};
+    bool ok = true;
+    for (int i = 0; i < 2; i++) {
+        Loc at = where(keys[i], xl->loc);
+        if (dims[i] < 1 || dims[i] > SPEC_DIM_MAX) {
+            error_at(c, at, "int(%s %d * %s %g) = %.0f is out of range (1 to %d)", c->dim_key,
+                     m->d_model, names[i], factors[i], dims[i], SPEC_DIM_MAX);
+            ok = false;
+        } else if ((int64_t)dims[i] % xl->num_heads != 0) {
+            error_at(c, where(s.slot[XL_NUM_HEADS], at), "mlstm_large num_heads (%d) does not "
+                     "divide %s = int(%s %d * %s %g) = %.0f", xl->num_heads,
+                     i == 0 ? "qk_dim" : "v_dim", c->dim_key, m->d_model, names[i], factors[i],
+                     dims[i]);
+            ok = false;
+        }
+    }
+    double mult = xl->ffn_round_up_to_multiple_of;
+    double ffn = py_floordiv(e * xl->ffn_proj_factor + mult - 1, mult) * mult;
+    if (ffn < 1 || ffn > SPEC_DIM_MAX) {
+        error_at(c, where(s.slot[XL_FFN_FACTOR], xl->loc), "the feed-forward width (%s %d * "
+                 "ffn_proj_factor %g, rounded up to a multiple of %d) is %.0f, out of range (1 "
+                 "to %d)", c->dim_key, m->d_model, xl->ffn_proj_factor,
+                 xl->ffn_round_up_to_multiple_of, ffn, SPEC_DIM_MAX);
+        ok = false;
+    }
+    if (!ok)
+        return;
+    xl->qk_dim = (int)qk;
+    xl->v_dim = (int)v;
+    xl->qk_head_dim = xl->qk_dim / xl->num_heads;
+    xl->v_head_dim = xl->v_dim / xl->num_heads;
+    xl->ffn_dim = (int)ffn;
+}
+
 /* ---- the model ----------------------------------------------------------------------- */
 
 /* d_model / embedding_dim are one key under two names; so are tie_weights / tie_embeddings.
@@ -1204,6 +1352,7 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
     }
     m->family = family < 0 ? FAMILY_MAMBA : (Family)family;
     bool mamba = m->family == FAMILY_MAMBA;
+    bool large = m->family == FAMILY_XLSTM_LARGE;
 
     if (!s.slot[M_VOCAB_SIZE] && !(c->suggested & 1u << M_VOCAB_SIZE))
         error_at(c, m->loc, "missing required key 'vocab_size'");
@@ -1213,10 +1362,10 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
     int rem = m->vocab_size % m->pad_vocab_size_multiple;
     m->vocab_padded = m->vocab_size + (rem ? m->pad_vocab_size_multiple - rem : 0);
 
-    int norm = mamba ? NORM_RMSNORM : NORM_LAYERNORM;
+    int norm = mamba || large ? NORM_RMSNORM : NORM_LAYERNORM;
     want_enum(c, s.slot[M_NORM], norm_names, N_OF(norm_names), &norm);
     m->norm = (NormKind)norm;
-    m->norm_eps = 1e-5;
+    m->norm_eps = large ? 1e-6 : 1e-5;
     want_number(c, s.slot[M_NORM_EPS], 1.0, &m->norm_eps);
     m->tie_weights = mamba;
     want_bool(c, pick_alias(c, s.slot[M_TIE_WEIGHTS], s.slot[M_TIE_EMBEDDINGS], VAL_BOOL, &clash),
@@ -1228,9 +1377,12 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
     else
         want_int(c, cl, -1, INT32_MAX, &m->context_length);
     m->add_post_blocks_norm = true;
-    want_bool(c, s.slot[M_ADD_POST_NORM], &m->add_post_blocks_norm);
+    want_bool(c, pick_alias(c, s.slot[M_ADD_POST_NORM], s.slot[M_ADD_OUT_NORM], VAL_BOOL, &clash),
+              &m->add_post_blocks_norm);
     m->bias = false;
-    want_bool(c, s.slot[M_BIAS], &m->bias);
+    want_bool(c, pick_alias(c, s.slot[M_BIAS], s.slot[M_USE_BIAS], VAL_BOOL, &clash), &m->bias);
+    m->logit_soft_cap = large ? 30.0 : 0.0;
+    want_cap(c, s.slot[M_LOGIT_CAP], &m->logit_soft_cap);
     int wtype = WEIGHT_F32;
     want_enum(c, s.slot[M_WEIGHT_TYPE], weight_type_names, N_OF(weight_type_names), &wtype);
     m->weight_type = (WeightType)wtype;
@@ -1246,11 +1398,13 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
         used[BLOCK_MAMBA2] = s.slot[M_MAMBA2] != NULL;
         used[BLOCK_MLSTM] = s.slot[M_MLSTM] != NULL;
         used[BLOCK_SLSTM] = s.slot[M_SLSTM] != NULL;
+        used[BLOCK_MLSTM_LARGE] = s.slot[M_MLSTM_LARGE] != NULL;
     }
     check_mamba(c, s.slot[M_MAMBA], m, used[BLOCK_MAMBA]);
     check_mamba2(c, s.slot[M_MAMBA2], m, used[BLOCK_MAMBA2]);
     check_mlstm(c, s.slot[M_MLSTM], m, used[BLOCK_MLSTM]);
     check_slstm(c, s.slot[M_SLSTM], m, used[BLOCK_SLSTM]);
+    check_mlstm_large(c, s.slot[M_MLSTM_LARGE], m, used[BLOCK_MLSTM_LARGE]);
 }
 
 /* Duplicate model names are found by sorting (name, position), so that a file of many

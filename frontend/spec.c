@@ -1,6 +1,7 @@
 /* spec.c - the frontend's entry points: load (parse + check) a spec file, look models up,
  * print a model back as spec text with every default explicit, free. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,7 @@ const char *spec_family_name(Family f)
     switch (f) {
     case FAMILY_MAMBA: return "mamba";
     case FAMILY_XLSTM: return "xlstm";
+    case FAMILY_XLSTM_LARGE: return "xlstm_large";
     }
     return "?";
 }
@@ -116,6 +118,7 @@ const char *spec_block_name(BlockKind k)
     case BLOCK_MAMBA: return "mamba";
     case BLOCK_MLSTM: return "mlstm";
     case BLOCK_SLSTM: return "slstm";
+    case BLOCK_MLSTM_LARGE: return "mlstm_large";
     case BLOCK_MAMBA2: return "mamba2";
     }
     return "?";
@@ -173,6 +176,15 @@ const char *spec_layout_name(SlstmLayout l)
     return "?";
 }
 
+const char *spec_weight_mode_name(WeightMode w)
+{
+    switch (w) {
+    case WEIGHT_MODE_SINGLE: return "single";
+    case WEIGHT_MODE_FUSED: return "fused";
+    }
+    return "?";
+}
+
 /* ---- spec_print ---------------------------------------------------------------------- */
 
 /* The shortest text that reads back as the same double, always with a '.' or an exponent
@@ -211,6 +223,16 @@ static void print_blocks(FILE *out, const ModelSpec *m)
     fputs("]", out);
 }
 
+static void print_cap(FILE *out, double cap)
+{
+    if (cap > 0 && cap == floor(cap) && cap < 1e15)
+        fprintf(out, "%.1f", cap); /* 30.0, not the shortest form 3e+01 */
+    else if (cap > 0)
+        print_double(out, cap);
+    else
+        fputs("none", out);
+}
+
 static bool model_uses(const ModelSpec *m, BlockKind k)
 {
     for (int i = 0; i < m->n_blocks; i++)
@@ -223,7 +245,7 @@ static bool model_uses(const ModelSpec *m, BlockKind k)
  * derived sizes follow as comments. */
 void spec_print(FILE *out, const ModelSpec *m)
 {
-    bool xlstm = m->family == FAMILY_XLSTM;
+    bool xlstm = m->family != FAMILY_MAMBA;
     fprintf(out, "model %s {\n", m->name);
     fprintf(out, "    family = %s;\n", spec_family_name(m->family));
     fprintf(out, "    vocab_size = %d;\n", m->vocab_size);
@@ -241,6 +263,11 @@ void spec_print(FILE *out, const ModelSpec *m)
     fprintf(out, "    context_length = %d;\n", m->context_length);
     fprintf(out, "    add_post_blocks_norm = %s;\n", bool_name(m->add_post_blocks_norm));
     fprintf(out, "    bias = %s;\n", bool_name(m->bias));
+    if (m->family == FAMILY_XLSTM_LARGE || m->logit_soft_cap > 0) {
+        fputs("    output_logit_soft_cap = ", out);
+        print_cap(out, m->logit_soft_cap);
+        fputs(";\n", out);
+    }
     if (m->weight_type != WEIGHT_F32) /* f32, the default, is left out: older specs print as before */
         fprintf(out, "    weight_type = %s;\n", spec_weight_type_name(m->weight_type));
 
@@ -327,6 +354,29 @@ void spec_print(FILE *out, const ModelSpec *m)
         } else {
             fputs("        feedforward = false;\n", out);
         }
+        fputs("    }\n", out);
+    }
+    if (model_uses(m, BLOCK_MLSTM_LARGE)) {
+        const MlstmLargeSpec *xl = &m->mlstm_large;
+        fputs("    mlstm_large {\n", out);
+        fprintf(out, "        num_heads = %d;\n", xl->num_heads);
+        fputs("        qk_dim_factor = ", out);
+        print_double(out, xl->qk_dim_factor);
+        fputs(";\n        v_dim_factor = ", out);
+        print_double(out, xl->v_dim_factor);
+        fputs(";\n        gate_soft_cap = ", out);
+        print_cap(out, xl->gate_soft_cap);
+        fputs(";\n        eps = ", out);
+        print_double(out, xl->eps);
+        fputs(";\n        ffn_proj_factor = ", out);
+        print_double(out, xl->ffn_proj_factor);
+        fputs(";\n", out);
+        fprintf(out, "        ffn_round_up_to_multiple_of = %d;\n", xl->ffn_round_up_to_multiple_of);
+        fprintf(out, "        weight_mode = %s;\n", spec_weight_mode_name(xl->weight_mode));
+        fprintf(out, "        chunk_size = %d;\n", xl->chunk_size);
+        fprintf(out, "        # derived: qk_dim = %d, v_dim = %d, qk_head_dim = %d, v_head_dim = %d, "
+                "ffn_dim = %d\n", xl->qk_dim, xl->v_dim, xl->qk_head_dim, xl->v_head_dim,
+                xl->ffn_dim);
         fputs("    }\n", out);
     }
     fputs("}\n", out);

@@ -20,11 +20,15 @@
 #define SPEC_BLOCKS_MAX 4096      /* blocks in the stack */
 #define SPEC_KERNEL_MAX 1024      /* conv kernel sizes */
 #define SPEC_FACTOR_MAX 1024.0    /* expand, proj_factor */
+#define SPEC_MLSTM_CHUNK_MAX 256  /* mlstm_large chunk_size: the chunkwise cell keeps an L x L
+                                     matrix on the stack (256 KiB at the maximum) */
 #define SPEC_NAME_MAX 64          /* model name: the default C prefix (backend_prefix_ok) */
 
-typedef enum { FAMILY_MAMBA, FAMILY_XLSTM } Family;
-typedef enum { BLOCK_MAMBA, BLOCK_MLSTM, BLOCK_SLSTM, BLOCK_MAMBA2 } BlockKind;
-enum { BLOCK_KINDS = 4 };
+/* FAMILY_XLSTM_LARGE: NX-AI xlstm.xlstm_large (the xLSTM-7B release), SEMANTICS-xlstm-large.md. */
+typedef enum { FAMILY_MAMBA, FAMILY_XLSTM, FAMILY_XLSTM_LARGE } Family;
+typedef enum { BLOCK_MAMBA, BLOCK_MLSTM, BLOCK_SLSTM, BLOCK_MAMBA2, BLOCK_MLSTM_LARGE } BlockKind;
+enum { BLOCK_KINDS = 5 };
+typedef enum { WEIGHT_MODE_SINGLE, WEIGHT_MODE_FUSED } WeightMode;
 typedef enum { NORM_RMSNORM, NORM_LAYERNORM } NormKind;
 typedef enum { ACT_GELU, ACT_RELU, ACT_RELU2, ACT_SIGMOID, ACT_SWISH, ACT_SELU } ActFn;
 typedef enum { SLSTM_LAYOUT_VANILLA, SLSTM_LAYOUT_CUDA } SlstmLayout;
@@ -106,6 +110,26 @@ typedef struct SlstmSpec {
     Loc loc;
 } SlstmSpec;
 
+/* The block of xLSTM-large (xLSTMLargeConfig, SEMANTICS-xlstm-large D.1): pre-RMSNorm, dense
+ * q/k/v/ogate and i/f gate projections, the mLSTM cell with soft-capped gates, a per-head
+ * LayerNorm, out_proj, then a SwiGLU feed-forward. */
+typedef struct MlstmLargeSpec {
+    int num_heads;                   /* required when the stack has such a block */
+    double qk_dim_factor;            /* 0.5 */
+    double v_dim_factor;             /* 1.0 */
+    double gate_soft_cap;            /* 15; 0 = none (cap·tanh(x/cap) of the i/f pre-activations) */
+    double eps;                      /* 1e-6: the cell's normaliser eps */
+    double ffn_proj_factor;          /* 2.6667 */
+    int ffn_round_up_to_multiple_of; /* 64 */
+    WeightMode weight_mode;          /* single: q, k, v, ...; fused: qkv_opreact, ... */
+    int chunk_size;                  /* 0: a forward runs the recurrent cell; >= 2: the
+                                        chunkwise form in pieces of this many positions */
+    int qk_dim, v_dim;               /* derived: int(E * factor) */
+    int qk_head_dim, v_head_dim;     /* derived: / num_heads */
+    int ffn_dim;                     /* derived: upstream's round-up to the multiple */
+    Loc loc;
+} MlstmLargeSpec;
+
 /* Sections of block kinds that the stack does not use are checked (types, ranges), then
  * left at their defaults with every derived size 0: they have no effect. */
 typedef struct ModelSpec {
@@ -122,12 +146,14 @@ typedef struct ModelSpec {
     bool tie_weights;            /* mamba: true, xlstm: false */
     int context_length;          /* xlstm: informative only (-1 = unset); forward is not limited */
     bool add_post_blocks_norm;   /* xlstm: true (mamba always has norm_f) */
-    bool bias;                   /* xlstm stack `bias`: false */
+    bool bias;                   /* xlstm stack `bias` (alias `use_bias`): false */
+    double logit_soft_cap;       /* cap·tanh(z/cap) of the logits; xlstm_large: 30, else 0 = none */
     WeightType weight_type;      /* f32 */
     MambaSpec mamba;
     Mamba2Spec mamba2;
     MlstmSpec mlstm;
     SlstmSpec slstm;
+    MlstmLargeSpec mlstm_large;
     Loc loc;                     /* the `model` keyword */
 } ModelSpec;
 
@@ -156,6 +182,7 @@ const char *spec_block_name(BlockKind k);
 const char *spec_norm_name(NormKind n);
 const char *spec_act_name(ActFn a);
 const char *spec_layout_name(SlstmLayout l);
+const char *spec_weight_mode_name(WeightMode w);
 const char *spec_weight_type_name(WeightType t);
 /* "f32", "bf16", "f16", "q8" -> the type; false for anything else. */
 bool spec_weight_type_parse(const char *name, WeightType *out);

@@ -296,6 +296,11 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
         if (!is_seq_f32(x)) FAIL("%s input must be f32[B,T,...]", ir_op_name(n->op));
         *out = seq_type(cols);
         return true;
+    case OP_SOFTCAP:
+        if (!is_seq_f32(x)) FAIL("softcap input must be f32[B,T,...]");
+        if (!(n->attr.softcap.cap > 0)) FAIL("softcap needs a cap > 0");
+        *out = seq_type(cols);
+        return true;
     case OP_MUL:
     case OP_ADD:
         if (!is_seq_f32(x) || !ir_type_equal(&x->type, &n->src[1]->type))
@@ -356,17 +361,23 @@ bool ir_infer_type(const Node *n, Type *out, char *err, size_t errlen)
         return true;
     }
     case OP_MLSTM_CELL: {
-        /* q, k, v [B,T,I]; igate, fgate [B,T,NH] */
+        /* q, k [B,T,NH*DHqk]; v [B,T,NH*DHv]; igate, fgate [B,T,NH] */
         int heads = n->attr.rec.heads;
-        if (heads < 1 || cols % heads != 0) FAIL("mlstm heads %d do not divide %lld", heads,
-                                                 (long long)cols);
-        for (int i = 0; i < 3; i++)
+        const MlstmNumerics *num = &n->attr.rec.mlstm;
+        int64_t vcols = is_seq_f32(n->src[2]) ? ir_type_cols(&n->src[2]->type) : 0;
+        if (heads < 1 || cols % heads != 0 || vcols % heads != 0 || vcols == 0)
+            FAIL("mlstm heads %d do not divide %lld and %lld", heads, (long long)cols,
+                 (long long)vcols);
+        for (int i = 0; i < 2; i++)
             if (!is_seq_f32(n->src[i]) || !ir_type_equal(&n->src[i]->type, &x->type))
-                FAIL("mlstm q, k, v must be f32[B,T,%lld]", (long long)cols);
+                FAIL("mlstm q, k must be f32[B,T,%lld]", (long long)cols);
         for (int i = 3; i < 5; i++)
             if (!is_seq_f32(n->src[i]) || ir_type_cols(&n->src[i]->type) != heads)
                 FAIL("mlstm gates must be f32[B,T,%d]", heads);
-        *out = seq_type(cols);
+        if (!(num->eps >= 0) || !(num->q_scale > 0) || !(num->k_scale > 0) ||
+            !(num->gate_cap >= 0) || num->chunk < 0)
+            FAIL("mlstm numerics out of range");
+        *out = seq_type(vcols);
         return true;
     }
     case OP_SLSTM_CELL: {
@@ -471,9 +482,9 @@ Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table)
     return typed(node_new(g, OP_EMBED, loc, 2, (Node *[]){tokens, table}));
 }
 
-Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps)
+Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps)
 {
-    Node *n = node_new(g, OP_RMSNORM, loc, 2, (Node *[]){x, gain});
+    Node *n = node_new(g, OP_RMSNORM, loc, 3, (Node *[]){x, gain, bias});
     n->attr.norm.eps = eps;
     return typed(n);
 }
@@ -578,15 +589,23 @@ Node *ir_ssd_scan(Graph *g, Loc loc, Node *const src[7], int heads, int groups, 
 }
 
 Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, Node *fgate,
-                    int heads, const char *what)
+                    int heads, const MlstmNumerics *num, const char *what)
 {
     Node *n = node_new(g, OP_MLSTM_CELL, loc, 5, (Node *[]){q, k, v, igate, fgate});
     n->attr.rec.heads = heads;
+    n->attr.rec.mlstm = *num;
     typed(n);
-    /* Per head: C [DH][DH] (key x value), n [DH], m; laid out as all C, all n, all m. */
-    int64_t inner = ir_type_cols(&q->type), dh = inner / heads;
-    n->attr.rec.state = ir_add_state(g, what, heads * dh * dh + inner + heads);
+    /* Per head: C [DHqk][DHv] (key x value), n [DHqk], m; laid out as all C, all n, all m. */
+    int64_t qk = ir_type_cols(&q->type), dk = qk / heads, dv = ir_type_cols(&v->type) / heads;
+    n->attr.rec.state = ir_add_state(g, what, heads * dk * dv + qk + heads);
     return n;
+}
+
+Node *ir_softcap(Graph *g, Loc loc, Node *x, double cap)
+{
+    Node *n = node_new(g, OP_SOFTCAP, loc, 1, (Node *[]){x});
+    n->attr.softcap.cap = cap;
+    return typed(n);
 }
 
 Node *ir_slstm_cell(Graph *g, Loc loc, Node *const gates[4], Node *r, Node *bias, int heads,

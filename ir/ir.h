@@ -62,6 +62,18 @@ typedef struct Storage {
     int64_t col_offset; /* first column inside the row */
 } Storage;
 
+/* The numeric rules of an mLSTM cell, which differ between the classic block (SEMANTICS
+ * B.8) and xLSTM-large (D.6). Both start from the zero state (m = 0). The key head size is
+ * that of q and k, the value head size that of v (the types tell them apart). */
+typedef struct MlstmNumerics {
+    double eps;      /* h = qᵀC / (max(|q·n|, exp(-m)) + eps) */
+    double q_scale;  /* q enters as q · q_scale (large: 1/sqrt(DHqk)) */
+    double k_scale;  /* k enters the state as k · k_scale (classic: 1/sqrt(DH)) */
+    double gate_cap; /* > 0: both gate pre-activations become cap·tanh(x/cap) first */
+    int chunk_request; /* the spec's chunk_size: > 1 asks for the chunkwise form */
+    int chunk;       /* > 1: a forward runs the chunkwise form with pieces of this many
+                        positions (set by the mlstm-chunkwise pass); a step is recurrent */
+} MlstmNumerics;
 /* How a checkpoint stores a weight, when that is not the layout the kernels read: the
  * runtime rearranges it once when the file is opened (runtime/mxrt.h, MxrtTransform), so
  * kernels never index around a storage convention. */
@@ -120,12 +132,16 @@ struct Node {
                                      rather than max(i, log f + m) (upstream's rule) */
             Op act;               /* CONV1D: activation of the output; SELECTIVE_SCAN: OP_SILU
                                      = output gated by SiLU of a 7th source z; OP_COUNT_ = none */
+            MlstmNumerics mlstm;  /* MLSTM_CELL */
             int groups;           /* SSD_SCAN: B/C groups (heads / groups heads share one) */
             int block;            /* SSD_SCAN: the spec's chunk_size (the preferred block) */
             int chunk;            /* SSD_SCAN: block length of the chunked form in the forward
                                      kernel (set by the ssd-chunked pass); 0 = recurrent form */
             double dt_min, dt_max; /* SSD_SCAN: clamp of softplus(dt + dt_bias) */
         } rec;
+        struct {       /* OP_SOFTCAP */
+            double cap;           /* > 0 */
+        } softcap;
     } attr;
 };
 
@@ -185,7 +201,7 @@ Node *ir_weight(Graph *g, Loc loc, const char *name, const char *alt_name, int r
 void ir_weight_stored_swapped(Node *w, int stored_rank, const int64_t *stored_dims,
                               const int64_t view[4]);
 Node *ir_embed(Graph *g, Loc loc, Node *tokens, Node *table);
-Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, double eps);
+Node *ir_rmsnorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps);
 Node *ir_layernorm(Graph *g, Loc loc, Node *x, Node *gain, Node *bias, double eps,
                    bool gain_offset, int groups);
 Node *ir_linear(Graph *g, Loc loc, Node *x, Node *w, Node *bias);
@@ -203,9 +219,12 @@ Node *ir_rmsnorm_grouped(Graph *g, Loc loc, Node *x, Node *gain, double eps, int
  * A_log [H], B and C [B,T,G*N], D [H] or [H*P] -> y [B,T,H*P]; state h [H][P][N]. */
 Node *ir_ssd_scan(Graph *g, Loc loc, Node *const src[7], int heads, int groups, double dt_min,
                   double dt_max, int block, const char *what);
-/* q, k, v [B,T,NH*DH]; igate, fgate pre-activations [B,T,NH] -> h̃ [B,T,NH*DH] */
+/* q, k [B,T,NH*DHqk], v [B,T,NH*DHv]; igate, fgate pre-activations [B,T,NH]
+ * -> h̃ [B,T,NH*DHv] (the classic block has DHqk = DHv) */
 Node *ir_mlstm_cell(Graph *g, Loc loc, Node *q, Node *k, Node *v, Node *igate, Node *fgate,
-                    int heads, const char *what);
+                    int heads, const MlstmNumerics *num, const char *what);
+/* cap · tanh(x / cap), elementwise (xLSTM-large's logits) */
+Node *ir_softcap(Graph *g, Loc loc, Node *x, double cap);
 /* i, f, z, o pre-activations [B,T,E] (input side); R and bias as stored -> h [B,T,E] */
 Node *ir_slstm_cell(Graph *g, Loc loc, Node *const gates[4], Node *r, Node *bias, int heads,
                     const char *what);

@@ -31,6 +31,10 @@ Node *lower_mamba_block(Graph *g, const ModelSpec *m, const char *prefix, Node *
 Node *lower_mamba2_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
 Node *lower_mlstm_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
 Node *lower_slstm_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
+Node *lower_mlstm_large_block(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
+
+/* xLSTM-large's out_norm: RMSNorm, gain stored directly, bias with the model's bias. */
+Node *lower_xlstm_large_final_norm(Graph *g, const ModelSpec *m, const char *prefix, Node *x);
 
 /* xLSTM's post_blocks_norm: bias-free LayerNorm with offset gain, weight at prefix.weight. */
 Node *lower_xlstm_final_norm(Graph *g, const ModelSpec *m, const char *prefix, Node *x);

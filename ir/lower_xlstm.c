@@ -3,6 +3,8 @@
  * Every xLSTM norm is a bias-free LayerNorm whose stored weight is an offset (gain 1 + w),
  * eps = norm_eps (1e-5 upstream). Parameter names are those of xLSTMBlockStack, under the
  * block prefix the frame hands in (e.g. "xlstm_block_stack.blocks.2"). */
+#include <math.h>
+
 #include "ir/lower.h"
 
 static Node *offset_norm(Graph *g, Loc loc, const ModelSpec *m, const char *prefix,
@@ -59,7 +61,9 @@ Node *lower_mlstm_block(Graph *g, const ModelSpec *m, const char *prefix, Node *
                          lower_param(g, loc, cell, "igate.bias", 1, &nh));
     Node *fg = ir_linear(g, loc, gin, lower_param(g, loc, cell, "fgate.weight", 2, (int64_t[]){nh, 3 * in}),
                          lower_param(g, loc, cell, "fgate.bias", 1, &nh));
-    Node *h = ir_mlstm_cell(g, loc, qkv[0], qkv[1], qkv[2], ig, fg, (int)nh,
+    /* B.8.2: k enters the state scaled by 1/sqrt(DH), eps 1e-6, no gate cap */
+    MlstmNumerics num = {.eps = 1e-6, .q_scale = 1.0, .k_scale = 1.0 / sqrt((double)(in / nh))};
+    Node *h = ir_mlstm_cell(g, loc, qkv[0], qkv[1], qkv[2], ig, fg, (int)nh, &num,
                             ir_strfmt(g, "%s state (C, n, m)", cell));
     h = offset_norm(g, loc, m, ir_strfmt(g, "%s.outnorm", cell), in, h, (int)nh);
 

@@ -34,7 +34,7 @@ enum { OPF_CODE = 1, OPF_SCRATCH = 2 };
     X(WEIGHT, "weight", 0, 0, OPK_INPUT, 0, "a named parameter bound at load time")                    \
     /* per-token ops (rows are independent) */                                                         \
     X(EMBED, "embed", 2, 2, OPK_ROWWISE, OPF_KERNEL, "row lookup: table[tokens]")                      \
-    X(RMSNORM, "rmsnorm", 2, 2, OPK_ROWWISE, OPF_KERNEL, "x * rsqrt(mean(x^2) + eps) * gain")          \
+    X(RMSNORM, "rmsnorm", 2, 3, OPK_ROWWISE, OPF_KERNEL, "x * rsqrt(mean(x^2) + eps) * gain (+ bias)") \
     X(LAYERNORM, "layernorm", 2, 3, OPK_ROWWISE, OPF_KERNEL,                                           \
       "per group: (x - mean) * rsqrt(var + eps) * gain (+ bias)")                                      \
     X(LINEAR, "linear", 2, 10, OPK_PROJ, OPF_KERNEL, "x W^T (+ bias), W [N, K]; fused: parts, act, residual") \
@@ -51,6 +51,7 @@ enum { OPF_CODE = 1, OPF_SCRATCH = 2 };
     X(SCALE, "scale", 2, 2, OPK_BINARY, OPF_KERNEL, "x * w, w a per-column weight")                    \
     X(MUL, "mul", 2, 2, OPK_BINARY, OPF_KERNEL, "elementwise product")                                 \
     X(ADD, "add", 2, 2, OPK_BINARY, OPF_KERNEL, "elementwise sum")                                     \
+    X(SOFTCAP, "softcap", 1, 1, OPK_ROWWISE, OPF_KERNEL, "cap * tanh(x / cap) (attribute: not foldable)") \
     /* recurrent ops (carry state across positions and calls) */                                       \
     X(CONV1D, "causal_conv1d", 2, 3, OPK_RECURRENT, OPF_KERNEL,                                        \
       "depthwise causal conv over time (+ bias, activation)")                                          \

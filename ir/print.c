@@ -73,8 +73,32 @@ bool ir_format_attrs(const Node *n, bool exact, char *buf, size_t len)
         else
             attr(&t, "recurrent");
         break;
-    case OP_MLSTM_CELL:
+    case OP_MLSTM_CELL: {
+        const MlstmNumerics *num = &n->attr.rec.mlstm;
         attr(&t, "heads=%d", n->attr.rec.heads);
+        if (exact) {
+            attr(&t, "eps=%a", num->eps);
+            attr(&t, "q_scale=%a", num->q_scale);
+            attr(&t, "k_scale=%a", num->k_scale);
+        } else {
+            attr(&t, "eps=%g", num->eps);
+            attr(&t, "q_scale=%g", num->q_scale);
+            attr(&t, "k_scale=%g", num->k_scale);
+        }
+        if (num->gate_cap > 0) {
+            if (exact)
+                attr(&t, "gate_cap=%a", num->gate_cap);
+            else
+                attr(&t, "gate_cap=%g", num->gate_cap);
+        }
+        if (num->chunk > 1) attr(&t, "chunk=%d", num->chunk);
+        break;
+    }
+    case OP_SOFTCAP:
+        if (exact)
+            attr(&t, "cap=%a", n->attr.softcap.cap);
+        else
+            attr(&t, "cap=%g", n->attr.softcap.cap);
         break;
     case OP_SLSTM_CELL:
         attr(&t, "heads=%d", n->attr.rec.heads);
@@ -99,9 +123,12 @@ static void print_attrs(const Node *n, FILE *out)
             fprintf(out, " | \"%.*s\"", len, a);
             a += len + (a[len] == '\n');
         }
-        if (n->attr.weight.layout == WEIGHT_SWAP_MIDDLE) {
+        if (n->attr.weight.layout == WEIGHT_SWAP_MIDDLE) { /* the checkpoint's shape */
+            fprintf(out, " {stored=[");
+            for (int d = 0; d < n->attr.weight.stored_rank; d++)
+                fprintf(out, "%s%lld", d ? "," : "", (long long)n->attr.weight.stored_dim[d]);
             const int64_t *v = n->attr.weight.view;
-            fprintf(out, " {stored=[%lld][%lld][%lld][%lld] swapped}", (long long)v[0],
+            fprintf(out, "], swapped=[%lld][%lld][%lld][%lld]}", (long long)v[0],
                     (long long)v[1], (long long)v[2], (long long)v[3]);
         }
         return;

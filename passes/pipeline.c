@@ -13,6 +13,8 @@ static const Pass pipeline[] = {
      pass_fuse_elementwise, false},
     {"ssd-chunked", "give Mamba-2 scans the chunked (block-quadratic) form for long forward calls",
      pass_ssd_chunked, false},
+    {"mlstm-chunkwise", "the chunkwise mLSTM cell in forwards, where the spec's chunk_size asks",
+     pass_mlstm_chunkwise, false},
     {"dce", "remove nodes the output does not depend on", pass_dce, false},
     {"narrow-weights", "store the projections and the embedding in the build's weight type",
      pass_narrow_weights, false},

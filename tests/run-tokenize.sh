@@ -8,6 +8,7 @@ D="$MXC_TEST_SRCDIR/tokenizer"
 T="${MXC_TEST_BUILDDIR:-/tmp}/run-tokenize.$$"
 mkdir -p "$T"
 trap 'rm -rf "$T"' EXIT
+export XDG_CACHE_HOME="$T/cache" # `mxc run` below keeps its compiled model here
 pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }

@@ -792,7 +792,7 @@ static const BadSpec bad_specs[] = {
     {"enumerations and block stacks",
      .text = "model m { " MAMBA_OK " family = mambo; }",
      .starts = "t.mx:1:68: error: invalid value 'mambo' for 'family'; did you mean "
-               "'mamba'? (expected mamba or xlstm)\n"},
+               "'mamba'? (expected mamba, xlstm or xlstm_large)\n"},
     {"enumerations and block stacks",
      .text = "model x { embedding_dim = 64; vocab_size = 8; blocks = [slstm];"
              " slstm { feedforward { act_fn = tanh; } } }",

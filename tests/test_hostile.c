@@ -517,7 +517,8 @@ static MxrtModel *open_empty_model(MxrtModelDesc *d, int64_t state_floats)
     *d = (MxrtModelDesc){.abi_version = MXRT_ABI_VERSION, .name = "big", .vocab_size = 4,
                          .vocab_padded = 4, .d_model = 1, .chunk_len = 4,
                          .state_floats = state_floats, .scratch_floats_per_row = 1,
-                         .forward_chunk = noop_chunk, .step = noop_chunk};
+                         .forward_chunk = noop_chunk, .step = noop_chunk,
+                         .forward_trunk = noop_chunk, .forward_last = noop_chunk};
     MxrtModel *m = NULL;
     return mxrt_open(d, path, &m) == 0 ? m : NULL;
 }

@@ -82,7 +82,7 @@ static Node *headwise_bias(Graph *g, Node *x, int v, int tag)
 
 static Node *rmsnorm_eps(Graph *g, Node *x, int v, int tag)
 {
-    return ir_rmsnorm(g, here, x, weight(g, tag, "g", 1, D, 0, 0), v ? 0.5 : 1e-5);
+    return ir_rmsnorm(g, here, x, weight(g, tag, "g", 1, D, 0, 0), NULL, v ? 0.5 : 1e-5);
 }
 
 static Node *layernorm_offset(Graph *g, Node *x, int v, int tag)
@@ -120,10 +120,47 @@ static Node *scan_gate(Graph *g, Node *x, int v, int tag)
 static Node *mlstm_heads(Graph *g, Node *x, int v, int tag)
 {
     int heads = v ? 4 : 2;
+    MlstmNumerics num = {.eps = 1e-6, .q_scale = 1.0, .k_scale = 0.25};
     Node *n = ir_mlstm_cell(g, here, cols(g, x, 0, D), cols(g, x, D, D), cols(g, x, 2 * D, D),
-                            cols(g, x, 3 * D, heads), cols(g, x, 3 * D + 4, heads), heads, "mlstm");
+                            cols(g, x, 3 * D, heads), cols(g, x, 3 * D + 4, heads), heads, &num,
+                            "mlstm");
     (void)tag;
     return n;
+}
+
+/* The mLSTM cell's numeric attributes (issue 14): each must reach the kernel key. */
+static Node *mlstm_num(Graph *g, Node *x, const MlstmNumerics *num)
+{
+    return ir_mlstm_cell(g, here, cols(g, x, 0, D), cols(g, x, D, D), cols(g, x, 2 * D, D),
+                         cols(g, x, 3 * D, 2), cols(g, x, 3 * D + 4, 2), 2, num, "mlstm");
+}
+
+static Node *mlstm_gate_cap(Graph *g, Node *x, int v, int tag)
+{
+    (void)tag;
+    MlstmNumerics num = {.eps = 1e-6, .q_scale = 1.0, .k_scale = 0.25, .gate_cap = v ? 0.5 : 0};
+    return mlstm_num(g, x, &num);
+}
+
+static Node *mlstm_scale(Graph *g, Node *x, int v, int tag)
+{
+    (void)tag;
+    /* the placement alone gives the same outputs (only the state differs): change the product too */
+    MlstmNumerics num = {.eps = 1e-6, .q_scale = v ? 0.5 : 1.0, .k_scale = v ? 0.25 : 0.5};
+    return mlstm_num(g, x, &num);
+}
+
+static Node *mlstm_eps(Graph *g, Node *x, int v, int tag)
+{
+    (void)tag;
+    MlstmNumerics num = {.eps = v ? 0.5 : 1e-6, .q_scale = 1.0, .k_scale = 0.25};
+    return mlstm_num(g, x, &num);
+}
+
+static Node *softcap_cap(Graph *g, Node *x, int v, int tag)
+{
+    (void)tag;
+    return ir_softcap(g, here, x, v ? 0.5 : 2.0);
 }
 
 static Node *slstm_heads(Graph *g, Node *x, int v, int tag)
@@ -148,6 +185,10 @@ static const Variant variants[] = {
     {"scan gate", "mxc_selective_scan_", 40 + D, scan_gate},
     {"mlstm heads", "mxc_mlstm_cell_", 3 * D + 8, mlstm_heads},
     {"slstm heads", "mxc_slstm_cell_", 4 * D, slstm_heads},
+    {"mlstm gate cap", "mxc_mlstm_cell_", 3 * D + 8, mlstm_gate_cap},
+    {"mlstm q/k scale", "mxc_mlstm_cell_", 3 * D + 8, mlstm_scale},
+    {"mlstm eps", "mxc_mlstm_cell_", 3 * D + 8, mlstm_eps},
+    {"softcap cap", "mxc_softcap_", D, softcap_cap},
 };
 
 /* --- building and running a graph ---------------------------------------------------------- */
@@ -300,12 +341,14 @@ static void check_variant(const Variant *v)
     static void test_variant_##i(void) { check_variant(&variants[i]); }
 VARIANT_TEST(0) VARIANT_TEST(1) VARIANT_TEST(2) VARIANT_TEST(3) VARIANT_TEST(4) VARIANT_TEST(5)
 VARIANT_TEST(6) VARIANT_TEST(7) VARIANT_TEST(8) VARIANT_TEST(9) VARIANT_TEST(10) VARIANT_TEST(11)
-_Static_assert(sizeof variants / sizeof variants[0] == 12, "one VARIANT_TEST per variant");
+VARIANT_TEST(12) VARIANT_TEST(13) VARIANT_TEST(14) VARIANT_TEST(15)
+_Static_assert(sizeof variants / sizeof variants[0] == 16, "one VARIANT_TEST per variant");
 
 static void (*const variant_tests[])(void) = {
     test_variant_0, test_variant_1, test_variant_2, test_variant_3, test_variant_4,
     test_variant_5, test_variant_6, test_variant_7, test_variant_8, test_variant_9,
-    test_variant_10, test_variant_11,
+    test_variant_10, test_variant_11, test_variant_12, test_variant_13, test_variant_14,
+    test_variant_15,
 };
 
 int main(void)

@@ -24,8 +24,7 @@ static int sec_push(SecVec *v, const char *p, size_t len)
 }
 
 /* Longest added token starting at each position, leftmost first. */
-static int split_added(const MxcTokenizer *t, const Splitter *sp, const char *p, size_t len,
-                       SecVec *out)
+static int split_added(const Splitter *sp, const char *p, size_t len, SecVec *out)
 {
     size_t i = 0, start = 0;
     out->len = 0;
@@ -50,7 +49,6 @@ static int split_added(const MxcTokenizer *t, const Splitter *sp, const char *p,
         i += klen;
         start = i;
     }
-    (void)t;
     if (start < len && sec_push(out, p + start, len - start) != 0) return -1;
     return 0;
 }
@@ -115,7 +113,7 @@ static int encode_text(MxcTokenizer *t, const char *text, size_t len, IdVec *out
     Buf norm = {0};
     EncCtx ctx = { t, out, err };
     int rc = -1;
-    if (split_added(t, &t->split_raw, text, len, &raw) != 0) goto oom;
+    if (split_added(&t->split_raw, text, len, &raw) != 0) goto oom;
     strip_beside(t, &raw);
     for (size_t i = 0; i < raw.len; i++) {
         Sec s = raw.p[i];
@@ -131,7 +129,7 @@ static int encode_text(MxcTokenizer *t, const char *text, size_t len, IdVec *out
             s.len = norm.len;
             if (!s.len) continue;
         }
-        if (split_added(t, &t->split_norm, s.p, s.len, &sub) != 0) goto oom;
+        if (split_added(&t->split_norm, s.p, s.len, &sub) != 0) goto oom;
         strip_beside(t, &sub);
         for (size_t j = 0; j < sub.len; j++) {
             Sec u = sub.p[j];

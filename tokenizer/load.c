@@ -11,8 +11,6 @@
 #include "runtime/json.h"
 #include "tokenizer/tok.h"
 
-pcre2_code *pretok_bytelevel_regex(MxcTokError *err);
-
 typedef struct Ctx {
     MxcTokenizer *t;
     const char *name;
@@ -247,7 +245,8 @@ static int parse_pretok(Ctx *c, const JsonValue *o, const char *where, int depth
 }
 
 /* --- model ------------------------------------------------------------------------------------ */
-enum { MAX_IDS = 1 << 24 };
+/* 4 M ids: past every real vocabulary, and a bound on what a hostile file allocates */
+enum { MAX_IDS = 1 << 22 };
 
 static int set_id(Ctx *c, int32_t id, const char *s, size_t len, const char *where)
 {
@@ -593,7 +592,7 @@ static int build_added(Ctx *c)
         }
         if (strmap_put(&t->added_map, a->content, a->len, (int32_t)i, NULL) != 0) return FAIL(c, "out of memory");
         if (a->normalized && t->has_norm) {
-            MxcTokError e2;
+            MxcTokError e2 = {{0}};
             if (norm_apply(t->norm, t->n_norm, a->content, a->len, &nb, &e2) != 0) {
                 free(nb.p);
                 return FAIL(c, "%s: added token '%s': %s", c->name, a->content, e2.msg);

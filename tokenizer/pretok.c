@@ -77,7 +77,6 @@ pcre2_code *pretok_compile(const char *pat, size_t len, int literal, const char 
     return re;
 }
 
-pcre2_code *pretok_bytelevel_regex(MxcTokError *err);
 pcre2_code *pretok_bytelevel_regex(MxcTokError *err)
 {
     return pretok_compile(bytelevel_re, sizeof bytelevel_re - 1, 0, "ByteLevel", err);

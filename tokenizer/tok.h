@@ -67,6 +67,8 @@ int pretok_run(const PreTok *chain, size_t n, pcre2_match_data *md, const char *
 /* Compile a tokenizer.json regex (Oniguruma syntax, which PCRE2 reads) with UTF and UCP. */
 pcre2_code *pretok_compile(const char *pat, size_t len, int literal, const char *where,
                            MxcTokError *err);
+/* GPT-2's pre-tokenizer regex (the ByteLevel pre-tokenizer's), compiled. */
+pcre2_code *pretok_bytelevel_regex(MxcTokError *err);
 void pretok_free(PreTok *chain, size_t n);
 /* ECMAScript's \s set (WhiteSpace + LineTerminator), used by trim and the regexes. */
 int tok_is_js_space(uint32_t cp);

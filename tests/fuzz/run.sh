@@ -6,7 +6,8 @@
 # TARGET is spec (the spec frontend: tests/fuzz/fuzz_spec.c), ir (spec text lowered to the
 # IR: tests/fuzz/fuzz_ir.c), st (the safetensors reader and weight binding:
 # tests/fuzz/fuzz_st.c) or import (`mxc import` on a JSON/YAML config:
-# tests/fuzz/fuzz_import.c) or state (the saved-state loader: tests/fuzz/fuzz_state.c);
+# tests/fuzz/fuzz_import.c) or state (the saved-state loader: tests/fuzz/fuzz_state.c) or
+# tokenizer (tokenizer.json files and texts: tests/fuzz/fuzz_tokenizer.c; not in the default set);
 # default all five. Each target runs SECONDS (default
 # 60; 0 = replay only) under `nice -n 19`, with JOBS libFuzzer processes (default 1). The
 # targets run side by side. The corpus grows in WORKDIR/TARGET/corpus (default
@@ -32,7 +33,7 @@ while getopts t:j:w: opt; do
     t) time_s=$OPTARG ;;
     j) jobs=$OPTARG ;;
     w) work=$OPTARG ;;
-    *) echo "usage: run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [spec] [ir] [st] [import] [state]" >&2
+    *) echo "usage: run.sh [-t SECONDS] [-j JOBS] [-w WORKDIR] [spec] [ir] [st] [import] [state] [tokenizer]" >&2
        exit 2 ;;
     esac
 done
@@ -104,7 +105,12 @@ for t in $targets; do
         build_if_stale "$out/fuzz_state" $flags "$src/tests/fuzz/fuzz_state.c" $rt -lpthread
         build_if_stale "$out/state_seeds" -std=gnu11 -O1 -I"$src" "$src/tests/fuzz/state_seeds.c" \
             $rt -lpthread ;;
-    *) echo "fuzz: unknown target '$t' (spec, ir, st, import or state)" >&2; exit 2 ;;
+    tokenizer)
+        # shellcheck disable=SC2046
+        build_if_stale "$out/fuzz_tokenizer" $flags -DMXC_TOK_DIR="\"$src/tests/tokenizer\"" \
+            "$src/tests/fuzz/fuzz_tokenizer.c" "$src"/tokenizer/*.c "$src/runtime/json.c" \
+            $(pkg-config --cflags --libs libpcre2-8 libutf8proc) ;;
+    *) echo "fuzz: unknown target '$t' (spec, ir, st, import, state or tokenizer)" >&2; exit 2 ;;
     esac
 done
 
@@ -129,6 +135,12 @@ seeds() {
         for f in "$src"/tests/golden/*/config.json "$src"/tests/import/*.json "$src"/tests/import/*.yaml; do
             [ -f "$f" ] && cp "$f" "$dir/$(echo "${f#"$src"/}" | tr / _)"
         done ;;
+    tokenizer) # odd first byte: a text; even: a small tokenizer.json
+        for f in "$src"/tests/tokenizer/corpus/*.txt; do
+            { printf '\001'; head -c 4000 "$f"; } > "$dir/text_$(basename "$f")"
+        done
+        printf '\000{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "<s>": 3}, "merges": ["a b"]}, "added_tokens": [{"id": 3, "content": "<s>", "special": true, "lstrip": true}], "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Lowercase"}, {"type": "Replace", "pattern": {"Regex": "a+"}, "content": "a"}]}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\\\s+"}, "behavior": "MergedWithNext"}, {"type": "ByteLevel", "use_regex": false}]}, "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}], "special_tokens": {"<s>": {"ids": [3]}}}, "decoder": {"type": "ByteLevel"}}' > "$dir/tiny.json"
+        printf '\000{"model": {"type": "BPE", "vocab": {"a": 0, "<0x62>": 1}, "merges": [["a", "a"]], "byte_fallback": true, "unk_token": "a", "fuse_unk": true}, "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"}}' > "$dir/fallback.json" ;;
     esac
     echo "$dir"
 }
