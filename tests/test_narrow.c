@@ -224,7 +224,7 @@ static double check_case(const char *name, const char *type, const char *cpu, co
 }
 
 static const char *const cases[] = {"mamba_tiny", "mamba_odd", "mamba_ln_mlp", "mamba_long",
-                                    "mamba2_tiny", "mamba2_odd", "mamba2_long",
+                                    "mamba2_tiny", "mamba2_odd", "mamba2_long", "xlstm_large_tiny",
                                     "mlstm_tiny", "mlstm_small", "mlstm_2h", "slstm_tiny",
                                     "slstm_all", "xlstm_mixed", "xlstm_smmsm"};
 enum { N_CASES = sizeof cases / sizeof cases[0] };
@@ -244,29 +244,32 @@ static void check_all(const char *type)
 
 static void test_bf16_golden(void) { check_all("bf16"); }
 
-/* A checkpoint the official code stored in BF16 (tests/golden/mamba2_bf16: every tensor BF16,
- * the logits computed in f32 from exactly those values): the bf16 build reads its matrices in
- * place and must match the official logits like the f32 build, which widens everything. */
-static void test_stored_bf16_golden(void)
+/* Checkpoints the official code stored in BF16 (tests/golden/mamba2_bf16, xlstm_large_bf16:
+ * every tensor BF16, the logits computed in f32 from exactly those values): the bf16 build
+ * reads the matrices in place and must match the official logits like the f32 build, which
+ * widens everything. */
+static void check_stored_bf16(const char *name)
 {
-    char dir[512], spec[600], weights[600], so_f[1024], so_b[1024];
-    snprintf(dir, sizeof dir, "%s/golden/mamba2_bf16", test_srcdir());
+    char dir[512], spec[600], weights[600], so_f[1024], so_b[1024], pf[160], pb[160];
+    snprintf(dir, sizeof dir, "%s/golden/%s", test_srcdir(), name);
     snprintf(spec, sizeof spec, "%s/model.mx", dir);
     snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
-    if (!selected("mamba2_bf16")) return;
-    CU_ASSERT_EQUAL_FATAL(build(spec, "n_m2bf16_f32", "", so_f, sizeof so_f), 0);
-    CU_ASSERT_EQUAL_FATAL(build(spec, "n_m2bf16_bf16", "--weight-type bf16", so_b, sizeof so_b), 0);
+    snprintf(pf, sizeof pf, "n_%s_f32", name);
+    snprintf(pb, sizeof pb, "n_%s_bf16", name);
+    if (!selected(name)) return;
+    CU_ASSERT_EQUAL_FATAL(build(spec, pf, "", so_f, sizeof so_f), 0);
+    CU_ASSERT_EQUAL_FATAL(build(spec, pb, "--weight-type bf16", so_b, sizeof so_b), 0);
     Golden g;
     CU_ASSERT_FATAL(golden_load(&g, dir));
     size_t n = (size_t)g.batch * g.len * g.vocab;
     Loaded f, b;
-    CU_ASSERT_FATAL(load(&f, so_f, "n_m2bf16_f32", weights, g.batch));
-    CU_ASSERT_FATAL(load(&b, so_b, "n_m2bf16_bf16", weights, g.batch));
+    CU_ASSERT_FATAL(load(&f, so_f, pf, weights, g.batch));
+    CU_ASSERT_FATAL(load(&b, so_b, pb, weights, g.batch));
     float *lf = forward(&f, &g), *lb = forward(&b, &g), *sb = stepwise(&b, &g);
     double d_f = max_abs_diff(lf, g.logits, n), d_b = max_abs_diff(lb, g.logits, n);
     double d_fb = max_abs_diff(lb, lf, n), d_step = max_abs_diff(sb, lb, n);
-    printf("\n    mamba2_bf16 stored BF16: |f32 build - official| %.2e, |bf16 build - official| %.2e, "
-           "|bf16 - f32 build| %.2e, |step - forward| %.2e ", d_f, d_b, d_fb, d_step);
+    printf("\n    %s stored BF16: |f32 build - official| %.2e, |bf16 build - official| %.2e, "
+           "|bf16 - f32 build| %.2e, |step - forward| %.2e ", name, d_f, d_b, d_fb, d_step);
     CU_ASSERT(d_b <= SELF_TOL);
     CU_ASSERT(d_fb <= SELF_TOL);
     CU_ASSERT(d_step <= SELF_TOL);
@@ -275,6 +278,13 @@ static void test_stored_bf16_golden(void)
     unload(&b);
     st_close(g.io);
 }
+
+static void test_stored_bf16_golden(void)
+{
+    check_stored_bf16("mamba2_bf16");
+    check_stored_bf16("xlstm_large_bf16");
+}
+
 static void test_f16_golden(void) { check_all("f16"); }
 static void test_q8_golden(void) { check_all("q8"); }
 
