@@ -76,6 +76,9 @@ static LLVMValueRef operand_base(Cg *cg, const Chunk *c, const Node *v)
     switch (v->op == OP_WEIGHT ? STORE_NONE : s->kind) {
     case STORE_NONE:
         if (v->op != OP_WEIGHT) break;
+        /* a q8 weight is two slots (values, scales): its kernel gets the address of the pair */
+        if (v->type.dtype == DT_Q8)
+            return cg_gep(cg, cg->ptr, c->weights, cg_i64(cg, v->attr.weight.slot));
         return c->weight_ptr[v->attr.weight.slot];
     case STORE_TOKENS:
         return c->tokens;
@@ -124,6 +127,17 @@ static LLVMValueRef build_kernel(Cg *cg, const Node *n, bool step, const char *n
     LLVMPositionBuilderAtEnd(cg->b, body);
     for (int i = 0; i < n->n_src; i++) k.bound[n->src[i]->id] = LLVMGetParam(fn, KERNEL_FIXED_PARAMS + (unsigned)i);
     k.bound[n->id] = LLVMGetParam(fn, nparams - 1);
+    k.bound_scales = calloc((size_t)cg->g->n_nodes + 1, sizeof *k.bound_scales);
+    if (!k.bound_scales) mxc_die("out of memory");
+    LLVMPositionBuilderAtEnd(cg->b, k.entry);
+    for (int i = 0; i < n->n_src; i++) { /* q8: the values and scales pointers, loaded once */
+        const Node *w = n->src[i];
+        if (w->op != OP_WEIGHT || w->type.dtype != DT_Q8 || k.bound_scales[w->id]) continue;
+        LLVMValueRef pair = k.bound[w->id];
+        k.bound[w->id] = LLVMBuildLoad2(cg->b, cg->ptr, pair, "q8.values");
+        k.bound_scales[w->id] = LLVMBuildLoad2(cg->b, cg->ptr, cg_gep(cg, cg->ptr, pair, cg_i64(cg, 1)), "q8.scales");
+    }
+    LLVMPositionBuilderAtEnd(cg->b, body);
 
     if (!cg_emit_node(cg, n)) mxc_die("%s has no kernel", ir_op_name(n->op));
     LLVMBuildRetVoid(cg->b);
@@ -132,6 +146,7 @@ static LLVMValueRef build_kernel(Cg *cg, const Node *n, bool step, const char *n
 
     for (int i = 0; i < n->n_src; i++) k.bound[n->src[i]->id] = NULL;
     k.bound[n->id] = NULL;
+    free(k.bound_scales);
     cg->f = outer;
     LLVMPositionBuilderAtEnd(cg->b, resume);
     return fn;
@@ -316,6 +331,7 @@ bool backend_emit_object(const Graph *g, const BackendOptions *o, const char *ob
     LLVMValueRef *bound = calloc((size_t)g->n_nodes + 1, sizeof *bound);
     if (!bound) mxc_die("out of memory");
     cg.vector_width = cg_target_vector_width(o);
+    cg.has_f16c = cg_target_has_f16c(o);
 
     LLVMValueRef forward = emit_chunk_function(&cg, "mxc_forward_chunk", false, CHUNK_ALL, bound);
     LLVMValueRef step = emit_chunk_function(&cg, "mxc_step", true, CHUNK_ALL, bound);

@@ -24,6 +24,7 @@ typedef struct CgFn {
     LLVMValueRef state;       /* a kernel's slice of the state, for sequence 0 */
     LLVMValueRef *bound;      /* a kernel's operands: where each one's storage starts,
                                  indexed by node id (NULL for nodes it does not read) */
+    LLVMValueRef *bound_scales; /* a kernel's q8 weights: their scales (bound: the values) */
 } CgFn;
 
 /* The module being generated. */
@@ -35,6 +36,7 @@ typedef struct Cg {
     const Graph *g;
     const BackendOptions *opts;
     int vector_width;         /* floats per SIMD register of the target (4, 8 or 16) */
+    bool has_f16c;            /* the target converts f16 in hardware (vcvtph2ps) */
     CgFn *f;                  /* the function being generated */
     struct Kernel { char *key; LLVMValueRef fn; } *kernels; /* built so far, for reuse */
     int n_kernels, cap_kernels;
@@ -95,6 +97,8 @@ LLVMValueRef cg_row_later(Cg *cg, const Node *n, LLVMValueRef row, int64_t dt);
 LLVMValueRef cg_row_flat(Cg *cg, const Node *n, LLVMValueRef r);
 /* Pointer to a weight's data. */
 LLVMValueRef cg_weight(Cg *cg, const Node *w);
+/* A q8 weight's scales, one f32 per IR_Q8_BLOCK elements along the last dimension. */
+LLVMValueRef cg_weight_scales(Cg *cg, const Node *w);
 /* Pointer to the current kernel's state slot, for sequence b. */
 LLVMValueRef cg_state(Cg *cg, int slot, LLVMValueRef b);
 
@@ -119,6 +123,14 @@ LLVMValueRef cg_softplus(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_unary(Cg *cg, Op op, LLVMValueRef x);
 /* Can cg_unary take a vector of floats (no libm call inside)? */
 bool cg_unary_vectorizes(Op op);
+
+/* --- wload.c: weights in their stored type (f32, bf16, f16, q8), widened to f32 --------- */
+LLVMTypeRef cg_weight_elem(Cg *cg, const Node *w);
+/* Element `flat` (counted from the weight's start) as an f32. */
+LLVMValueRef cg_wload(Cg *cg, const Node *w, LLVMValueRef flat);
+/* Elements [flat, flat + width of vt) as a vector of f32; for q8, flat must be a multiple
+ * of the width (a vector never crosses a block). */
+LLVMValueRef cg_wvload(Cg *cg, const Node *w, LLVMTypeRef vt, LLVMValueRef flat);
 
 /* --- matmul.c: register-tiled projections ---------------------------------------------- */
 typedef struct MatmulPart {
@@ -177,5 +189,7 @@ bool cg_optimize_and_emit(Cg *cg, const char *obj_path);
 void cg_set_target_attributes(Cg *cg, LLVMValueRef fn);
 /* Floats per vector register of the target: 16 with AVX-512, 8 with AVX, else 4. */
 int cg_target_vector_width(const BackendOptions *o);
+/* Does the target convert f16 in hardware (F16C)? */
+bool cg_target_has_f16c(const BackendOptions *o);
 
 #endif

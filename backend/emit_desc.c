@@ -26,9 +26,21 @@ static LLVMValueRef const_string(Cg *cg, const char *s)
 
 static LLVMValueRef const_i32(Cg *cg, int64_t v) { return LLVMConstInt(cg->i32, (unsigned long long)v, 1); }
 
+static int32_t mxrt_dtype(DType d)
+{
+    switch (d) {
+    case DT_BF16: return MXRT_DTYPE_BF16;
+    case DT_F16: return MXRT_DTYPE_F16;
+    case DT_Q8: return MXRT_DTYPE_Q8;
+    case DT_F32: case DT_I32: break;
+    }
+    return MXRT_DTYPE_F32;
+}
+
 /* MxrtTensorSpec { ptr name; ptr alt_name; i32 rank; i32 transform; i64 dims[4];
- *                  i64 xform_dims[4]; } */
-static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
+ *                  i64 xform_dims[4]; }, and the slots' dtypes beside it (*dtypes_out,
+ * i32[n_weights], or NULL when every slot is f32, as in every build before narrow weights) */
+static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type, LLVMValueRef *dtypes_out)
 {
     LLVMTypeRef dims_t = LLVMArrayType2(cg->i64, MXRT_MAX_RANK);
     LLVMTypeRef fields[] = {cg->ptr, cg->ptr, cg->i32, cg->i32, dims_t, dims_t};
@@ -37,7 +49,9 @@ static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
     const Graph *g = cg->g;
     int n = g->n_weight_slots;
     LLVMValueRef *rows = calloc((size_t)n + 1, sizeof *rows);
-    if (!rows) mxc_die("out of memory");
+    LLVMValueRef *dtypes = calloc((size_t)n + 1, sizeof *dtypes);
+    if (!rows || !dtypes) mxc_die("out of memory");
+    bool narrow = false;
     for (int i = 0; i < g->n_nodes; i++) {
         const Node *w = g->nodes[i];
         if (w->dead || w->op != OP_WEIGHT) continue;
@@ -48,15 +62,35 @@ static LLVMValueRef emit_weight_table(Cg *cg, LLVMTypeRef *out_type)
         LLVMValueRef dims[MXRT_MAX_RANK], view[4];
         for (int d = 0; d < MXRT_MAX_RANK; d++) dims[d] = cg_i64(cg, d < rank ? shape[d] : 0);
         for (int d = 0; d < 4; d++) view[d] = cg_i64(cg, swapped ? w->attr.weight.view[d] : 0);
+        bool q8 = w->type.dtype == DT_Q8; /* narrow weights are never swapped (narrow-weights) */
         LLVMValueRef vals[] = {const_string(cg, w->attr.weight.name),
                                const_string(cg, w->attr.weight.alt_name), const_i32(cg, rank),
                                const_i32(cg, swapped ? MXRT_XFORM_SWAP_MIDDLE : MXRT_XFORM_NONE),
                                LLVMConstArray2(cg->i64, dims, MXRT_MAX_RANK),
                                LLVMConstArray2(cg->i64, view, 4)};
         rows[w->attr.weight.slot] = LLVMConstNamedStruct(spec_t, vals, 6);
+        dtypes[w->attr.weight.slot] = const_i32(cg, mxrt_dtype(w->type.dtype));
+        narrow |= w->type.dtype != DT_F32;
+        if (q8) { /* the scales' slot: same name (the runtime appends the suffix), K / block */
+            dims[rank - 1] = cg_i64(cg, shape[rank - 1] / IR_Q8_BLOCK);
+            LLVMValueRef svals[] = {vals[0], vals[1], vals[2], vals[3],
+                                    LLVMConstArray2(cg->i64, dims, MXRT_MAX_RANK), vals[5]};
+            rows[w->attr.weight.slot + 1] = LLVMConstNamedStruct(spec_t, svals, 6);
+            dtypes[w->attr.weight.slot + 1] = const_i32(cg, MXRT_DTYPE_Q8_SCALES);
+        }
     }
     LLVMValueRef init = LLVMConstArray2(spec_t, rows, (uint64_t)n);
     free(rows);
+    *dtypes_out = LLVMConstNull(cg->ptr);
+    if (narrow) {
+        LLVMValueRef arr = LLVMConstArray2(cg->i32, dtypes, (uint64_t)n);
+        LLVMValueRef dg = LLVMAddGlobal(cg->mod, LLVMTypeOf(arr), "mxc_weight_dtypes");
+        LLVMSetInitializer(dg, arr);
+        LLVMSetLinkage(dg, LLVMPrivateLinkage);
+        LLVMSetGlobalConstant(dg, 1);
+        *dtypes_out = dg;
+    }
+    free(dtypes);
     LLVMValueRef gv = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), "mxc_weight_table");
     LLVMSetInitializer(gv, init);
     LLVMSetLinkage(gv, LLVMPrivateLinkage);
@@ -170,17 +204,18 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn,
     const Graph *g = cg->g;
     const IrModel *m = &g->model;
     LLVMTypeRef spec_t;
-    LLVMValueRef table = emit_weight_table(cg, &spec_t);
+    LLVMValueRef dtypes;
+    LLVMValueRef table = emit_weight_table(cg, &spec_t, &dtypes);
 
     /* MxrtModelDesc: i32 abi, i32 n_weights, ptr name, ptr weights, i32 vocab_size,
      * i32 vocab_padded, i32 d_model, i32 chunk_len, i64 state_floats,
      * i64 scratch_floats_per_row, ptr forward_chunk, ptr step, ptr embedded_weights,
      * i64 embedded_size, i64 fingerprint, ptr mxc_version, ptr forward_trunk,
-     * ptr forward_last */
+     * ptr forward_last, ptr weight_dtypes */
     LLVMTypeRef fields[] = {cg->i32, cg->i32, cg->ptr, cg->ptr, cg->i32, cg->i32, cg->i32,
                             cg->i32, cg->i64, cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->i64,
-                            cg->i64, cg->ptr, cg->ptr, cg->ptr};
-    LLVMTypeRef desc_t = LLVMStructTypeInContext(cg->ctx, fields, 18, 0);
+                            cg->i64, cg->ptr, cg->ptr, cg->ptr, cg->ptr};
+    LLVMTypeRef desc_t = LLVMStructTypeInContext(cg->ctx, fields, 19, 0);
     LLVMValueRef vals[] = {const_i32(cg, MXRT_ABI_VERSION), const_i32(cg, g->n_weight_slots),
                            const_string(cg, cg->opts->prefix), table,
                            const_i32(cg, m->vocab_size), const_i32(cg, m->vocab_padded),
@@ -189,9 +224,9 @@ void cg_emit_descriptor(Cg *cg, LLVMValueRef forward_fn, LLVMValueRef step_fn,
                            forward_fn, step_fn, emit_embedded_weights(cg),
                            cg_i64(cg, cg->opts->embed_weights ? cg->opts->embed_size : 0),
                            LLVMConstInt(cg->i64, model_fingerprint(g), 0),
-                           const_string(cg, PACKAGE_VERSION), trunk_fn, last_fn};
+                           const_string(cg, PACKAGE_VERSION), trunk_fn, last_fn, dtypes};
     LLVMValueRef desc = LLVMAddGlobal(cg->mod, desc_t, "mxc_model_desc");
-    LLVMSetInitializer(desc, LLVMConstNamedStruct(desc_t, vals, 18));
+    LLVMSetInitializer(desc, LLVMConstNamedStruct(desc_t, vals, 19));
     LLVMSetLinkage(desc, LLVMPrivateLinkage);
     LLVMSetGlobalConstant(desc, 1);
 

@@ -79,19 +79,18 @@ static void emit_pack(Cg *cg, const Gemm *g)
 {
     LLVMBuilderRef B = cg->b;
     int vw = g->vw, width = g->nv * vw;
-    LLVMValueRef wp = cg_weight(cg, g->part->w);
+    const Node *w = g->part->w;
     LLVMValueRef kfull = LLVMBuildAnd(B, g->kcl, cg_i64(cg, ~(int64_t)(vw - 1)), "kfull");
     for (int jb = 0; jb < g->nv; jb++) {
-        LLVMValueRef row[64];
+        LLVMValueRef row[64]; /* element offsets of the rows' stretch; narrow weights widen here */
         for (int j = 0; j < vw; j++) {
             LLVMValueRef n = LLVMBuildAdd(B, g->n0, cg_i64(cg, jb * vw + j), "");
-            LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, g->k), ""), g->kc0, "");
-            row[j] = cg_gep(cg, cg->f32, wp, at);
+            row[j] = LLVMBuildAdd(B, LLVMBuildMul(B, n, cg_i64(cg, g->k), ""), g->kc0, "");
         }
         CgLoop lk;
         LLVMValueRef kk = cg_loop_begin_step(cg, &lk, cg_i64(cg, 0), kfull, vw, "pack.k");
         LLVMValueRef v[64];
-        for (int j = 0; j < vw; j++) v[j] = cg_vload(cg, g->vt, row[j], kk);
+        for (int j = 0; j < vw; j++) v[j] = cg_wvload(cg, w, g->vt, LLVMBuildAdd(B, row[j], kk, ""));
         transpose(cg, v, vw);
         for (int c = 0; c < vw; c++) {
             LLVMValueRef at = LLVMBuildMul(B, LLVMBuildAdd(B, kk, cg_i64(cg, c), ""), cg_i64(cg, width), "");
@@ -102,7 +101,7 @@ static void emit_pack(Cg *cg, const Gemm *g)
         kk = cg_loop_begin(cg, &lt, kfull, g->kcl, "pack.tail");
         LLVMValueRef at = LLVMBuildAdd(B, LLVMBuildMul(B, kk, cg_i64(cg, width), ""), cg_i64(cg, jb * vw), "");
         for (int j = 0; j < vw; j++)
-            cg_store(cg, cg_load(cg, row[j], kk), g->buf, LLVMBuildAdd(B, at, cg_i64(cg, j), ""));
+            cg_store(cg, cg_wload(cg, w, LLVMBuildAdd(B, row[j], kk, "")), g->buf, LLVMBuildAdd(B, at, cg_i64(cg, j), ""));
         cg_loop_end(cg, &lt);
     }
 }

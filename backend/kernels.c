@@ -24,14 +24,15 @@ static void rows_begin(Cg *cg, Rows *r)
 
 static void rows_end(Cg *cg, Rows *r) { cg_loop_end(cg, &r->lr); }
 
-/* Σ_k x[k] * w[k] over n elements, reassociable so that it vectorises. */
-static LLVMValueRef emit_dot(Cg *cg, LLVMValueRef x, LLVMValueRef w, int64_t n)
+/* Σ_k x[k] * w[wofs + k] over n elements of weight w (any stored type), reassociable so
+ * that it vectorises. */
+static LLVMValueRef emit_dot(Cg *cg, LLVMValueRef x, const Node *w, LLVMValueRef wofs, int64_t n)
 {
     LLVMValueRef acc = cg_var(cg, "acc");
     LLVMBuildStore(cg->b, cg_f32(cg, 0.0), acc);
     CgLoop lk;
     LLVMValueRef k = cg_loop_begin(cg, &lk, cg_i64(cg, 0), cg_i64(cg, n), "k");
-    LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, x, k), cg_load(cg, w, k));
+    LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, x, k), cg_wload(cg, w, LLVMBuildAdd(cg->b, wofs, k, "")));
     LLVMValueRef sum = cg_fadd_reduce(cg, LLVMBuildLoad2(cg->b, cg->f32, acc, ""), prod);
     LLVMBuildStore(cg->b, sum, acc);
     cg_loop_end(cg, &lk);
@@ -62,11 +63,10 @@ static void emit_embed(Cg *cg, const Node *n)
     rows_begin(cg, &r);
     LLVMValueRef tok = LLVMBuildLoad2(cg->b, cg->i32, cg_row(cg, n->src[0], r.b, r.t), "tok");
     LLVMValueRef base = LLVMBuildMul(cg->b, LLVMBuildSExt(cg->b, tok, cg->i64, ""), cg_i64(cg, d), "");
-    LLVMValueRef src = cg_gep(cg, cg->f32, cg_weight(cg, table), base);
     LLVMValueRef dst = cg_row(cg, n, r.b, r.t);
     CgLoop lc;
     LLVMValueRef c = cg_loop_begin(cg, &lc, cg_i64(cg, 0), cg_i64(cg, d), "c");
-    cg_store(cg, cg_load(cg, src, c), dst, c);
+    cg_store(cg, cg_wload(cg, table, LLVMBuildAdd(cg->b, base, c, "")), dst, c); /* widened */
     cg_loop_end(cg, &lc);
     rows_end(cg, &r);
 }
@@ -135,7 +135,6 @@ static void emit_headwise(Cg *cg, const Node *n)
     for (int p = 0; p < n->attr.proj.parts; p++) { /* fused parts sit side by side */
         const Node *w = n->src[ir_proj_weight(n, p)];
         int64_t heads = w->type.dim[0], out = w->type.dim[1], in = w->type.dim[2];
-        LLVMValueRef wp = cg_weight(cg, w);
         LLVMValueRef bias = n->attr.proj.bias ? cg_weight(cg, n->src[ir_proj_bias(n, p)]) : NULL;
         LLVMValueRef yp = cg_gep(cg, cg->f32, y, cg_i64(cg, col0));
         CgLoop lh, lo;
@@ -143,8 +142,7 @@ static void emit_headwise(Cg *cg, const Node *n)
         LLVMValueRef xh = cg_gep(cg, cg->f32, x, LLVMBuildMul(cg->b, h, cg_i64(cg, in), ""));
         LLVMValueRef o = cg_loop_begin(cg, &lo, cg_i64(cg, 0), cg_i64(cg, out), "o");
         LLVMValueRef col = LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, h, cg_i64(cg, out), ""), o, "col");
-        LLVMValueRef wrow = cg_gep(cg, cg->f32, wp, LLVMBuildMul(cg->b, col, cg_i64(cg, in), ""));
-        LLVMValueRef acc = emit_dot(cg, xh, wrow, in);
+        LLVMValueRef acc = emit_dot(cg, xh, w, LLVMBuildMul(cg->b, col, cg_i64(cg, in), ""), in);
         if (bias) acc = LLVMBuildFAdd(cg->b, acc, cg_load(cg, bias, col), "");
         cg_store(cg, acc, yp, col);
         cg_loop_end(cg, &lo);

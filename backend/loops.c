@@ -191,6 +191,14 @@ LLVMValueRef cg_weight(Cg *cg, const Node *w)
     return cg->f->bound[w->id];
 }
 
+LLVMValueRef cg_weight_scales(Cg *cg, const Node *w)
+{
+    if (w->op != OP_WEIGHT || w->type.dtype != DT_Q8 || !cg->f->bound_scales ||
+        !cg->f->bound_scales[w->id])
+        mxc_die("%%%d is not a q8 weight operand", w->id);
+    return cg->f->bound_scales[w->id];
+}
+
 LLVMValueRef cg_state(Cg *cg, int slot, LLVMValueRef b)
 {
     (void)slot; /* the kernel's state pointer already points at its slot */

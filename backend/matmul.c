@@ -75,7 +75,7 @@ static LLVMValueRef reduce_all(Cg *cg, LLVMValueRef *v, int n, int *lane_of)
 /* The tile's dot products, RT·NT of them (row-major index i·NT + j): as one vector with
  * lane_of[index] (returned) when k is a multiple of the vector width, else NULL and the
  * scalars in `sums`. */
-static LLVMValueRef emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LLVMValueRef *wrow,
+static LLVMValueRef emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LLVMValueRef *wofs,
                                    int64_t k, LLVMValueRef *sums, int *lane_of)
 {
     LLVMBuilderRef B = cg->b;
@@ -91,7 +91,8 @@ static LLVMValueRef emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LL
         LLVMValueRef kk = cg_loop_begin_step(cg, &lk, cg_i64(cg, 0), cg_i64(cg, kv * vw), vw, "k");
         LLVMValueRef xv[MAX_RT], wv[MAX_NT];
         for (int i = 0; i < t->rt; i++) xv[i] = cg_vload(cg, cg_vec_type(cg), xrow[i], kk);
-        for (int j = 0; j < t->nt; j++) wv[j] = cg_vload(cg, cg_vec_type(cg), wrow[j], kk);
+        for (int j = 0; j < t->nt; j++)
+            wv[j] = cg_wvload(cg, t->part->w, cg_vec_type(cg), LLVMBuildAdd(B, wofs[j], kk, ""));
         for (int i = 0; i < t->rt; i++)
             for (int j = 0; j < t->nt; j++) {
                 LLVMValueRef a = acc[i * t->nt + j];
@@ -111,7 +112,7 @@ static LLVMValueRef emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LL
             LLVMValueRef s = sums[i * t->nt + j];
             for (int64_t kk = kv * vw; kk < k; kk++) { /* fewer than vw steps, unrolled */
                 LLVMValueRef p = LLVMBuildFMul(B, cg_load(cg, xrow[i], cg_i64(cg, kk)),
-                                               cg_load(cg, wrow[j], cg_i64(cg, kk)), "");
+                                               cg_wload(cg, t->part->w, LLVMBuildAdd(B, wofs[j], cg_i64(cg, kk), "")), "");
                 s = LLVMBuildFAdd(B, s, p, "");
             }
             sums[i * t->nt + j] = s;
@@ -122,21 +123,20 @@ static LLVMValueRef emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LL
 static void emit_tile(Cg *cg, const Matmul *mm, const Tile *t, int64_t k)
 {
     LLVMBuilderRef B = cg->b;
-    LLVMValueRef xrow[MAX_RT], orow[MAX_RT], rrow[MAX_RT], wrow[MAX_NT];
+    LLVMValueRef xrow[MAX_RT], orow[MAX_RT], rrow[MAX_RT], wofs[MAX_NT];
     for (int i = 0; i < t->rt; i++) {
         LLVMValueRef r = LLVMBuildAdd(B, t->row0, cg_i64(cg, i), "");
         xrow[i] = cg_row_flat(cg, mm->x, r);
         orow[i] = cg_row_flat(cg, mm->out, r);
         rrow[i] = mm->residual ? cg_row_flat(cg, mm->residual, r) : NULL;
     }
-    LLVMValueRef wp = cg_weight(cg, t->part->w);
-    for (int j = 0; j < t->nt; j++) {
+    for (int j = 0; j < t->nt; j++) { /* weight rows, as element offsets (wload.c) */
         LLVMValueRef n = LLVMBuildAdd(B, t->n0, cg_i64(cg, j), "");
-        wrow[j] = cg_gep(cg, cg->f32, wp, LLVMBuildMul(B, n, cg_i64(cg, k), ""));
+        wofs[j] = LLVMBuildMul(B, n, cg_i64(cg, k), "");
     }
     LLVMValueRef sums[MAX_RT * MAX_NT];
     int lane_of[MAX_RT * MAX_NT];
-    LLVMValueRef all = emit_tile_dots(cg, t, xrow, wrow, k, sums, lane_of);
+    LLVMValueRef all = emit_tile_dots(cg, t, xrow, wofs, k, sums, lane_of);
     if (all && (mm->act == OP_COUNT_ || cg_unary_vectorizes(mm->act))) {
         /* bias and activation on every sum of the tile at once */
         if (t->part->bias) {

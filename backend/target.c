@@ -292,6 +292,17 @@ int cg_target_vector_width(const BackendOptions *o)
     return width;
 }
 
+/* Every CPU that cg_target_vector_width gives 8 or 16 lanes by name (x86-64-v3 and later,
+ * haswell, znver, skylake, ...) has F16C; the host says so in its features. */
+bool cg_target_has_f16c(const BackendOptions *o)
+{
+    if (o && o->target_cpu) return cg_target_vector_width(o) >= 8;
+    char *features = LLVMGetHostCPUFeatures();
+    bool has = strstr(features, "+f16c") != NULL;
+    LLVMDisposeMessage(features);
+    return has;
+}
+
 void cg_set_target_attributes(Cg *cg, LLVMValueRef fn)
 {
     char *cpu, *features;

@@ -32,6 +32,7 @@ typedef struct Options {
     const char *keep_obj;    /* --emit-obj: keep the object file here */
     const char *embed;       /* --embed-weights: safetensors file to build into the object */
     int chunk;
+    int weight_type;         /* --weight-type: a WeightType, or -1 for the spec's */
     PassOptions passes;
     BackendOptions backend;
 } Options;
@@ -47,6 +48,8 @@ static const char usage_text[] =
     "  ir SPEC        print the IR graph (after all passes, or --dump-after PASS)\n"
     "  check SPEC     parse and check a spec; --resolved prints it with all defaults\n"
     "  passes         list the passes in pipeline order\n"
+    "  convert SPEC IN.safetensors --weight-type T -o OUT.safetensors\n"
+    "                 store a checkpoint's matrices in a build's weight type\n"
     "SPEC may be a model folder DIR: the spec is imported from DIR/config.json.\n"
     "\n"
     "options:\n"
@@ -57,6 +60,8 @@ static const char usage_text[] =
     "  --target-cpu CPU     generate code for CPU (default: this machine's CPU)\n"
     "  -O LEVEL             LLVM optimisation level 0-3 (default 3)\n"
     "  --chunk N            positions per forward kernel call (default 128)\n"
+    "  --weight-type T      store and read the projections and the embedding as f32, bf16,\n"
+    "                       f16 or q8 (default: the spec's weight_type, else f32)\n"
     "  --disable-pass NAME  skip a pass (repeatable; see `mxc passes`)\n"
     "  --dump-after NAME    print the IR after pass NAME ('lower' = before any, 'all')\n"
     "  --emit-llvm FILE     write the optimised LLVM IR\n"
@@ -144,6 +149,7 @@ static Graph *compile_graph(const Options *o, const ModelSpec *m)
     Graph *g = ir_lower_model(m, o->chunk, &diag);
     diag_free(&diag);
     if (!g) return NULL;
+    if (o->weight_type >= 0) g->weight_dtype = ir_weight_dtype((WeightType)o->weight_type);
     if (!passes_run(g, &o->passes)) {
         ir_graph_free(g);
         return NULL;
@@ -376,7 +382,7 @@ int mxc_main(int argc, char **argv)
 static int mxc_dispatch(int argc, char **argv)
 {
     enum { OPT_HEADER = 256, OPT_MODEL, OPT_PREFIX, OPT_CPU, OPT_CHUNK, OPT_DISABLE, OPT_DUMP,
-           OPT_LLVM, OPT_OBJ, OPT_RUNTIME, OPT_RESOLVED, OPT_VERSION, OPT_EMBED };
+           OPT_LLVM, OPT_OBJ, OPT_RUNTIME, OPT_RESOLVED, OPT_VERSION, OPT_EMBED, OPT_WTYPE };
     static const struct option longopts[] = {
         {"header", required_argument, 0, OPT_HEADER},
         {"model", required_argument, 0, OPT_MODEL},
@@ -388,6 +394,7 @@ static int mxc_dispatch(int argc, char **argv)
         {"emit-llvm", required_argument, 0, OPT_LLVM},
         {"emit-obj", required_argument, 0, OPT_OBJ},
         {"embed-weights", required_argument, 0, OPT_EMBED},
+        {"weight-type", required_argument, 0, OPT_WTYPE},
         {"runtime", required_argument, 0, OPT_RUNTIME},
         {"resolved", no_argument, 0, OPT_RESOLVED},
         {"help", no_argument, 0, 'h'},
@@ -398,7 +405,8 @@ static int mxc_dispatch(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "import") == 0) return cmd_import(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "cache") == 0) return cmd_cache(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
-    Options o = {.chunk = DEFAULT_CHUNK};
+    if (argc > 1 && strcmp(argv[1], "convert") == 0) return cmd_convert(argc - 1, argv + 1);
+    Options o = {.chunk = DEFAULT_CHUNK, .weight_type = -1};
     o.backend.opt_level = 3;
     bool resolved = false;
     int c;
@@ -441,6 +449,13 @@ static int mxc_dispatch(int argc, char **argv)
         case OPT_LLVM: o.backend.emit_llvm = optarg; break;
         case OPT_OBJ: o.keep_obj = optarg; break;
         case OPT_EMBED: o.embed = optarg; break;
+        case OPT_WTYPE: {
+            WeightType t;
+            if (!spec_weight_type_parse(optarg, &t))
+                return usage_error("--weight-type takes f32, bf16, f16 or q8, not '%s'", optarg);
+            o.weight_type = (int)t;
+            break;
+        }
         case OPT_RUNTIME: o.runtime = optarg; break;
         case OPT_RESOLVED: resolved = true; break;
         case '?':

@@ -11,5 +11,7 @@ int mxc_main(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv); /* tokenize.c */
+/* `mxc convert` (convert.c). */
+int cmd_convert(int argc, char **argv);
 
 #endif

@@ -65,6 +65,8 @@ static const char run_usage[] =
     "  --runtime FILE      runtime archive for compiling SPEC (as for `mxc build`)\n"
     "  --no-cache          compile SPEC afresh into a temporary folder (default: reuse the\n"
     "                      object a run of the same spec kept; `mxc cache list|clear`)\n"
+    "  --weight-type T     compile SPEC for f32, bf16, f16 or q8 weights (as `mxc build`);\n"
+    "                      any weights file opens, converted once if stored otherwise\n"
     "  -h, --help          this text\n";
 
 typedef struct RunOptions {
@@ -77,6 +79,7 @@ typedef struct RunOptions {
     const char *runtime;
     const char *prompt_cache;
     const char *tokenizer;    /* --tokenizer: text in and out through it */
+    const char *weight_type;  /* --weight-type, passed to `mxc build` */
     long n;
     double temperature;
     long top_k;
@@ -172,6 +175,10 @@ static int build_spec(const RunOptions *o, const char *dir, char *so, size_t so_
         argv[k++] = "--runtime";
         argv[k++] = o->runtime;
     }
+    if (o->weight_type) {
+        argv[k++] = "--weight-type";
+        argv[k++] = o->weight_type;
+    }
     argv[k] = NULL;
     fflush(stdout);
     pid_t pid = fork();
@@ -199,10 +206,11 @@ static int build_into(void *ctx, const char *dir, char *so, size_t so_len)
 /* The object for the spec: from the cache, or compiled into it. */
 static int cached_build(const RunOptions *o, char *so, size_t so_len)
 {
-    const char *options[6];
+    const char *options[8]; /* every build option: part of the cache key */
     int k = 0;
     if (o->model) options[k++] = "--model", options[k++] = o->model;
     if (o->runtime) options[k++] = "--runtime", options[k++] = o->runtime;
+    if (o->weight_type) options[k++] = "--weight-type", options[k++] = o->weight_type;
     options[k] = NULL;
     CacheKey key;
     if (!cache_key_make(&key, o->input, options)) return MXC_EXIT_ERROR;
@@ -429,6 +437,7 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             else if (strcmp(a, "--model") == 0) o->model = v;
             else if (strcmp(a, "--runtime") == 0) o->runtime = v;
             else if (strcmp(a, "--prompt-cache") == 0) o->prompt_cache = v;
+            else if (strcmp(a, "--weight-type") == 0) o->weight_type = v; /* checked by build */
             else if (strcmp(a, "-n") == 0) {
                 if (!parse_long(v, 0, 100000000, &o->n))
                     return usage("-n takes a count of tokens, not '%s'", v);
@@ -601,6 +610,9 @@ int cmd_run(int argc, char **argv)
         return run_error("no weights: %s has no model.safetensors nor "
                          "model.safetensors.index.json; give --weights FILE", o.input);
     if (!o.weights) return run_error("no weights: give --weights FILE");
+    if (shared && o.weight_type)
+        return run_error("--weight-type %s applies to a spec; %s was built for its own type",
+                         o.weight_type, o.input);
 
     if (shared) {
         if (o.prefix) snprintf(prefix, sizeof prefix, "%s", o.prefix);

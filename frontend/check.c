@@ -32,7 +32,7 @@ typedef struct ScopeDef {
 enum {
     M_FAMILY, M_VOCAB_SIZE, M_PAD_VOCAB, M_D_MODEL, M_EMBEDDING_DIM, M_BLOCKS, M_BLOCK_MAP,
     M_NUM_BLOCKS, M_SLSTM_AT, M_NORM, M_NORM_EPS, M_TIE_WEIGHTS, M_TIE_EMBEDDINGS,
-    M_CONTEXT_LENGTH, M_ADD_POST_NORM, M_BIAS, M_MAMBA, M_MLSTM, M_SLSTM, M_MAMBA2,
+    M_CONTEXT_LENGTH, M_ADD_POST_NORM, M_BIAS, M_WEIGHT_TYPE, M_MAMBA, M_MLSTM, M_SLSTM, M_MAMBA2,
     M_ADD_OUT_NORM, M_USE_BIAS, M_LOGIT_CAP, M_MLSTM_LARGE, M_NKEYS
 };
 static const KeyDef model_keys[M_NKEYS] = {
@@ -52,6 +52,7 @@ static const KeyDef model_keys[M_NKEYS] = {
     [M_CONTEXT_LENGTH] = {"context_length", FORM_VALUE},
     [M_ADD_POST_NORM] = {"add_post_blocks_norm", FORM_VALUE},
     [M_BIAS] = {"bias", FORM_VALUE},
+    [M_WEIGHT_TYPE] = {"weight_type", FORM_VALUE},
     [M_MAMBA] = {"mamba", FORM_SECTION},
     [M_MLSTM] = {"mlstm", FORM_SECTION},
     [M_SLSTM] = {"slstm", FORM_SECTION},
@@ -169,6 +170,10 @@ static const EnumName weight_mode_names[] = {{"single", WEIGHT_MODE_SINGLE, fals
                                              {"fused", WEIGHT_MODE_FUSED, false}};
 static const EnumName norm_names[] = {{"rmsnorm", NORM_RMSNORM, false},
                                       {"layernorm", NORM_LAYERNORM, false}};
+static const EnumName weight_type_names[] = {{"f32", WEIGHT_F32, false},
+                                             {"bf16", WEIGHT_BF16, false},
+                                             {"f16", WEIGHT_F16, false},
+                                             {"q8", WEIGHT_Q8, false}};
 static const EnumName layout_names[] = {{"vanilla", SLSTM_LAYOUT_VANILLA, false},
                                         {"cuda", SLSTM_LAYOUT_CUDA, false}};
 static const EnumName block_names[] = {{"mamba", BLOCK_MAMBA, false},
@@ -1378,6 +1383,9 @@ static void check_model(Checker *c, const AstModel *am, ModelSpec *m)
     want_bool(c, pick_alias(c, s.slot[M_BIAS], s.slot[M_USE_BIAS], VAL_BOOL, &clash), &m->bias);
     m->logit_soft_cap = large ? 30.0 : 0.0;
     want_cap(c, s.slot[M_LOGIT_CAP], &m->logit_soft_cap);
+    int wtype = WEIGHT_F32;
+    want_enum(c, s.slot[M_WEIGHT_TYPE], weight_type_names, N_OF(weight_type_names), &wtype);
+    m->weight_type = (WeightType)wtype;
 
     /* Sections count as used when a block of their kind is in the stack; if the stack itself
      * is broken, check the sections that are there as if used. */

@@ -124,6 +124,27 @@ const char *spec_block_name(BlockKind k)
     return "?";
 }
 
+const char *spec_weight_type_name(WeightType t)
+{
+    switch (t) {
+    case WEIGHT_F32: return "f32";
+    case WEIGHT_BF16: return "bf16";
+    case WEIGHT_F16: return "f16";
+    case WEIGHT_Q8: return "q8";
+    }
+    return "?";
+}
+
+bool spec_weight_type_parse(const char *name, WeightType *out)
+{
+    for (int t = WEIGHT_F32; t <= WEIGHT_Q8; t++)
+        if (strcmp(name, spec_weight_type_name((WeightType)t)) == 0) {
+            *out = (WeightType)t;
+            return true;
+        }
+    return false;
+}
+
 const char *spec_norm_name(NormKind n)
 {
     switch (n) {
@@ -247,6 +268,8 @@ void spec_print(FILE *out, const ModelSpec *m)
         print_cap(out, m->logit_soft_cap);
         fputs(";\n", out);
     }
+    if (m->weight_type != WEIGHT_F32) /* f32, the default, is left out: older specs print as before */
+        fprintf(out, "    weight_type = %s;\n", spec_weight_type_name(m->weight_type));
 
     if (model_uses(m, BLOCK_MAMBA)) {
         const MambaSpec *mb = &m->mamba;

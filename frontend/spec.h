@@ -32,6 +32,9 @@ typedef enum { WEIGHT_MODE_SINGLE, WEIGHT_MODE_FUSED } WeightMode;
 typedef enum { NORM_RMSNORM, NORM_LAYERNORM } NormKind;
 typedef enum { ACT_GELU, ACT_RELU, ACT_RELU2, ACT_SIGMOID, ACT_SWISH, ACT_SELU } ActFn;
 typedef enum { SLSTM_LAYOUT_VANILLA, SLSTM_LAYOUT_CUDA } SlstmLayout;
+/* How the big matrices (projections, embedding table, head) are stored and read; small and
+ * sensitive parameters stay f32 whatever this says (docs/spec-language.md). */
+typedef enum { WEIGHT_F32, WEIGHT_BF16, WEIGHT_F16, WEIGHT_Q8 } WeightType;
 
 /* Mamba (v1) mixer settings; names and defaults as in mamba_ssm's Mamba.__init__. */
 typedef struct MambaSpec {
@@ -145,6 +148,7 @@ typedef struct ModelSpec {
     bool add_post_blocks_norm;   /* xlstm: true (mamba always has norm_f) */
     bool bias;                   /* xlstm stack `bias` (alias `use_bias`): false */
     double logit_soft_cap;       /* cap·tanh(z/cap) of the logits; xlstm_large: 30, else 0 = none */
+    WeightType weight_type;      /* f32 */
     MambaSpec mamba;
     Mamba2Spec mamba2;
     MlstmSpec mlstm;
@@ -179,6 +183,9 @@ const char *spec_norm_name(NormKind n);
 const char *spec_act_name(ActFn a);
 const char *spec_layout_name(SlstmLayout l);
 const char *spec_weight_mode_name(WeightMode w);
+const char *spec_weight_type_name(WeightType t);
+/* "f32", "bf16", "f16", "q8" -> the type; false for anything else. */
+bool spec_weight_type_parse(const char *name, WeightType *out);
 
 /* Print a model back as spec text with every default made explicit (mxc check --resolved). */
 void spec_print(FILE *out, const ModelSpec *m);

@@ -66,6 +66,7 @@ Graph *ir_graph_new(const IrModel *model, int chunk_len)
     g->chunk_len = chunk_len;
     if (model) g->model = *model;
     g->model.name = ir_strdup(g, model && model->name ? model->name : "graph");
+    g->weight_dtype = DT_F32; /* ir_lower_model sets the spec's */
     return g;
 }
 
@@ -141,9 +142,24 @@ int64_t ir_type_elems(const Type *t)
 
 int64_t ir_type_cols(const Type *t) { return ir_type_elems(t); }
 
+const char *ir_dtype_name(DType d)
+{
+    switch (d) {
+    case DT_F32: return "f32";
+    case DT_I32: return "i32";
+    case DT_BF16: return "bf16";
+    case DT_F16: return "f16";
+    case DT_Q8: return "q8";
+    }
+    return "?";
+}
+
+int ir_dtype_slots(DType d) { return d == DT_Q8 ? 2 : 1; }
+
+/* The dtype is part of the text, so kernel keys (codegen.c) tell narrow weights apart. */
 void ir_type_format(const Type *t, char *buf, size_t len)
 {
-    size_t at = (size_t)snprintf(buf, len, "%s[", t->dtype == DT_F32 ? "f32" : "i32");
+    size_t at = (size_t)snprintf(buf, len, "%s[", ir_dtype_name(t->dtype));
     const char *sep = "";
     if (t->seq) {
         at += (size_t)snprintf(buf + at, at < len ? len - at : 0, "B,T");

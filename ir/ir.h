@@ -31,7 +31,11 @@
  * tokens; shorter calls and the step run the recurrence. */
 enum { SSD_CHUNK_MAX = 64, SSD_CHUNK_MIN = 4 };
 
-typedef enum { DT_F32, DT_I32 } DType;
+/* Element types. Values are f32 (tokens i32); weights may be narrow (pass narrow-weights):
+ * bf16 / f16 are 2-byte floats; q8 is signed 8-bit values in blocks of IR_Q8_BLOCK along the
+ * last dimension with one f32 scale per block (docs/runtime.md, "The q8 format"). */
+typedef enum { DT_F32, DT_I32, DT_BF16, DT_F16, DT_Q8 } DType;
+#define IR_Q8_BLOCK 32
 
 typedef struct Type {
     DType dtype;
@@ -174,6 +178,9 @@ typedef struct Graph {
     int64_t state_floats;       /* sum of state slots, per sequence */
     int64_t scratch_per_row;    /* scratch floats per chunk row; set by plan-memory */
     int n_weight_slots;         /* set by plan-memory */
+    DType weight_dtype;         /* the big matrices' type (f32 or narrow); narrow-weights
+                                   applies it; ir_lower_model sets the spec's weight_type,
+                                   which the driver may override */
 } Graph;
 
 /* --- construction (graph.c) ---------------------------------------------------------- */
@@ -236,6 +243,9 @@ bool ir_type_equal(const Type *a, const Type *b);
 int64_t ir_type_cols(const Type *t);        /* product of the fixed dims after [B, T] */
 int64_t ir_type_elems(const Type *t);       /* product of all fixed dims */
 void ir_type_format(const Type *t, char *buf, size_t len);
+const char *ir_dtype_name(DType d);         /* "f32", "bf16", ... as printed in types */
+/* Weight slots a weight of this dtype takes: 2 for q8 (values, then scales), else 1. */
+int ir_dtype_slots(DType d);
 
 /* Infer the result type of `n` from its sources and attributes. Returns false with a
  * message in `err` when the sources do not fit the op. Used by the builders, by the

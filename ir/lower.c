@@ -44,6 +44,17 @@ static const FrameNames xlstm_names = {"token_embedding.weight", "xlstm_block_st
 static const FrameNames xlstm_large_names = {"embedding.weight", "backbone.blocks.%d",
                                              "backbone.out_norm", "backbone.embeddings.weight"};
 
+DType ir_weight_dtype(WeightType t)
+{
+    switch (t) {
+    case WEIGHT_F32: return DT_F32;
+    case WEIGHT_BF16: return DT_BF16;
+    case WEIGHT_F16: return DT_F16;
+    case WEIGHT_Q8: return DT_Q8;
+    }
+    return DT_F32;
+}
+
 Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
 {
     (void)diag; /* every checked spec lowers; kept for refusals of future features */
@@ -52,6 +63,7 @@ Graph *ir_lower_model(const ModelSpec *m, int chunk_len, DiagSink *diag)
                                                           : &xlstm_large_names;
     IrModel facts = {m->name, m->vocab_size, m->vocab_padded, m->d_model, m->n_blocks};
     Graph *g = ir_graph_new(&facts, chunk_len);
+    g->weight_dtype = ir_weight_dtype(m->weight_type);
     int64_t emb_dims[2] = {m->vocab_padded, m->d_model};
     Node *tokens = ir_tokens(g, m->loc);
     /* A tied head may be stored under either name; the embedding's is canonical. Hugging

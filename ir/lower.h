@@ -14,6 +14,9 @@
  * kernel takes. */
 Graph *ir_lower_model(const ModelSpec *spec, int chunk_len, DiagSink *diag);
 
+/* The spec's weight_type as the dtype of the graph's matrices (Graph.weight_dtype). */
+DType ir_weight_dtype(WeightType t);
+
 /* Shared by the block lowerings: a weight named prefix + "." + suffix. */
 Node *lower_param(Graph *g, Loc loc, const char *prefix, const char *suffix, int rank,
                   const int64_t *dims);

@@ -42,7 +42,11 @@ void pass_fuse_conv(Graph *g);     /* fuse_conv.c */
 void pass_fuse_elementwise(Graph *g); /* fuse_elementwise.c */
 void pass_ssd_chunked(Graph *g);   /* ssd_chunked.c */
 void pass_dce(Graph *g);           /* dce.c */
+void pass_narrow_weights(Graph *g); /* narrow_weights.c */
 void pass_plan_memory(Graph *g);   /* plan_memory.c */
 void pass_mlstm_chunkwise(Graph *g); /* mlstm_chunkwise.c */
+/* The dtype a matrix of type t gets when the graph's weight type is `want`: want itself, or
+ * bf16 for a q8 matrix whose last dimension is not a multiple of IR_Q8_BLOCK. */
+DType narrow_weight_dtype(DType want, const Type *t);
 
 #endif

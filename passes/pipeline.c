@@ -16,6 +16,8 @@ static const Pass pipeline[] = {
     {"mlstm-chunkwise", "the chunkwise mLSTM cell in forwards, where the spec's chunk_size asks",
      pass_mlstm_chunkwise, false},
     {"dce", "remove nodes the output does not depend on", pass_dce, false},
+    {"narrow-weights", "store the projections and the embedding in the build's weight type",
+     pass_narrow_weights, false},
     {"plan-memory", "weight slots, scratch offsets with reuse, views and output buffer",
      pass_plan_memory, true},
 };

@@ -116,10 +116,12 @@ void pass_plan_memory(Graph *g)
         int64_t cols = ir_type_cols(&node->type);
         switch (ir_op_kind(node->op)) {
         case OPK_INPUT:
-            if (node->op == OP_WEIGHT)
-                node->attr.weight.slot = slot++;
-            else
+            if (node->op == OP_WEIGHT) {
+                node->attr.weight.slot = slot;
+                slot += ir_dtype_slots(node->type.dtype); /* q8: values, then scales */
+            } else {
                 node->store = (Storage){STORE_TOKENS, 0, 1, 0};
+            }
             break;
         case OPK_OUTPUT:
             node->store = (Storage){STORE_LOGITS, 0, cols, 0};

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#define MXRT_ABI_VERSION 5
+#define MXRT_ABI_VERSION 6
 #define MXRT_MAX_RANK 4
 
 /* How a stored tensor is turned into the array the kernels read. */
@@ -23,6 +23,19 @@ typedef enum {
     MXRT_XFORM_SWAP_MIDDLE = 1, /* the stored data, seen as [a][b][c][d] (xform_dims), is
                                    rearranged once at open into [a][c][b][d] (a copy) */
 } MxrtTransform;
+
+/* The type the kernels read a weight slot in (MxrtModelDesc.weight_dtypes; runtime/narrow.h
+ * describes the formats). A tensor stored in that type is used in place; any other float
+ * tensor (or a q8 one) is converted once at open. A q8 slot holds the values of a matrix
+ * whose last dimension is a multiple of NARROW_Q8_BLOCK (32); the slot after it, of the same
+ * name and shape but the last dimension / 32, its scales. */
+typedef enum {
+    MXRT_DTYPE_F32 = 0,
+    MXRT_DTYPE_BF16 = 1,
+    MXRT_DTYPE_F16 = 2,
+    MXRT_DTYPE_Q8 = 3,       /* int8 values; the next slot is MXRT_DTYPE_Q8_SCALES */
+    MXRT_DTYPE_Q8_SCALES = 4 /* f32 [..., K / block]: filled with the previous slot */
+} MxrtDtype;
 
 /* One weight the kernels need, in the order of the weight-slot array. */
 typedef struct MxrtTensorSpec {
@@ -48,7 +61,7 @@ typedef struct MxrtExec {
 void mxrt_barrier(MxrtExec *exec);
 
 /* A generated chunk kernel: advances `len` tokens of every sequence.
- *   weights  [n_weights] pointers to F32 arrays, in MxrtModelDesc.weights order
+ *   weights  [n_weights] pointers to arrays of each slot's dtype, in MxrtModelDesc.weights order
  *   state    [batch][state_floats], read and updated in place
  *   scratch  [batch * len * scratch_floats_per_row], contents undefined on entry
  *   tokens   token b, t at tokens[b * tokens_bstride + t]
@@ -86,6 +99,8 @@ typedef struct MxrtModelDesc {
     MxrtChunkFn forward_last;       /* forward_chunk with the head for position len-1 only:
                                        logit b, v at logits[b * logits_bstride + v]; scratch
                                        [batch * (len + 1) * scratch_floats_per_row] */
+    /* ABI 6: narrow weights. */
+    const int32_t *weight_dtypes;   /* [n_weights] MxrtDtype of each slot; NULL: all F32 */
 } MxrtModelDesc;
 
 typedef struct MxrtModel MxrtModel;
