@@ -241,3 +241,30 @@ bool write_hf_mamba_folder(const char *name, const char *out_dir)
     st_close(base);
     return ok;
 }
+
+bool golden_load(Golden *g, const char *case_dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/io.safetensors", case_dir);
+    memset(g, 0, sizeof *g);
+    if (st_open(path, &g->io) != 0) return false;
+    const StTensor *ids = st_find(g->io, "input_ids"), *lg = st_find(g->io, "logits");
+    const StTensor *sl = st_find(g->io, "step_logits");
+    if (!ids || !lg || !sl || ids->dtype != ST_I32 || lg->dtype != ST_F32 || lg->rank != 3 ||
+        sl->dtype != ST_F32 || st_numel(sl) != st_numel(lg))
+        return false;
+    g->ids = ids->data;
+    g->logits = lg->data;
+    g->step_logits = sl->data;
+    g->batch = (int)lg->shape[0];
+    g->len = (int)lg->shape[1];
+    g->vocab = (int)lg->shape[2];
+    return true;
+}
+
+bool golden_load_case(Golden *g, const char *name)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/golden/%s", test_srcdir(), name);
+    return golden_load(g, dir);
+}

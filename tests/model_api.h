@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/safetensors.h"
+
 typedef struct Api {
     void *so;
     int (*open)(const char *, void **);
@@ -82,5 +84,17 @@ bool write_cuda_layout_weights(const char *dir, const char *out);
  * (backbone.embeddings.weight; a tied lm_head.weight, equal to the embedding, left out as
  * save_pretrained leaves it out). */
 bool write_hf_mamba_folder(const char *name, const char *out_dir);
+
+/* A golden case's inputs and the official outputs, from CASE_DIR/io.safetensors: input_ids
+ * [batch][len], logits and step_logits [batch][len][vocab]. Close `io` when done. */
+typedef struct Golden {
+    StFile *io;
+    const int32_t *ids;
+    const float *logits, *step_logits;
+    int batch, len, vocab;
+} Golden;
+bool golden_load(Golden *g, const char *case_dir);
+/* The same for tests/golden/NAME. */
+bool golden_load_case(Golden *g, const char *name);
 
 #endif

@@ -30,34 +30,6 @@
 #define GOLDEN_TOL 1e-5
 #define SELF_TOL 1e-5
 
-/* Golden inputs and outputs of one case. */
-typedef struct Golden {
-    StFile *io;
-    const int32_t *ids;
-    const float *logits, *step_logits;
-    int batch, len, vocab;
-} Golden;
-
-static bool golden_load(Golden *g, const char *case_dir)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/io.safetensors", case_dir);
-    memset(g, 0, sizeof *g);
-    if (st_open(path, &g->io) != 0) return false;
-    const StTensor *ids = st_find(g->io, "input_ids");
-    const StTensor *lg = st_find(g->io, "logits");
-    const StTensor *sl = st_find(g->io, "step_logits");
-    if (!ids || !lg || !sl || ids->dtype != ST_I32 || lg->dtype != ST_F32 || lg->rank != 3)
-        return false;
-    g->ids = ids->data;
-    g->logits = lg->data;
-    g->step_logits = sl->data;
-    g->batch = (int)lg->shape[0];
-    g->len = (int)lg->shape[1];
-    g->vocab = (int)lg->shape[2];
-    return true;
-}
-
 /* Tokens [batch][from, from + n) of a [batch][len] array, packed. */
 static int32_t *token_slice(const int32_t *ids, int batch, int len, int from, int n)
 {

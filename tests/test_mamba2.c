@@ -22,32 +22,6 @@
 #define GOLDEN_TOL 1e-5
 #define SELF_TOL 1e-5
 
-typedef struct Golden {
-    StFile *io;
-    const int32_t *ids;
-    const float *logits, *step_logits;
-    int batch, len, vocab;
-} Golden;
-
-static bool golden_load(Golden *g, const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/golden/%s/io.safetensors", test_srcdir(), name);
-    memset(g, 0, sizeof *g);
-    if (st_open(path, &g->io) != 0) return false;
-    const StTensor *ids = st_find(g->io, "input_ids"), *lg = st_find(g->io, "logits");
-    const StTensor *sl = st_find(g->io, "step_logits");
-    if (!ids || !lg || !sl || ids->dtype != ST_I32 || lg->dtype != ST_F32 || lg->rank != 3)
-        return false;
-    g->ids = ids->data;
-    g->logits = lg->data;
-    g->step_logits = sl->data;
-    g->batch = (int)lg->shape[0];
-    g->len = (int)lg->shape[1];
-    g->vocab = (int)lg->shape[2];
-    return true;
-}
-
 /* A compiled model with its weights open. */
 typedef struct Model {
     Api a;
@@ -129,7 +103,7 @@ static void check_golden(const char *name, const char *prefix, const char *flags
 {
     Golden g;
     Model md;
-    CU_ASSERT_FATAL(golden_load(&g, name));
+    CU_ASSERT_FATAL(golden_load_case(&g, name));
     CU_ASSERT_FATAL(model_open(&md, name, prefix, flags, NULL));
     size_t n = (size_t)g.batch * g.len * g.vocab;
     float *fwd = run_forward(&md, g.ids, g.batch, g.len, NULL, 0, 1);
@@ -286,7 +260,7 @@ static void test_mamba2_hf_names(void)
     write_weights("mamba2_tiny", path, hf, 2, NULL);
     Golden g;
     Model md;
-    CU_ASSERT_FATAL(golden_load(&g, "mamba2_tiny"));
+    CU_ASSERT_FATAL(golden_load_case(&g, "mamba2_tiny"));
     CU_ASSERT_FATAL(model_open(&md, "mamba2_tiny", "mamba2_hf", NULL, path));
     size_t n = (size_t)g.batch * g.len * g.vocab;
     float *fwd = run_forward(&md, g.ids, g.batch, g.len, NULL, 0, 1);

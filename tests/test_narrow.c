@@ -26,29 +26,6 @@
 
 #define SELF_TOL 1e-5
 
-typedef struct Golden {
-    StFile *io;
-    const int32_t *ids;
-    const float *logits;
-    int batch, len, vocab;
-} Golden;
-
-static bool golden_load(Golden *g, const char *dir)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/io.safetensors", dir);
-    memset(g, 0, sizeof *g);
-    if (st_open(path, &g->io) != 0) return false;
-    const StTensor *ids = st_find(g->io, "input_ids"), *lg = st_find(g->io, "logits");
-    if (!ids || !lg || ids->dtype != ST_I32 || lg->dtype != ST_F32 || lg->rank != 3) return false;
-    g->ids = ids->data;
-    g->logits = lg->data;
-    g->batch = (int)lg->shape[0];
-    g->len = (int)lg->shape[1];
-    g->vocab = (int)lg->shape[2];
-    return true;
-}
-
 /* max_abs_diff: model_api.c (NaN counts as an infinite difference) */
 
 static const char *out_dir(void)

@@ -41,42 +41,6 @@ static void out_path(char *buf, size_t len, const char *file)
     snprintf(buf, len, "%s/out/%s", test_builddir(), file);
 }
 
-typedef struct Golden {
-    StFile *io;
-    const int32_t *ids;
-    const float *logits, *step_logits;
-    int batch, len, vocab;
-} Golden;
-
-static bool golden_load(Golden *g, const char *name)
-{
-    char path[1024];
-    case_path(path, sizeof path, name, "io.safetensors");
-    memset(g, 0, sizeof *g);
-    if (st_open(path, &g->io) != 0) return false;
-    const StTensor *ids = st_find(g->io, "input_ids"), *lg = st_find(g->io, "logits");
-    const StTensor *sl = st_find(g->io, "step_logits");
-    if (!ids || !lg || !sl || ids->dtype != ST_I32 || lg->dtype != ST_F32 || lg->rank != 3)
-        return false;
-    g->ids = ids->data;
-    g->logits = lg->data;
-    g->step_logits = sl->data;
-    g->batch = (int)lg->shape[0];
-    g->len = (int)lg->shape[1];
-    g->vocab = (int)lg->shape[2];
-    return true;
-}
-
-static double xl_max_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d;
-    }
-    return m;
-}
-
 /* A loaded model with one state. */
 typedef struct Run {
     Api a;
@@ -164,7 +128,7 @@ static void check_golden(const char *name, const char *spec_file, const char *ex
     snprintf(prefix, sizeof prefix, "%s%s%s", name, extra ? "_x" : "",
              strcmp(spec_file, "model.mx") ? "_cw" : "");
     Golden g;
-    CU_ASSERT_FATAL(golden_load(&g, name));
+    CU_ASSERT_FATAL(golden_load_case(&g, name));
     Run r;
     CU_ASSERT_FATAL(run_open(&r, spec, prefix, extra, weights, g.batch));
     CU_ASSERT_EQUAL(r.a.vocab_padded(), g.vocab);
@@ -176,8 +140,8 @@ static void check_golden(const char *name, const char *spec_file, const char *ex
     xl_step_all(&r, g.ids, g.batch, g.len, g.vocab, stp);
     int cuts[3] = {1, g.len / 3, g.len / 3 + 2};
     xl_forward_pieces(&r, g.ids, g.batch, g.len, g.vocab, cuts, 3, pieces);
-    double d_fwd = xl_max_diff(fwd, g.logits, n), d_step = xl_max_diff(stp, g.step_logits, n);
-    double d_self = xl_max_diff(stp, fwd, n), d_pieces = xl_max_diff(pieces, fwd, n);
+    double d_fwd = max_abs_diff(fwd, g.logits, n), d_step = max_abs_diff(stp, g.step_logits, n);
+    double d_self = max_abs_diff(stp, fwd, n), d_pieces = max_abs_diff(pieces, fwd, n);
     printf("\n    %s: |forward - official| %.2e, |step - official step| %.2e, |step - forward| "
            "%.2e, |pieces - forward| %.2e ", prefix, d_fwd, d_step, d_self, d_pieces);
     CU_ASSERT(d_fwd <= GOLDEN_TOL);
@@ -206,8 +170,8 @@ static void check_golden(const char *name, const char *spec_file, const char *ex
     xl_step_all(&r, ids3, b3, g.len, g.vocab, s3);
     double d_b3 = 0;
     for (int b = 0; b < b3; b++) {
-        double d1 = xl_max_diff(f3 + b * row, fwd + (b % g.batch) * row, row);
-        double d2 = xl_max_diff(s3 + b * row, stp + (b % g.batch) * row, row);
+        double d1 = max_abs_diff(f3 + b * row, fwd + (b % g.batch) * row, row);
+        double d2 = max_abs_diff(s3 + b * row, stp + (b % g.batch) * row, row);
         d_b3 = fmax(d_b3, fmax(d1, d2));
     }
     printf("|batch 3 - batch %d| %.2e ", g.batch, d_b3);
@@ -388,12 +352,12 @@ static void test_fused_weights_same_logits(void)
     write_spec(spec, TINY_FUSED);
     write_weights("xlstm_large_tiny", fw, true, false);
     Golden g;
-    CU_ASSERT_FATAL(golden_load(&g, "xlstm_large_tiny"));
+    CU_ASSERT_FATAL(golden_load_case(&g, "xlstm_large_tiny"));
     float *single = golden_forward(single_spec, "tiny_single", sw, &g);
     float *fused = golden_forward(spec, "tiny_fused", fw, &g);
     CU_ASSERT_FATAL(single && fused);
     size_t n = (size_t)g.batch * g.len * g.vocab;
-    double d = xl_max_diff(single, fused, n), d_gold = xl_max_diff(fused, g.logits, n);
+    double d = max_abs_diff(single, fused, n), d_gold = max_abs_diff(fused, g.logits, n);
     printf("\n    |fused - single| %.2e, |fused - official| %.2e ", d, d_gold);
     CU_ASSERT(d <= 1e-6);
     CU_ASSERT(d_gold <= GOLDEN_TOL);
@@ -422,7 +386,7 @@ static void test_hf_names_same_logits(void)
     out_path(hw, sizeof hw, "tiny_hf.safetensors");
     write_weights("xlstm_large_tiny", hw, false, true);
     Golden g;
-    CU_ASSERT_FATAL(golden_load(&g, "xlstm_large_tiny"));
+    CU_ASSERT_FATAL(golden_load_case(&g, "xlstm_large_tiny"));
     float *official = golden_forward(spec, "tiny_off", sw, &g);
     float *hf = golden_forward(spec, "tiny_hf", hw, &g);
     CU_ASSERT_FATAL(official && hf);
@@ -566,8 +530,8 @@ static void check_self(const char *tag, const char *text, int batch, int len)
     xl_step_all(&rc, ids, batch, len, vocab, stp);
     int cuts[3] = {1, len / 3, len / 3 + 2};
     xl_forward_pieces(&cw, ids, batch, len, vocab, cuts, 3, pcs);
-    double d_form = xl_max_diff(f_cw, f_rc, n), d_step = xl_max_diff(stp, f_cw, n);
-    double d_pcs = xl_max_diff(pcs, f_cw, n);
+    double d_form = max_abs_diff(f_cw, f_rc, n), d_step = max_abs_diff(stp, f_cw, n);
+    double d_pcs = max_abs_diff(pcs, f_cw, n);
     double mag = 0;
     for (size_t i = 0; i < n; i++) mag = fmax(mag, fabs(f_cw[i]));
     printf("\n    %s [%d x %d]: |chunkwise - recurrent| %.2e, |step - forward| %.2e, |pieces - "
@@ -657,7 +621,7 @@ static void check_reference(const char *name)
             CU_ASSERT_EQUAL(r.a.vocab_padded(), vocab);
             if (form < 2) xl_forward_all(&r, ids->data, batch, len, vocab, out);
             else xl_step_all(&r, ids->data, batch, len, vocab, out);
-            double d = xl_max_diff(out, ref->data, n);
+            double d = max_abs_diff(out, ref->data, n);
             printf("\n    %s [%d x %d] %s%s: |mxc - reference| %.2e ", name, batch, len, what[form],
                    form == 0 ? " (chunkwise 16)" : "", d);
             CU_ASSERT(d <= GOLDEN_TOL);
