@@ -72,7 +72,7 @@ flags="-std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undef
        -fno-sanitize-recover=all -I$src -I$build"
 front="$src/frontend/diag.c $src/frontend/ast.c $src/frontend/check.c $src/frontend/spec.c
        $(gen frontend/parser.c) $(gen frontend/lexer.c)"
-st="$src/runtime/error.c $src/runtime/json.c $src/runtime/safetensors.c $src/runtime/bind.c"
+st="$src/runtime/error.c $src/runtime/json.c $src/runtime/safetensors.c $src/runtime/bind.c $src/runtime/narrow.c"
 
 # Rebuild a binary when any of its sources is newer (or it is missing).
 build_if_stale() {
@@ -102,7 +102,7 @@ for t in $targets; do
         build_if_stale "$out/st_seeds" -std=gnu11 -O1 -I"$src" "$src/tests/fuzz/st_seeds.c" \
             "$src/runtime/error.c" "$src/runtime/json.c" "$src/runtime/safetensors.c" ;;
     state)
-        rt="$st $src/runtime/pool.c $src/runtime/runtime.c $src/runtime/state_blob.c"
+        rt="$st $src/runtime/pool.c $src/runtime/runtime.c $src/runtime/state_blob.c $src/runtime/checkpoint.c"
         build_if_stale "$out/fuzz_state" $flags "$src/tests/fuzz/fuzz_state.c" $rt -lpthread
         build_if_stale "$out/state_seeds" -std=gnu11 -O1 -I"$src" "$src/tests/fuzz/state_seeds.c" \
             $rt -lpthread ;;
