@@ -4,7 +4,9 @@
 #   2. `make fuzz`: a short run (FUZZ_TIME seconds, default 60) of each libFuzzer target,
 #      after replaying the inputs of past findings;
 #   3. the whole of `make check` again built with ASan + UBSan (generated shared objects
-#      included), in build-asan/;
+#      included), in build-asan/; test_narrow's golden sweep (15 cases x 3 weight types,
+#      about 70 builds, already run in stage 1) is cut there to the xlstm_mixed case, its
+#      format and loader tests all run;
 #   4. `make valgrind`: the runtime and end-to-end tests under valgrind.
 # MXC_CHECK_STAGES picks stages (default "check fuzz asan valgrind").
 set -eu
@@ -53,7 +55,7 @@ for s in $stages; do
         cp -pr configure aclocal.m4 config.h.in Makefile.in build-aux m4 build-asan/src/
         (cd build-asan/build &&
             { [ -f Makefile ] || ../src/configure --enable-sanitizers ${MXC_CONFIGURE_FLAGS:-}; })
-        if ! make -C build-asan/build -j"$jobs" check; then
+        if ! MXC_NARROW_ONLY=${MXC_NARROW_ONLY:-xlstm_mixed} make -C build-asan/build -j"$jobs" check; then
             show_logs build-asan/build
             exit 1
         fi
