@@ -79,6 +79,8 @@ LLVMValueRef cg_fsub(Cg *cg, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fmul(Cg *cg, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fdiv(Cg *cg, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_iadd(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+/* Σ x[k] y[k] over k < n floats, reassociable so that it vectorises. */
+LLVMValueRef cg_dot(Cg *cg, LLVMValueRef x, LLVMValueRef y, int64_t n);
 /* a·k + b with k constant: the flat index of element (a, b) of rows of k elements. */
 LLVMValueRef cg_index2(Cg *cg, LLVMValueRef a, int64_t k, LLVMValueRef b);
 /* This thread's share [lo, hi) of `total` work items (contiguous, balanced). */

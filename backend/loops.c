@@ -117,6 +117,18 @@ LLVMValueRef cg_index2(Cg *cg, LLVMValueRef a, int64_t k, LLVMValueRef b)
     return LLVMBuildAdd(cg->b, LLVMBuildMul(cg->b, a, cg_i64(cg, k), ""), b, "");
 }
 
+LLVMValueRef cg_dot(Cg *cg, LLVMValueRef x, LLVMValueRef y, int64_t n)
+{
+    LLVMValueRef acc = cg_var(cg, "dot");
+    LLVMBuildStore(cg->b, cg_f32(cg, 0.0), acc);
+    CgLoop l;
+    LLVMValueRef k = cg_loop_begin(cg, &l, cg_i64(cg, 0), cg_i64(cg, n), "k");
+    LLVMValueRef p = cg_fmul_reduce(cg, cg_load(cg, x, k), cg_load(cg, y, k));
+    LLVMBuildStore(cg->b, cg_fadd_reduce(cg, LLVMBuildLoad2(cg->b, cg->f32, acc, ""), p), acc);
+    cg_loop_end(cg, &l);
+    return LLVMBuildLoad2(cg->b, cg->f32, acc, "");
+}
+
 void cg_split(Cg *cg, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi)
 {
     LLVMBuilderRef B = cg->b;

@@ -49,18 +49,6 @@ static void axpby(Cg *cg, LLVMValueRef y, LLVMValueRef x, LLVMValueRef a, LLVMVa
     }
 }
 
-/* Σ x[k] y[k], k < n, reassociable so that it vectorises. */
-static LLVMValueRef dot(Cg *cg, LLVMValueRef x, LLVMValueRef y, int64_t n)
-{
-    LLVMValueRef acc = cg_var(cg, "dot");
-    LLVMBuildStore(cg->b, cg_f32(cg, 0.0), acc);
-    CgLoop l;
-    LLVMValueRef k = cg_loop_begin(cg, &l, cg_i64(cg, 0), cg_i64(cg, n), "k");
-    LLVMValueRef p = cg_fmul_reduce(cg, cg_load(cg, x, k), cg_load(cg, y, k));
-    LLVMBuildStore(cg->b, cg_fadd_reduce(cg, LLVMBuildLoad2(cg->b, cg->f32, acc, ""), p), acc);
-    cg_loop_end(cg, &l);
-    return LLVMBuildLoad2(cg->b, cg->f32, acc, "");
-}
 
 static LLVMValueRef farray(Cg *cg, int64_t n, const char *name)
 {
@@ -125,7 +113,7 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
     LLVMValueRef qrow = ROW(q, LLVMBuildAdd(B, c0, t, ""), hk);
     LLVMValueRef bt2 = cg_load(cg, bbuf, t), mt2 = cg_load(cg, mbuf, t);
     LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), LLVMBuildAdd(B, t, cg_i64(cg, 1), ""), "j");
-    LLVMValueRef s = LLVMBuildFMul(B, dot(cg, qrow, ROW(k, LLVMBuildAdd(B, c0, j, ""), hk), dk), qk_scale, "");
+    LLVMValueRef s = LLVMBuildFMul(B, cg_dot(cg, qrow, ROW(k, LLVMBuildAdd(B, c0, j, ""), hk), dk), qk_scale, "");
     LLVMValueRef dcy = cg_exp(cg, LLVMBuildFSub(B, LLVMBuildFAdd(B, bt2, cg_load(cg, abuf, j), ""), mt2, ""));
     cg_store(cg, LLVMBuildFMul(B, s, dcy, "w"), wmat, LLVMBuildAdd(B, LLVMBuildMul(B, t, cg_i64(cg, L), ""), j, ""));
     cg_loop_end(cg, &lj);

@@ -62,18 +62,6 @@ static LLVMValueRef ssd_d(Cg *cg, const Ssd *s, LLVMValueRef p)
     return cg_load(cg, s->dskip, add(cg, mul(cg, s->h, cg_i64(cg, s->hd)), p));
 }
 
-/* Σ_k a[k] b[k] over n floats, reassociable so that it vectorises. */
-static LLVMValueRef ssd_dot(Cg *cg, LLVMValueRef a, LLVMValueRef b, int64_t n)
-{
-    LLVMValueRef acc = cg_var(cg, "dot");
-    LLVMBuildStore(cg->b, cg_f32(cg, 0.0), acc);
-    CgLoop l;
-    LLVMValueRef k = cg_loop_begin(cg, &l, cg_i64(cg, 0), cg_i64(cg, n), "k");
-    LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, a, k), cg_load(cg, b, k));
-    LLVMBuildStore(cg->b, cg_fadd_reduce(cg, LLVMBuildLoad2(cg->b, cg->f32, acc, ""), prod), acc);
-    cg_loop_end(cg, &l);
-    return LLVMBuildLoad2(cg->b, cg->f32, acc, "");
-}
 
 /* dst[k] += coef * src[k] over n floats. */
 static void ssd_axpy(Cg *cg, LLVMValueRef dst, LLVMValueRef coef, LLVMValueRef src, int64_t n)
@@ -148,7 +136,7 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
     LLVMValueRef si = cg_load(cg, cs, i), ci = group_row(cg, s, s->cm, add(cg, t0, i));
     LLVMValueRef lrow = cg_gep(cg, cg->f32, lm, mul(cg, i, qm));
     LLVMValueRef j = cg_loop_begin(cg, &lj2, cg_i64(cg, 0), add(cg, i, cg_i64(cg, 1)), "j");
-    LLVMValueRef cb = ssd_dot(cg, ci, group_row(cg, s, s->bm, add(cg, t0, j)), s->ns);
+    LLVMValueRef cb = cg_dot(cg, ci, group_row(cg, s, s->bm, add(cg, t0, j)), s->ns);
     LLVMValueRef w = cg_exp(cg, LLVMBuildFSub(B, si, cg_load(cg, cs, j), ""));
     cg_store(cg, fmulv(cg, fmulv(cg, cb, w), cg_load(cg, dl, j)), lrow, j);
     cg_loop_end(cg, &lj2);
@@ -163,7 +151,7 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
     i = cg_loop_begin(cg, &li3, cg_i64(cg, 0), q, "i");
     LLVMValueRef ti = add(cg, t0, i);
     LLVMValueRef off = fmulv(cg, cg_load(cg, es, i),
-                             ssd_dot(cg, hrow, group_row(cg, s, s->cm, ti), s->ns));
+                             cg_dot(cg, hrow, group_row(cg, s, s->cm, ti), s->ns));
     cg_store(cg, cg_fma(cg, dp, cg_load(cg, head_row(cg, s, s->x, ti), p), off),
              head_row(cg, s, s->n, ti), p);
     cg_loop_end(cg, &li3);
