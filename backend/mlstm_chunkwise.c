@@ -27,35 +27,21 @@ static void items_begin(Cg *cg, CgLoop *l, int64_t heads, LLVMValueRef *b, LLVMV
     *h = LLVMBuildSub(cg->b, item, LLVMBuildMul(cg->b, *b, cg_i64(cg, heads), ""), "h");
 }
 
-/* y[0, n) = y * s + a * x (s = NULL: y + a x); vectors, then the rest one by one. */
-static void axpby(Cg *cg, LLVMValueRef y, LLVMValueRef x, LLVMValueRef a, LLVMValueRef s, int64_t n)
-{
-    int vw = cg->vector_width;
-    int64_t full = n / vw * vw;
-    for (int pass = 0; pass < 2; pass++) {
-        LLVMTypeRef t = pass == 0 ? cg_vec_type(cg) : cg->f32;
-        if (pass == 0 ? full == 0 : full == n) continue;
-        CgLoop l;
-        LLVMValueRef j = pass == 0 ? cg_loop_begin_step(cg, &l, cg_i64(cg, 0), cg_i64(cg, full), vw, "j")
-                                   : cg_loop_begin(cg, &l, cg_i64(cg, full), cg_i64(cg, n), "j1");
-        LLVMValueRef yv = cg_vload(cg, t, y, j);
-        if (s) yv = LLVMBuildFMul(cg->b, yv, pass == 0 ? cg_vsplat(cg, t, s) : s, "");
-        if (x) {
-            LLVMValueRef av = pass == 0 ? cg_vsplat(cg, t, a) : a;
-            yv = cg_fma(cg, av, cg_vload(cg, t, x, j), yv);
-        }
-        cg_vstore(cg, yv, y, j);
-        cg_loop_end(cg, &l);
-    }
-}
-
-
 static LLVMValueRef farray(Cg *cg, int64_t n, const char *name)
 {
     return cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)n), name);
 }
 
 static LLVMValueRef ld(Cg *cg, LLVMValueRef var) { return LLVMBuildLoad2(cg->b, cg->f32, var, ""); }
+
+/* buf[0, n) = 0 */
+static void zero_fill(Cg *cg, LLVMValueRef buf, int64_t n)
+{
+    CgLoop l;
+    LLVMValueRef i = cg_loop_begin(cg, &l, cg_i64(cg, 0), cg_i64(cg, n), "z");
+    cg_store(cg, cg_f32(cg, 0.0), buf, i);
+    cg_loop_end(cg, &l);
+}
 
 void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
 {
@@ -67,8 +53,14 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
     LLVMValueRef qk_scale = cg_f32(cg, num->q_scale * num->k_scale);
     LLVMValueRef q_scale = cg_f32(cg, num->q_scale), k_scale = cg_f32(cg, num->k_scale);
     LLVMValueRef bbuf = farray(cg, L, "b"), abuf = farray(cg, L, "a"), mbuf = farray(cg, L, "m");
-    LLVMValueRef gbuf = farray(cg, L, "g"), wk = farray(cg, L, "wk"), wmat = farray(cg, L * L, "W");
+    LLVMValueRef inter = farray(cg, L, "inter"), norm = farray(cg, L, "norm"), wk = farray(cg, L, "wk");
+    LLVMValueRef wmat = farray(cg, L * L, "W"), kt = farray(cg, dk * L, "KT");
     LLVMValueRef qn = cg_var(cg, "qn"), den = cg_var(cg, "den"), runmax = cg_var(cg, "runmax");
+    LLVMValueRef lq = cg_i64(cg, q->store.row_stride), lk = cg_i64(cg, k->store.row_stride), lv = cg_i64(cg, v->store.row_stride);
+    LLVMValueRef lo = cg_i64(cg, n->store.row_stride), lL = cg_i64(cg, L);
+    /* KT's columns past a short last piece are multiplied but never read back; defined all
+     * the same */
+    zero_fill(cg, kt, dk * L);
 
     CgLoop li, lc;
     LLVMValueRef b, h;
@@ -82,15 +74,15 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
 
     LLVMValueRef c0 = cg_loop_begin_step(cg, &lc, cg_i64(cg, 0), cg->f->len, L, "c0");
     LLVMValueRef rest = LLVMBuildSub(B, cg->f->len, c0, "");
-    LLVMValueRef cnt = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, rest, cg_i64(cg, L), ""), rest,
-                                       cg_i64(cg, L), "n");
+    LLVMValueRef cnt = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, rest, lL, ""), rest, lL, "n");
     LLVMValueRef m_prev = LLVMBuildLoad2(B, cg->f32, mptr, "m_prev");
+    LLVMValueRef q0 = ROW(q, c0, hk), k0 = ROW(k, c0, hk), v0 = ROW(v, c0, hv), out0 = ROW(n, c0, hv);
 
-    /* gates: b_t, a_t, m_t, g_t */
+    /* gates: b_t, a_t, m_t, and the incoming state's weight g_t q_scale; KT = the piece's kᵀ */
     LLVMValueRef acc = cg_var(cg, "bsum");
     LLVMBuildStore(B, cg_f32(cg, 0.0), acc);
     LLVMBuildStore(B, cg_f32(cg, -INFINITY), runmax);
-    CgLoop lg;
+    CgLoop lg, lp;
     LLVMValueRef t = cg_loop_begin(cg, &lg, cg_i64(cg, 0), cnt, "t");
     LLVMValueRef pos = LLVMBuildAdd(B, c0, t, "");
     LLVMValueRef ipre = cg_mlstm_gate(cg, num, cg_load(cg, cg_row(cg, ig, b, pos), h));
@@ -104,47 +96,51 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
     cg_store(cg, bt, bbuf, t);
     cg_store(cg, at, abuf, t);
     cg_store(cg, mt, mbuf, t);
-    cg_store(cg, cg_exp(cg, LLVMBuildFSub(B, LLVMBuildFAdd(B, bt, m_prev, ""), mt, "")), gbuf, t);
+    LLVMValueRef gt = cg_exp(cg, LLVMBuildFSub(B, LLVMBuildFAdd(B, bt, m_prev, ""), mt, ""));
+    cg_store(cg, LLVMBuildFMul(B, gt, q_scale, ""), inter, t);
+    LLVMValueRef krow = cg_gep(cg, cg->f32, k0, LLVMBuildMul(B, t, lk, ""));
+    LLVMValueRef d = cg_loop_begin(cg, &lp, cg_i64(cg, 0), cg_i64(cg, dk), "d");
+    cg_store(cg, cg_load(cg, krow, d), kt, cg_index2(cg, d, L, t));
+    cg_loop_end(cg, &lp);
     cg_loop_end(cg, &lg);
 
-    /* W[t, j] = (q_t · k_j) q_scale k_scale exp(b_t + a_j - m_t), j ≤ t */
-    CgLoop lt, lj;
+    /* W = Q Kᵀ (a tiled product), then W[t, j] *= q_scale k_scale exp(b_t + a_j - m_t) for
+     * j ≤ t, 0 above the diagonal; the normaliser of row t from W's row sum */
+    cg_tiled_product(cg, &(CgProduct){.out = wmat, .a = q0, .b = kt, .m = cnt, .k = cg_i64(cg, dk),
+                                      .lda = lq, .ldb = lL, .ldo = lL, .n = L, .lower_out = true});
+    CgLoop lt, lj, lz;
     t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cnt, "t");
-    LLVMValueRef qrow = ROW(q, LLVMBuildAdd(B, c0, t, ""), hk);
     LLVMValueRef bt2 = cg_load(cg, bbuf, t), mt2 = cg_load(cg, mbuf, t);
-    LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), LLVMBuildAdd(B, t, cg_i64(cg, 1), ""), "j");
-    LLVMValueRef s = LLVMBuildFMul(B, cg_dot(cg, qrow, ROW(k, LLVMBuildAdd(B, c0, j, ""), hk), dk), qk_scale, "");
+    LLVMValueRef wrow = cg_gep(cg, cg->f32, wmat, LLVMBuildMul(B, t, lL, ""));
+    LLVMValueRef tp1 = LLVMBuildAdd(B, t, cg_i64(cg, 1), "");
+    LLVMBuildStore(B, cg_f32(cg, 0.0), den);
+    LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), tp1, "j");
     LLVMValueRef dcy = cg_exp(cg, LLVMBuildFSub(B, LLVMBuildFAdd(B, bt2, cg_load(cg, abuf, j), ""), mt2, ""));
-    cg_store(cg, LLVMBuildFMul(B, s, dcy, "w"), wmat, LLVMBuildAdd(B, LLVMBuildMul(B, t, cg_i64(cg, L), ""), j, ""));
+    LLVMValueRef w = LLVMBuildFMul(B, LLVMBuildFMul(B, cg_load(cg, wrow, j), qk_scale, ""), dcy, "w");
+    cg_store(cg, w, wrow, j);
+    LLVMBuildStore(B, cg_fadd_reduce(cg, ld(cg, den), w), den);
     cg_loop_end(cg, &lj);
+    j = cg_loop_begin(cg, &lz, tp1, cnt, "jz");
+    cg_store(cg, cg_f32(cg, 0.0), wrow, j);
+    cg_loop_end(cg, &lz);
+    LLVMValueRef qrow = cg_gep(cg, cg->f32, q0, LLVMBuildMul(B, t, lq, ""));
+    LLVMValueRef dn = LLVMBuildFAdd(B, LLVMBuildFMul(B, cg_load(cg, inter, t), cg_dot(cg, qrow, nvec, dk), ""),
+                                    ld(cg, den), "");
+    LLVMValueRef floor_t = cg_exp(cg, LLVMBuildFNeg(B, mt2, ""));
+    LLVMValueRef denom = LLVMBuildFAdd(B, cg_max(cg, cg_fabs(cg, dn), floor_t), cg_f32(cg, num->eps), "");
+    cg_store(cg, LLVMBuildFDiv(B, cg_f32(cg, 1.0), denom, ""), norm, t);
     cg_loop_end(cg, &lt);
 
-    /* h_t: the incoming state seen from t, then the piece's own positions */
-    CgLoop lt2, ld2, lj2;
-    t = cg_loop_begin(cg, &lt2, cg_i64(cg, 0), cnt, "t");
-    LLVMValueRef tp = LLVMBuildAdd(B, c0, t, "");
-    LLVMValueRef out = ROW(n, tp, hv);
-    qrow = ROW(q, tp, hk);
-    LLVMValueRef gt = cg_load(cg, gbuf, t);
-    axpby(cg, out, NULL, NULL, cg_f32(cg, 0.0), dv); /* out = 0 */
-    LLVMBuildStore(B, cg_f32(cg, 0.0), qn);
-    LLVMValueRef d = cg_loop_begin(cg, &ld2, cg_i64(cg, 0), cg_i64(cg, dk), "d");
-    LLVMValueRef qd = LLVMBuildFMul(B, LLVMBuildFMul(B, cg_load(cg, qrow, d), q_scale, ""), gt, "");
-    LLVMBuildStore(B, cg_fma(cg, qd, cg_load(cg, nvec, d), ld(cg, qn)), qn);
-    axpby(cg, out, cg_gep(cg, cg->f32, cmat, LLVMBuildMul(B, d, cg_i64(cg, dv), "")), qd, NULL, dv);
-    cg_loop_end(cg, &ld2);
-    LLVMBuildStore(B, ld(cg, qn), den);
-    j = cg_loop_begin(cg, &lj2, cg_i64(cg, 0), LLVMBuildAdd(B, t, cg_i64(cg, 1), ""), "j");
-    LLVMValueRef w = cg_load(cg, wmat, LLVMBuildAdd(B, LLVMBuildMul(B, t, cg_i64(cg, L), ""), j, ""));
-    LLVMBuildStore(B, LLVMBuildFAdd(B, ld(cg, den), w, ""), den);
-    axpby(cg, out, ROW(v, LLVMBuildAdd(B, c0, j, ""), hv), w, NULL, dv);
-    cg_loop_end(cg, &lj2);
-    LLVMValueRef floor_t = cg_exp(cg, LLVMBuildFNeg(B, cg_load(cg, mbuf, t), ""));
-    LLVMValueRef denom = LLVMBuildFAdd(B, cg_max(cg, cg_fabs(cg, ld(cg, den)), floor_t), cg_f32(cg, num->eps), "");
-    axpby(cg, out, NULL, NULL, LLVMBuildFDiv(B, cg_f32(cg, 1.0), denom, ""), dv);
-    cg_loop_end(cg, &lt2);
+    /* h = norm ⊙ (inter ⊙ (Q C) + W V): two tiled products into the output rows */
+    cg_tiled_product(cg, &(CgProduct){.out = out0, .a = q0, .b = cmat, .m = cnt, .k = cg_i64(cg, dk),
+                                      .lda = lq, .ldb = cg_i64(cg, dv), .ldo = lo, .n = dv,
+                                      .row_scale = inter});
+    cg_tiled_product(cg, &(CgProduct){.out = out0, .a = wmat, .b = v0, .m = cnt, .k = cnt, .lda = lL,
+                                      .ldb = lv, .ldo = lo, .n = dv, .accumulate = true,
+                                      .lower_a = true, .row_scale = norm});
 
-    /* the state at the end of the piece */
+    /* the state at the end of the piece (G = b_{L-1}): KT's columns weighted by
+     * exp(G + a_j - m') k_scale, then n' = decay n + KT·1 and C' = decay C + KT V */
     LLVMValueRef last = LLVMBuildSub(B, cnt, cg_i64(cg, 1), "");
     LLVMValueRef G = cg_load(cg, bbuf, last);
     LLVMValueRef m_new = LLVMBuildFAdd(B, G, cg_max(cg, m_prev, ld(cg, runmax)), "m_new");
@@ -155,17 +151,18 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
     cg_store(cg, LLVMBuildFMul(B, e, k_scale, ""), wk, j);
     cg_loop_end(cg, &lw);
     d = cg_loop_begin(cg, &ld3, cg_i64(cg, 0), cg_i64(cg, dk), "d");
-    LLVMValueRef crow = cg_gep(cg, cg->f32, cmat, LLVMBuildMul(B, d, cg_i64(cg, dv), ""));
-    axpby(cg, crow, NULL, NULL, decay, dv); /* C row *= decay */
+    LLVMValueRef ktrow = cg_gep(cg, cg->f32, kt, LLVMBuildMul(B, d, lL, ""));
     LLVMBuildStore(B, LLVMBuildFMul(B, cg_load(cg, nvec, d), decay, ""), qn);
     j = cg_loop_begin(cg, &lj3, cg_i64(cg, 0), cnt, "j");
-    LLVMValueRef jp = LLVMBuildAdd(B, c0, j, "");
-    LLVMValueRef kd = LLVMBuildFMul(B, cg_load(cg, wk, j), cg_load(cg, ROW(k, jp, hk), d), "");
+    LLVMValueRef kd = LLVMBuildFMul(B, cg_load(cg, wk, j), cg_load(cg, ktrow, j), "");
+    cg_store(cg, kd, ktrow, j);
     LLVMBuildStore(B, LLVMBuildFAdd(B, ld(cg, qn), kd, ""), qn);
-    axpby(cg, crow, ROW(v, jp, hv), kd, NULL, dv);
     cg_loop_end(cg, &lj3);
     cg_store(cg, ld(cg, qn), nvec, d);
     cg_loop_end(cg, &ld3);
+    cg_tiled_product(cg, &(CgProduct){.out = cmat, .a = kt, .b = v0, .m = cg_i64(cg, dk), .k = cnt,
+                                      .lda = lL, .ldb = lv, .ldo = cg_i64(cg, dv), .n = dv,
+                                      .accumulate = true, .out_scale = decay});
     LLVMBuildStore(B, m_new, mptr);
 #undef ROW
     cg_loop_end(cg, &lc);

@@ -1179,6 +1179,21 @@ static void check_slstm(Checker *c, const Item *sec, ModelSpec *m, bool used)
     sl->head_dim = m->d_model / sl->num_heads;
 }
 
+/* The mLSTM cell's chunk length: `auto` (stored as SPEC_CHUNK_AUTO: the compiler chooses by
+ * cost), or 0 … 256 (0 and 1: the recurrent form). */
+static void want_chunk(Checker *c, const Item *it, int *out)
+{
+    if (it && it->value->kind == VAL_IDENT) {
+        if (strcmp(it->value->s, "auto") == 0)
+            *out = SPEC_CHUNK_AUTO;
+        else
+            error_at(c, it->value->loc, "invalid value '%s' for '%s'; expected an integer "
+                     "0 … %d or 'auto'", clip(it->value->s).s, it->key, SPEC_MLSTM_CHUNK_MAX);
+        return;
+    }
+    want_int(c, it, 0, SPEC_MLSTM_CHUNK_MAX, out);
+}
+
 /* A soft cap: a positive number, or `none` (no cap; stored as 0). */
 static void want_cap(Checker *c, const Item *it, double *out)
 {
@@ -1217,7 +1232,7 @@ static void mlstm_large_defaults(MlstmLargeSpec *xl, Loc loc)
     *xl = (MlstmLargeSpec){.qk_dim_factor = 0.5, .v_dim_factor = 1.0, .gate_soft_cap = 15.0,
                            .eps = 1e-6, .ffn_proj_factor = 2.6667,
                            .ffn_round_up_to_multiple_of = 64, .weight_mode = WEIGHT_MODE_SINGLE,
-                           .loc = loc};
+                           .chunk_size = SPEC_CHUNK_AUTO, .loc = loc};
 }
 
 /* The xLSTM-large block (SEMANTICS-xlstm-large D.1): qk_dim = int(E * qk_dim_factor),
@@ -1240,7 +1255,7 @@ static void check_mlstm_large(Checker *c, const Item *sec, ModelSpec *m, bool us
     int mode = xl->weight_mode;
     if (want_enum(c, s.slot[XL_WEIGHT_MODE], weight_mode_names, N_OF(weight_mode_names), &mode))
         xl->weight_mode = (WeightMode)mode;
-    want_int(c, s.slot[XL_CHUNK], 0, SPEC_MLSTM_CHUNK_MAX, &xl->chunk_size);
+    want_chunk(c, s.slot[XL_CHUNK], &xl->chunk_size);
 
     if (!used) {
         warn_unused(c, sec, "mlstm_large");

@@ -373,7 +373,10 @@ void spec_print(FILE *out, const ModelSpec *m)
         fputs(";\n", out);
         fprintf(out, "        ffn_round_up_to_multiple_of = %d;\n", xl->ffn_round_up_to_multiple_of);
         fprintf(out, "        weight_mode = %s;\n", spec_weight_mode_name(xl->weight_mode));
-        fprintf(out, "        chunk_size = %d;\n", xl->chunk_size);
+        if (xl->chunk_size == SPEC_CHUNK_AUTO)
+            fputs("        chunk_size = auto;\n", out);
+        else
+            fprintf(out, "        chunk_size = %d;\n", xl->chunk_size);
         fprintf(out, "        # derived: qk_dim = %d, v_dim = %d, qk_head_dim = %d, v_head_dim = %d, "
                 "ffn_dim = %d\n", xl->qk_dim, xl->v_dim, xl->qk_head_dim, xl->v_head_dim,
                 xl->ffn_dim);

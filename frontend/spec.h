@@ -21,7 +21,8 @@
 #define SPEC_KERNEL_MAX 1024      /* conv kernel sizes */
 #define SPEC_FACTOR_MAX 1024.0    /* expand, proj_factor */
 #define SPEC_MLSTM_CHUNK_MAX 256  /* mlstm_large chunk_size: the chunkwise cell keeps an L x L
-                                     matrix on the stack (256 KiB at the maximum) */
+                                     and a DHqk x L matrix on the stack */
+#define SPEC_CHUNK_AUTO (-1)      /* mlstm_large chunk_size = auto (the default) */
 #define SPEC_NAME_MAX 64          /* model name: the default C prefix (backend_prefix_ok) */
 
 /* FAMILY_XLSTM_LARGE: NX-AI xlstm.xlstm_large (the xLSTM-7B release), SEMANTICS-xlstm-large.md. */
@@ -122,8 +123,9 @@ typedef struct MlstmLargeSpec {
     double ffn_proj_factor;          /* 2.6667 */
     int ffn_round_up_to_multiple_of; /* 64 */
     WeightMode weight_mode;          /* single: q, k, v, ...; fused: qkv_opreact, ... */
-    int chunk_size;                  /* 0: a forward runs the recurrent cell; >= 2: the
-                                        chunkwise form in pieces of this many positions */
+    int chunk_size;                  /* SPEC_CHUNK_AUTO: the compiler picks the cell's form
+                                        for a forward by cost; 0 or 1: the recurrent form;
+                                        >= 2: the chunkwise form, pieces of this many */
     int qk_dim, v_dim;               /* derived: int(E * factor) */
     int qk_head_dim, v_head_dim;     /* derived: / num_heads */
     int ffn_dim;                     /* derived: upstream's round-up to the multiple */

@@ -70,7 +70,8 @@ typedef struct MlstmNumerics {
     double q_scale;  /* q enters as q · q_scale (large: 1/sqrt(DHqk)) */
     double k_scale;  /* k enters the state as k · k_scale (classic: 1/sqrt(DH)) */
     double gate_cap; /* > 0: both gate pre-activations become cap·tanh(x/cap) first */
-    int chunk_request; /* the spec's chunk_size: > 1 asks for the chunkwise form */
+    int chunk_request; /* the spec's chunk_size: > 1 asks for the chunkwise form, 0 or 1 for
+                          the recurrent one, < 0 (auto) leaves the choice to the pass */
     int chunk;       /* > 1: a forward runs the chunkwise form with pieces of this many
                         positions (set by the mlstm-chunkwise pass); a step is recurrent */
 } MlstmNumerics;

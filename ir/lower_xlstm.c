@@ -61,8 +61,10 @@ Node *lower_mlstm_block(Graph *g, const ModelSpec *m, const char *prefix, Node *
                          lower_param(g, loc, cell, "igate.bias", 1, &nh));
     Node *fg = ir_linear(g, loc, gin, lower_param(g, loc, cell, "fgate.weight", 2, (int64_t[]){nh, 3 * in}),
                          lower_param(g, loc, cell, "fgate.bias", 1, &nh));
-    /* B.8.2: k enters the state scaled by 1/sqrt(DH), eps 1e-6, no gate cap */
-    MlstmNumerics num = {.eps = 1e-6, .q_scale = 1.0, .k_scale = 1.0 / sqrt((double)(in / nh))};
+    /* B.8.2: k enters the state scaled by 1/sqrt(DH), eps 1e-6, no gate cap; the form of a
+     * forward's cell is the pass's choice (the classic spec has no chunk_size) */
+    MlstmNumerics num = {.eps = 1e-6, .q_scale = 1.0, .k_scale = 1.0 / sqrt((double)(in / nh)),
+                         .chunk_request = SPEC_CHUNK_AUTO};
     Node *h = ir_mlstm_cell(g, loc, qkv[0], qkv[1], qkv[2], ig, fg, (int)nh, &num,
                             ir_strfmt(g, "%s state (C, n, m)", cell));
     h = offset_norm(g, loc, m, ir_strfmt(g, "%s.outnorm", cell), in, h, (int)nh);
