@@ -19,6 +19,11 @@
 
 #define GOLDEN_TOL 1e-5
 #define SELF_TOL 1e-5
+/* A step (recurrent form) and a forward in other pieces each stay within SELF_TOL of the
+ * function (the reference cases: both forms ≤ 9.8e-6 of float64), rounding differently, so
+ * they may be up to twice that apart from the chunkwise forward: odd40 gives 1.05e-5 (the
+ * chunkwise form against the recurrent forward is held to SELF_TOL itself). */
+#define PAIR_TOL (2 * SELF_TOL)
 
 static int build(const char *spec, const char *prefix, const char *extra, char *so, size_t len)
 {
@@ -454,8 +459,8 @@ static void test_missing_and_misshapen_named(void)
 /* ---- other dimensions: random weights, the compiler against itself ------------------- */
 
 /* Deterministic weights for every tensor `mxc ir SPEC` lists (`weight "NAME" : f32[...]`):
- * small uniform matrices, norm gains near 1, the forget-gate biases of fused and single
- * checkpoints shifted to 3..6 as the official init does. */
+ * small uniform matrices, norm gains near 1, the forget-gate biases of fused, single and
+ * classic checkpoints shifted to 3..6 as the official init does. */
 static bool write_random_weights(const char *spec, const char *out)
 {
     char list[700], cmd[1600], line[4096];
@@ -481,14 +486,16 @@ static bool write_random_weights(const char *spec, const char *out)
         int64_t count = 1;
         for (int d = 0; d < rank; d++) count *= shape[d];
         float *data = malloc(sizeof *data * (size_t)count);
-        bool norm = strstr(name, "norm") != NULL, fbias = strstr(name, "gate_preact.bias") != NULL;
+        bool norm = strstr(name, "norm") != NULL;
+        bool fbias = strstr(name, "gate_preact.bias") || strstr(name, "gate.bias"); /* + classic */
         for (int64_t i = 0; i < count; i++) {
             seed = seed * 1664525u + 1013904223u;
             float u = (float)((seed >> 8) / 16777216.0 * 2.0 - 1.0);
             float x = rank == 1 ? 0.1f * u : 0.15f * u;
             if (strstr(name, "embedding")) x = u;
             if (norm && ends_with(name, ".weight")) x = 1.0f + 0.1f * u;
-            bool f_half = strstr(name, "fgate_preact.bias") || (strstr(name, "ifgate") && i >= count / 2);
+            bool f_half = strstr(name, "fgate_preact.bias") || strstr(name, "fgate.bias") ||
+                      (strstr(name, "ifgate") && i >= count / 2);
             if (fbias && f_half) x = 3.0f + 3.0f * (u + 1.0f) / 2.0f;
             else if (fbias) x = u;
             data[i] = x;
@@ -504,21 +511,41 @@ static bool write_random_weights(const char *spec, const char *out)
     return ok;
 }
 
-/* Everything an xLSTM-large spec without golden numbers must satisfy against itself, on
- * `batch` random sequences of `len` tokens: chunkwise (the spec's chunk_size) vs recurrent
- * forward, step vs forward, forward in pieces, 1-3 threads. */
-static void check_self(const char *tag, const char *text, int batch, int len)
+/* Does `mxc ir` of the spec (built with `flags`) print `needle`? */
+static bool ir_prints(const char *spec, const char *flags, const char *needle)
 {
-    char spec[600], weights[600], p_cw[64], p_rc[64];
+    char list[700], cmd[1600], line[4096];
+    snprintf(list, sizeof list, "%s.chunk.ir", spec);
+    snprintf(cmd, sizeof cmd, "'%s' ir %s '%s' > '%s'", mxc_path(), flags ? flags : "", spec, list);
+    if (run_command(cmd) != 0) return false;
+    FILE *fp = fopen(list, "r");
+    bool found = false;
+    while (fp && !found && fgets(line, sizeof line, fp)) found = strstr(line, needle) != NULL;
+    if (fp) fclose(fp);
+    unlink(list);
+    return found;
+}
+
+/* Everything an xLSTM spec without golden numbers must satisfy against itself, on `batch`
+ * random sequences of `len` tokens: the forward's cell as compiled (chunkwise where the spec
+ * or the cost rule asks; `form` is the IR attribute that says so, "chunk=N") vs the recurrent
+ * form, step vs forward, forward in pieces, 1-3 threads; both builds with `flags` (a vector
+ * width). */
+static void check_self_at(const char *tag, const char *text, int batch, int len, const char *form,
+                          const char *flags)
+{
+    char spec[600], weights[600], p_cw[64], p_rc[64], rc_flags[200];
     snprintf(spec, sizeof spec, "%s/out/%s.mx", test_builddir(), tag);
     snprintf(weights, sizeof weights, "%s/out/%s.safetensors", test_builddir(), tag);
     snprintf(p_cw, sizeof p_cw, "%s_cw", tag);
     snprintf(p_rc, sizeof p_rc, "%s_rc", tag);
+    snprintf(rc_flags, sizeof rc_flags, "--disable-pass mlstm-chunkwise %s", flags ? flags : "");
     write_spec(spec, text);
+    CU_ASSERT(ir_prints(spec, flags, form));
     CU_ASSERT_FATAL(write_random_weights(spec, weights));
     Run cw, rc;
-    CU_ASSERT_FATAL(run_open(&cw, spec, p_cw, NULL, weights, batch));
-    CU_ASSERT_FATAL(run_open(&rc, spec, p_rc, "--disable-pass mlstm-chunkwise", weights, batch));
+    CU_ASSERT_FATAL(run_open(&cw, spec, p_cw, flags, weights, batch));
+    CU_ASSERT_FATAL(run_open(&rc, spec, p_rc, rc_flags, weights, batch));
     int vocab = cw.a.vocab_padded();
     int32_t *ids = malloc(sizeof *ids * (size_t)batch * len);
     for (int i = 0; i < batch * len; i++) ids[i] = (int32_t)((i * 7919u + 13u * (unsigned)(i / len)) % (unsigned)cw.a.vocab_size());
@@ -534,11 +561,11 @@ static void check_self(const char *tag, const char *text, int batch, int len)
     double d_pcs = max_abs_diff(pcs, f_cw, n);
     double mag = 0;
     for (size_t i = 0; i < n; i++) mag = fmax(mag, fabs(f_cw[i]));
-    printf("\n    %s [%d x %d]: |chunkwise - recurrent| %.2e, |step - forward| %.2e, |pieces - "
-           "forward| %.2e, max |logit| %.2f ", tag, batch, len, d_form, d_step, d_pcs, mag);
+    printf("\n    %s [%d x %d]%s%s: |chunkwise - recurrent| %.2e, |step - forward| %.2e, |pieces - "
+           "forward| %.2e, max |logit| %.2f ", tag, batch, len, flags ? " " : "", flags ? flags : "", d_form, d_step, d_pcs, mag);
     CU_ASSERT(d_form <= SELF_TOL);
-    CU_ASSERT(d_step <= SELF_TOL);
-    CU_ASSERT(d_pcs <= SELF_TOL);
+    CU_ASSERT(d_step <= PAIR_TOL);
+    CU_ASSERT(d_pcs <= PAIR_TOL);
     CU_ASSERT(mag > 0.1); /* not a degenerate model */
     for (int threads = 2; threads <= 3; threads++) {
         CU_ASSERT_EQUAL(cw.a.set_threads(cw.s, threads), 0);
@@ -572,10 +599,58 @@ static const char *const ODD_SINGLE_SPEC =
     "                  gate_soft_cap = none; chunk_size = 64; }\n"
     "}\n";
 
-static void test_odd_dims_40(void) { check_self("odd40", ODD_SPEC, 3, 40); }
-static void test_odd_dims_512(void) { check_self("odd512", ODD_SPEC, 3, 512); }
-static void test_odd_single_uncapped_40(void) { check_self("odds40", ODD_SINGLE_SPEC, 3, 40); }
-static void test_odd_single_uncapped_512(void) { check_self("odds512", ODD_SINGLE_SPEC, 2, 512); }
+/* chunk_size = auto (the default) with heads of 64 / 128: the cost rule picks pieces of 64 */
+static const char *const AUTO_SPEC =
+    "model xl_auto {\n"
+    "    family = xlstm_large; vocab_size = 97; embedding_dim = 384; num_blocks = 2;\n"
+    "    mlstm_large { num_heads = 3; }\n"
+    "}\n";
+
+/* The classic mLSTM block (no chunk_size: always auto), 3 heads of 64: chunkwise by cost */
+static const char *const CLASSIC_SPEC =
+    "model classic3 {\n"
+    "    family = xlstm; vocab_size = 97; embedding_dim = 96; blocks = [mlstm * 2];\n"
+    "    mlstm { num_heads = 3; }\n"
+    "}\n";
+
+static void check_self(const char *tag, const char *text, int batch, int len, const char *form)
+{
+    check_self_at(tag, text, batch, len, form, NULL);
+}
+
+static void test_odd_dims_40(void) { check_self("odd40", ODD_SPEC, 3, 40, "chunk=16"); }
+static void test_odd_dims_512(void) { check_self("odd512", ODD_SPEC, 3, 512, "chunk=16"); }
+static void test_odd_single_uncapped_40(void) { check_self("odds40", ODD_SINGLE_SPEC, 3, 40, "chunk=64"); }
+static void test_odd_single_uncapped_512(void) { check_self("odds512", ODD_SINGLE_SPEC, 2, 512, "chunk=64"); }
+static void test_auto_40(void) { check_self("auto40", AUTO_SPEC, 3, 40, "chunk=64"); }
+static void test_auto_512(void) { check_self("auto512", AUTO_SPEC, 3, 512, "chunk=64"); }
+static void test_classic_40(void) { check_self("classic40", CLASSIC_SPEC, 3, 40, "chunk=64"); }
+static void test_classic_512(void) { check_self("classic512", CLASSIC_SPEC, 3, 512, "chunk=64"); }
+/* the products' tiles at 4 and 8 floats (the host's width is the tests above) */
+static void test_odd_dims_40_x86_64(void)
+{
+    check_self_at("odd40_w4", ODD_SPEC, 3, 40, "chunk=16", "--target-cpu x86-64");
+}
+static void test_odd_dims_40_x86_64_v3(void)
+{
+    check_self_at("odd40_w8", ODD_SPEC, 3, 40, "chunk=16", "--target-cpu x86-64-v3");
+}
+static void test_classic_40_x86_64(void)
+{
+    check_self_at("classic40_w4", CLASSIC_SPEC, 3, 40, "chunk=64", "--target-cpu x86-64");
+}
+static void test_classic_40_x86_64_v3(void)
+{
+    check_self_at("classic40_w8", CLASSIC_SPEC, 3, 40, "chunk=64", "--target-cpu x86-64-v3");
+}
+/* the cost rule keeps the recurrent form where the heads are small (xlstm_large_tiny: 8 / 16) */
+static void test_auto_small_heads_recurrent(void)
+{
+    char spec[600];
+    case_path(spec, sizeof spec, "xlstm_large_tiny", "model.mx");
+    CU_ASSERT(ir_prints(spec, NULL, "mlstm_cell"));
+    CU_ASSERT(!ir_prints(spec, NULL, "chunk="));
+}
 
 /* ---- reference cases: tools/xlstm_large_ref.py (float64 NumPy of Part D) --------------- */
 
@@ -661,5 +736,14 @@ int main(void)
     TEST_ADD(self, test_odd_dims_512);
     TEST_ADD(self, test_odd_single_uncapped_40);
     TEST_ADD(self, test_odd_single_uncapped_512);
+    TEST_ADD(self, test_auto_40);
+    TEST_ADD(self, test_auto_512);
+    TEST_ADD(self, test_classic_40);
+    TEST_ADD(self, test_classic_512);
+    TEST_ADD(self, test_odd_dims_40_x86_64);
+    TEST_ADD(self, test_odd_dims_40_x86_64_v3);
+    TEST_ADD(self, test_classic_40_x86_64);
+    TEST_ADD(self, test_classic_40_x86_64_v3);
+    TEST_ADD(self, test_auto_small_heads_recurrent);
     return test_run_all();
 }
