@@ -31,6 +31,10 @@ typedef struct Ssd {
 
 static LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(cg->b, a, b, ""); }
 static LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(cg->b, a, b, ""); }
+static LLVMValueRef round_up(Cg *cg, LLVMValueRef v, int64_t m)
+{
+    return LLVMBuildAnd(cg->b, add(cg, v, cg_i64(cg, m - 1)), cg_i64(cg, ~(m - 1)), "");
+}
 static LLVMValueRef fmulv(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(cg->b, a, b, ""); }
 
 /* Δ of token t for this pair's head. */
@@ -101,17 +105,13 @@ static LLVMValueRef row_stride(Cg *cg, const Node *v)
 }
 
 /* h[p][n] <-> hT[n][p]: the blocks work on the state transposed, so that both of its products
- * (C hᵀ and the update Bᵀ (w ⊙ X)) read and write contiguous rows of P. */
+ * (C hT and the update Bᵀ (w ⊙ X)) read and write contiguous rows of P. */
 static void ssd_transpose_state(Cg *cg, const Ssd *s, LLVMValueRef ht, bool in)
 {
-    CgLoop lp, ln;
-    LLVMValueRef p = cg_loop_begin(cg, &lp, cg_i64(cg, 0), cg_i64(cg, s->hd), "p");
-    LLVMValueRef n = cg_loop_begin(cg, &ln, cg_i64(cg, 0), cg_i64(cg, s->ns), "n");
-    LLVMValueRef at_h = cg_index2(cg, p, s->ns, n), at_t = cg_index2(cg, n, s->hd, p);
-    if (in) cg_store(cg, cg_load(cg, s->state, at_h), ht, at_t);
-    else cg_store(cg, cg_load(cg, ht, at_t), s->state, at_h);
-    cg_loop_end(cg, &ln);
-    cg_loop_end(cg, &lp);
+    LLVMValueRef one = cg_i64(cg, 1);
+    TileMat h = {s->state, cg_i64(cg, s->ns), one}, t = {ht, cg_i64(cg, s->hd), one};
+    if (in) cg_emit_tile_transpose(cg, t, h, cg_i64(cg, s->hd), cg_i64(cg, s->ns));
+    else cg_emit_tile_transpose(cg, h, t, cg_i64(cg, s->ns), cg_i64(cg, s->hd));
 }
 
 /* Blocks of Q tokens. Per block the four products run as register-tiled matrix products
@@ -126,10 +126,10 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
     LLVMBuilderRef B = cg->b;
     int vw = cg->vector_width;
     int64_t q_pad = (q_max + vw - 1) / vw * vw;
-    LLVMValueRef dl = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "delta");
-    LLVMValueRef cs = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "cumsum");
-    LLVMValueRef ws = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "w");
-    LLVMValueRef es = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "exp_s");
+    LLVMValueRef dl = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_pad), "delta");
+    LLVMValueRef cs = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_pad), "cumsum");
+    LLVMValueRef ws = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_pad), "w");
+    LLVMValueRef es = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_pad), "exp_s");
     LLVMValueRef lm = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)(q_max * q_pad)), "L");
     LLVMValueRef ht = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)(s->ns * s->hd)), "hT");
     LLVMSetAlignment(lm, 64);
@@ -158,6 +158,10 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
     cg_store(cg, sum, cs, i);
     cg_store(cg, cg_exp(cg, sum), es, i);
     cg_loop_end(cg, &li);
+    i = cg_loop_begin(cg, &li, q, cg_i64(cg, q_pad), "i"); /* read (masked) by step 2's vectors */
+    cg_store(cg, cg_f32(cg, 0.0), dl, i);
+    cg_store(cg, cg_f32(cg, 0.0), cs, i);
+    cg_loop_end(cg, &li);
 
     /* 2. G = C Bᵀ into L, then L[i][j] = G[i][j] exp(s_i - s_j) Δ_j for j <= i, 0 above
      *    (the product Y += L X reads up to the end of each row tile) */
@@ -165,16 +169,23 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
                      .m = q, .n = q, .k = cg_i64(cg, s->ns), .n_max = q_max, .k_max = s->ns,
                      .b_transposed = true, .lower_c = true, .pad_n = true};
     cg_emit_tile_product(cg, &g);
+    LLVMTypeRef vt = cg_vec_type(cg);
+    LLVMValueRef lanes[64];
+    for (int l = 0; l < vw; l++) lanes[l] = LLVMConstInt(cg->i64, (unsigned)l, 0);
+    LLVMValueRef lane = LLVMConstVector(lanes, (unsigned)vw);
     CgLoop li2, lj2;
     i = cg_loop_begin(cg, &li2, zero, q, "i");
-    LLVMValueRef si = cg_load(cg, cs, i), lrow = cg_gep(cg, cg->f32, lm, mul(cg, i, cg_i64(cg, q_pad)));
-    LLVMValueRef diag = add(cg, i, one);
-    LLVMValueRef j = cg_loop_begin(cg, &lj2, zero, diag, "j");
-    LLVMValueRef w = fmulv(cg, cg_exp(cg, LLVMBuildFSub(B, si, cg_load(cg, cs, j), "")), cg_load(cg, dl, j));
-    cg_store(cg, fmulv(cg, cg_load(cg, lrow, j), w), lrow, j);
+    LLVMValueRef si = cg_vsplat(cg, vt, cg_load(cg, cs, i)), lrow = cg_gep(cg, cg->f32, lm, mul(cg, i, cg_i64(cg, q_pad)));
+    LLVMValueRef diag = round_up(cg, add(cg, i, one), vw);
+    LLVMValueRef j = cg_loop_begin_step(cg, &lj2, zero, diag, vw, "j");
+    LLVMValueRef w = fmulv(cg, cg_exp(cg, LLVMBuildFSub(B, si, cg_vload(cg, vt, cs, j), "")), cg_vload(cg, vt, dl, j));
+    LLVMValueRef jv = LLVMBuildAdd(B, cg_vsplat(cg, LLVMVectorType(cg->i64, (unsigned)vw), j), lane, "");
+    LLVMValueRef below = LLVMBuildICmp(B, LLVMIntSLE, jv, cg_vsplat(cg, LLVMVectorType(cg->i64, (unsigned)vw), i), "");
+    LLVMValueRef lv = fmulv(cg, cg_vload(cg, vt, lrow, j), w);
+    cg_vstore(cg, LLVMBuildSelect(B, below, lv, LLVMConstNull(vt), ""), lrow, j);
     cg_loop_end(cg, &lj2);
-    j = cg_loop_begin(cg, &lj2, diag, q, "j");
-    cg_store(cg, cg_f32(cg, 0.0), lrow, j);
+    j = cg_loop_begin_step(cg, &lj2, diag, round_up(cg, q, vw), vw, "j");
+    cg_vstore(cg, LLVMConstNull(vt), lrow, j);
     cg_loop_end(cg, &lj2);
     cg_loop_end(cg, &li2);
 

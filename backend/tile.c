@@ -44,24 +44,103 @@ static int micro_rows(const Tp *t)
     return mr > MAX_MR ? MAX_MR : mr;
 }
 
+/* Transposes the vw x vw block v[0..vw) (v[r] lane c = element (r, c)) in registers: at the
+ * stage of distance d, rows r and r + d (r's bit d clear) exchange their lanes with bit d
+ * set / clear, so after log2(vw) stages lane c of row r holds the old (c, r). */
+static void transpose_block(Cg *cg, LLVMValueRef *v, int vw)
+{
+    for (int d = 1; d < vw; d *= 2) {
+        LLVMValueRef lo[64], hi[64];
+        for (int c = 0; c < vw; c++) {
+            /* lane c of the new row r: from r if c's bit d is clear, else from r + d */
+            lo[c] = LLVMConstInt(cg->i32, (unsigned)((c & d) ? vw + c - d : c), 0);
+            hi[c] = LLVMConstInt(cg->i32, (unsigned)((c & d) ? vw + c : c + d), 0);
+        }
+        LLVMValueRef mlo = LLVMConstVector(lo, (unsigned)vw), mhi = LLVMConstVector(hi, (unsigned)vw);
+        for (int r = 0; r < vw; r++) {
+            if (r & d) continue;
+            LLVMValueRef x = v[r], y = v[r + d];
+            v[r] = LLVMBuildShuffleVector(cg->b, x, y, mlo, "");
+            v[r + d] = LLVMBuildShuffleVector(cg->b, x, y, mhi, "");
+        }
+    }
+}
+
+void cg_emit_tile_transpose(Cg *cg, TileMat dst, TileMat src, LLVMValueRef rows, LLVMValueRef cols)
+{
+    LLVMBuilderRef B = cg->b;
+    int vw = cg->vector_width;
+    LLVMValueRef zero = cg_i64(cg, 0), mask = cg_i64(cg, ~(int64_t)(vw - 1));
+    bool unit = LLVMIsAConstantInt(src.cs) && LLVMConstIntGetSExtValue(src.cs) == 1 &&
+                LLVMIsAConstantInt(dst.cs) && LLVMConstIntGetSExtValue(dst.cs) == 1 && vw <= 64;
+    LLVMValueRef rfull = unit ? LLVMBuildAnd(B, rows, mask, "") : zero;
+    LLVMValueRef cfull = unit ? LLVMBuildAnd(B, cols, mask, "") : zero;
+    CgLoop li, lj;
+    if (unit) { /* whole vw x vw blocks through the registers */
+        LLVMTypeRef vt = cg_vec_type(cg);
+        LLVMValueRef i0 = cg_loop_begin_step(cg, &li, zero, rfull, vw, "tr.i");
+        LLVMValueRef j0 = cg_loop_begin_step(cg, &lj, zero, cfull, vw, "tr.j");
+        LLVMValueRef v[64];
+        for (int r = 0; r < vw; r++)
+            v[r] = cg_vload(cg, vt, cg_gep(cg, cg->f32, src.base, imul(cg, cg_iadd(cg, i0, cg_i64(cg, r)), src.rs)), j0);
+        transpose_block(cg, v, vw);
+        for (int c = 0; c < vw; c++)
+            cg_vstore(cg, v[c], cg_gep(cg, cg->f32, dst.base, imul(cg, cg_iadd(cg, j0, cg_i64(cg, c)), dst.rs)), i0);
+        cg_loop_end(cg, &lj);
+        cg_loop_end(cg, &li);
+    }
+    /* the edges element by element: columns past cfull of the block rows, then the rows past rfull */
+    for (int part = 0; part < 2; part++) {
+        LLVMValueRef i = cg_loop_begin(cg, &li, part ? rfull : zero, part ? rows : rfull, "tr.ei");
+        LLVMValueRef j = cg_loop_begin(cg, &lj, part ? zero : cfull, cols, "tr.ej");
+        LLVMValueRef e = cg_load(cg, src.base, cg_iadd(cg, imul(cg, i, src.rs), imul(cg, j, src.cs)));
+        cg_store(cg, e, dst.base, cg_iadd(cg, imul(cg, j, dst.rs), imul(cg, i, dst.cs)));
+        cg_loop_end(cg, &lj);
+        cg_loop_end(cg, &li);
+    }
+}
+
 /* pack[k][j] = Bᵀ[j][k] for k < K, j < n; zeros in [n, round_up(n, vw)) so that padded
- * columns compute finite values from initialised memory. */
+ * columns compute finite values from initialised memory. With Bᵀ's rows contiguous (cs 1)
+ * vw x vw blocks go through the registers transposed (scatters or scalar stores would cost
+ * as much as the product), the k tail and strided rows element by element. */
 static void pack_transposed(Cg *cg, Tp *t)
 {
+    LLVMBuilderRef B = cg->b;
     const TileProduct *p = t->p;
-    int64_t width = (p->n_max + t->vw - 1) / t->vw * t->vw;
+    int vw = t->vw;
+    int64_t width = (p->n_max + vw - 1) / vw * vw;
     LLVMValueRef buf = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)(width * p->k_max)), "tile.pack");
     LLVMSetAlignment(buf, 64);
-    LLVMValueRef npad = round_up(cg, p->n, t->vw);
-    CgLoop lj, lk;
-    LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), npad, "pack.j");
-    LLVMValueRef inside = LLVMBuildICmp(cg->b, LLVMIntSLT, j, p->n, "");
-    LLVMValueRef src = cg_gep(cg, cg->f32, p->b.base, imul(cg, imin(cg, j, LLVMBuildSub(cg->b, p->n, t->one, "")), p->b.rs));
-    LLVMValueRef k = cg_loop_begin(cg, &lk, cg_i64(cg, 0), p->k, "pack.k");
-    LLVMValueRef v = cg_load(cg, src, imul(cg, k, p->b.cs));
-    v = LLVMBuildSelect(cg->b, inside, v, cg_f32(cg, 0.0), "");
-    cg_store(cg, v, buf, cg_index2(cg, k, width, j));
-    cg_loop_end(cg, &lk);
+    LLVMValueRef npad = round_up(cg, p->n, vw), zero = cg_i64(cg, 0);
+    LLVMValueRef last_row = LLVMBuildSub(B, p->n, t->one, "");
+    bool blocks = LLVMIsAConstantInt(p->b.cs) && LLVMConstIntGetSExtValue(p->b.cs) == 1 && vw <= 64;
+    LLVMValueRef kfull = blocks ? LLVMBuildAnd(B, p->k, cg_i64(cg, ~(int64_t)(vw - 1)), "") : zero;
+    CgLoop lj, lk, lt;
+    LLVMValueRef j0 = cg_loop_begin_step(cg, &lj, zero, npad, vw, "pack.j");
+    LLVMValueRef src[64], inside[64];
+    for (int r = 0; r < vw; r++) {
+        LLVMValueRef j = cg_iadd(cg, j0, cg_i64(cg, r));
+        inside[r] = LLVMBuildICmp(B, LLVMIntSLT, j, p->n, "");
+        src[r] = cg_gep(cg, cg->f32, p->b.base, imul(cg, imin(cg, j, last_row), p->b.rs));
+    }
+    if (blocks) {
+        LLVMTypeRef vt = cg_vec_type(cg);
+        LLVMValueRef k0 = cg_loop_begin_step(cg, &lk, zero, kfull, vw, "pack.k");
+        LLVMValueRef v[64];
+        for (int r = 0; r < vw; r++)
+            v[r] = LLVMBuildSelect(B, inside[r], cg_vload(cg, vt, src[r], k0), LLVMConstNull(vt), "");
+        transpose_block(cg, v, vw);
+        for (int c = 0; c < vw; c++)
+            cg_vstore(cg, v[c], buf, cg_index2(cg, cg_iadd(cg, k0, cg_i64(cg, c)), width, j0));
+        cg_loop_end(cg, &lk);
+    }
+    LLVMValueRef k = cg_loop_begin(cg, &lt, kfull, p->k, "pack.kt");
+    for (int r = 0; r < vw; r++) {
+        LLVMValueRef e = LLVMBuildSelect(B, inside[r], cg_load(cg, src[r], imul(cg, k, p->b.cs)), cg_f32(cg, 0.0), "");
+        cg_store(cg, e, buf, cg_iadd(cg, cg_index2(cg, k, width, j0), cg_i64(cg, r)));
+    }
+    cg_loop_end(cg, &lt);
     cg_loop_end(cg, &lj);
     t->b = buf;
     t->brs = cg_i64(cg, width);
@@ -94,12 +173,14 @@ static void emit_micro(Cg *cg, const Tp *t, LLVMValueRef i0, int mr, LLVMValueRe
     LLVMValueRef k = cg_loop_begin(cg, &lk, cg_i64(cg, 0), k_end, "tile.k");
     LLVMValueRef brow = cg_gep(cg, cg->f32, t->b, imul(cg, k, t->brs));
     LLVMValueRef bv[MAX_NV];
-    for (int h = 0; h < pn->nv; h++) bv[h] = cg_vload(cg, vt[h], brow, col[h]);
     LLVMValueRef ks = p->k_scale ? cg_load(cg, p->k_scale, k) : NULL;
+    for (int h = 0; h < pn->nv; h++) { /* the scale on B's row: NV products, not MR */
+        bv[h] = cg_vload(cg, vt[h], brow, col[h]);
+        if (ks) bv[h] = cg_fmul(cg, bv[h], cg_vsplat(cg, vt[h], ks));
+    }
     LLVMValueRef acol = imul(cg, k, p->a.cs);
     for (int i = 0; i < mr; i++) {
         LLVMValueRef a = cg_load(cg, arow[i], acol);
-        if (ks) a = cg_fmul(cg, a, ks);
         for (int h = 0; h < pn->nv; h++) {
             LLVMValueRef s = cg_vsplat(cg, vt[h], a);
             LLVMBuildStore(B, cg_fma(cg, s, bv[h], LLVMBuildLoad2(B, vt[h], acc[i][h], "")), acc[i][h]);

@@ -17,7 +17,8 @@
  * Hooks for the causal (masked) products: lower_a (A[i][k] = 0 for k > i: the k loop of a row
  * tile stops after its last row) and lower_c (only C[i][j], j <= i, is wanted: column panels
  * wholly above the diagonal are skipped; elements above it inside computed panels are
- * written with whatever the product gives). k_scale multiplies A[i][k] by k_scale[k]. */
+ * written with whatever the product gives). k_scale[k] scales the k-th term, A[i][k] B[k][j]
+ * (applied to B's row k). */
 #ifndef MXC_TILE_H
 #define MXC_TILE_H
 
@@ -43,5 +44,9 @@ typedef struct TileProduct {
 } TileProduct;
 
 void cg_emit_tile_product(Cg *cg, const TileProduct *p);
+
+/* dst[j][i] = src[i][j] for i < rows, j < cols (dst and src must not overlap); whole vector
+ * blocks go through the registers when both have contiguous rows (cs the constant 1). */
+void cg_emit_tile_transpose(Cg *cg, TileMat dst, TileMat src, LLVMValueRef rows, LLVMValueRef cols);
 
 #endif
