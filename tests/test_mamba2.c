@@ -181,7 +181,7 @@ static int32_t *random_tokens(int batch, int len, int vocab, unsigned seed)
 /* Chunked vs recurrent form on the same long sequences (40 and 515 tokens, batch 3; not
  * multiples of the block length or of the call length 128), for the shapes of three cases
  * (tiny: block 8; odd: ngroups 2, headdim 24, d_state 24, block 16; long: ngroups 2, headdim 8,
- * block 48): forward of each build, the step of the recurrent one, the chunked build in
+ * chunk_size 48, so blocks of 16): forward of each build, the step of the recurrent one, the chunked build in
  * pieces, and the chunked forward bit for bit the same with 1, 2 and 3 threads. */
 static void forms_agree(const char *name)
 {
