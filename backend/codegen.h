@@ -158,23 +158,6 @@ bool cg_gemm_applies(const Cg *cg, const MatmulPart *part);
  * multiple of the vector width); the caller does the rest. */
 int64_t cg_emit_gemm_part(Cg *cg, const Matmul *mm, const MatmulPart *part, int64_t col0);
 
-/* --- tiled_product.c: register-tiled products of small matrices already in memory ------ */
-/* out[i, j] = row_scale[i] · (init[i, j] + Σ_{k < k} a[i·lda + k] · b[k·ldb + j]) for i < m,
- * j < n, where init is out_scale · out[i, j] when accumulate (out_scale NULL: 1), else 0.
- * m, k, lda, ldb, ldo are i64 values (runtime or constant); n is a constant; row_scale
- * (f32 ptr, NULL: none) and out_scale (f32, NULL: 1) are optional. out must not overlap a
- * or b. Each output is summed in k order, whatever m and the tiling. Causal shapes:
- * lower_a says a[i, k] = 0 for k > i (those products are skipped); lower_out that only
- * out[i, j] with j <= i are wanted (others may be computed or left as they were). */
-typedef struct CgProduct {
-    LLVMValueRef out, a, b;
-    LLVMValueRef m, k, lda, ldb, ldo;
-    int64_t n;
-    bool accumulate, lower_a, lower_out;
-    LLVMValueRef out_scale, row_scale;
-} CgProduct;
-void cg_tiled_product(Cg *cg, const CgProduct *p);
-
 /* --- kernels.c: one emitter per op ----------------------------------------------------- */
 /* Emits the node's loops; false when it needs no code (inputs, views). */
 bool cg_emit_node(Cg *cg, const Node *n);

@@ -11,11 +11,14 @@
  * and only then the state moves to the end of the piece (G = b_{L-1}):
  *   m' = G + max(m, max_j a_j);  C' = exp(G + m - m') C + Σ_j exp(G + a_j - m') k'_j v_jᵀ
  * (n' likewise). So C is read twice and written once per piece instead of once per position,
- * and the work inside a piece is dot products and row updates over contiguous rows. The
- * numerics (q/k scales, gate cap, eps) are the node's attributes, as in the recurrent form. */
+ * and the work inside a piece is four register-tiled matrix products (tile.c): W = Q Kᵀ
+ * [L x L] over DHqk (lower triangle), W·V [L x DHv], Q·C [L x DHqk]x[DHqk x DHv] and the
+ * update Kᵀ (w ⊙ V). Scratch is O(L²), independent of the call's length; each (sequence,
+ * head) is one thread's, so the result does not depend on the thread count. The numerics
+ * (q/k scales, gate cap, eps) are the node's attributes, as in the recurrent form. */
 #include <math.h>
 
-#include "backend/codegen.h"
+#include "backend/tile.h"
 
 /* Loop over this thread's share of the B × heads (sequence, head) pairs. */
 static void items_begin(Cg *cg, CgLoop *l, int64_t heads, LLVMValueRef *b, LLVMValueRef *h)
@@ -34,15 +37,6 @@ static LLVMValueRef farray(Cg *cg, int64_t n, const char *name)
 
 static LLVMValueRef ld(Cg *cg, LLVMValueRef var) { return LLVMBuildLoad2(cg->b, cg->f32, var, ""); }
 
-/* buf[0, n) = 0 */
-static void zero_fill(Cg *cg, LLVMValueRef buf, int64_t n)
-{
-    CgLoop l;
-    LLVMValueRef i = cg_loop_begin(cg, &l, cg_i64(cg, 0), cg_i64(cg, n), "z");
-    cg_store(cg, cg_f32(cg, 0.0), buf, i);
-    cg_loop_end(cg, &l);
-}
-
 void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
 {
     LLVMBuilderRef B = cg->b;
@@ -54,13 +48,14 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
     LLVMValueRef q_scale = cg_f32(cg, num->q_scale), k_scale = cg_f32(cg, num->k_scale);
     LLVMValueRef bbuf = farray(cg, L, "b"), abuf = farray(cg, L, "a"), mbuf = farray(cg, L, "m");
     LLVMValueRef inter = farray(cg, L, "inter"), norm = farray(cg, L, "norm"), wk = farray(cg, L, "wk");
-    LLVMValueRef wmat = farray(cg, L * L, "W"), kt = farray(cg, dk * L, "KT");
-    LLVMValueRef qn = cg_var(cg, "qn"), den = cg_var(cg, "den"), runmax = cg_var(cg, "runmax");
+    LLVMValueRef inter_norm = farray(cg, L, "inter_norm");
+    /* W's rows padded to whole vectors: its product with Kᵀ writes up to there */
+    int64_t lw_pad = (L + cg->vector_width - 1) / cg->vector_width * cg->vector_width;
+    LLVMValueRef wmat = farray(cg, L * lw_pad, "W");
+    LLVMValueRef den = cg_var(cg, "den"), runmax = cg_var(cg, "runmax");
     LLVMValueRef lq = cg_i64(cg, q->store.row_stride), lk = cg_i64(cg, k->store.row_stride), lv = cg_i64(cg, v->store.row_stride);
-    LLVMValueRef lo = cg_i64(cg, n->store.row_stride), lL = cg_i64(cg, L);
-    /* KT's columns past a short last piece are multiplied but never read back; defined all
-     * the same */
-    zero_fill(cg, kt, dk * L);
+    LLVMValueRef lo = cg_i64(cg, n->store.row_stride), lW = cg_i64(cg, lw_pad), one = cg_i64(cg, 1);
+    LLVMValueRef cdk = cg_i64(cg, dk), cdv = cg_i64(cg, dv), lL = cg_i64(cg, L);
 
     CgLoop li, lc;
     LLVMValueRef b, h;
@@ -78,11 +73,11 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
     LLVMValueRef m_prev = LLVMBuildLoad2(B, cg->f32, mptr, "m_prev");
     LLVMValueRef q0 = ROW(q, c0, hk), k0 = ROW(k, c0, hk), v0 = ROW(v, c0, hv), out0 = ROW(n, c0, hv);
 
-    /* gates: b_t, a_t, m_t, and the incoming state's weight g_t q_scale; KT = the piece's kᵀ */
+    /* gates: b_t, a_t, m_t, and the incoming state's weight g_t q_scale */
     LLVMValueRef acc = cg_var(cg, "bsum");
     LLVMBuildStore(B, cg_f32(cg, 0.0), acc);
     LLVMBuildStore(B, cg_f32(cg, -INFINITY), runmax);
-    CgLoop lg, lp;
+    CgLoop lg;
     LLVMValueRef t = cg_loop_begin(cg, &lg, cg_i64(cg, 0), cnt, "t");
     LLVMValueRef pos = LLVMBuildAdd(B, c0, t, "");
     LLVMValueRef ipre = cg_mlstm_gate(cg, num, cg_load(cg, cg_row(cg, ig, b, pos), h));
@@ -98,20 +93,17 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
     cg_store(cg, mt, mbuf, t);
     LLVMValueRef gt = cg_exp(cg, LLVMBuildFSub(B, LLVMBuildFAdd(B, bt, m_prev, ""), mt, ""));
     cg_store(cg, LLVMBuildFMul(B, gt, q_scale, ""), inter, t);
-    LLVMValueRef krow = cg_gep(cg, cg->f32, k0, LLVMBuildMul(B, t, lk, ""));
-    LLVMValueRef d = cg_loop_begin(cg, &lp, cg_i64(cg, 0), cg_i64(cg, dk), "d");
-    cg_store(cg, cg_load(cg, krow, d), kt, cg_index2(cg, d, L, t));
-    cg_loop_end(cg, &lp);
     cg_loop_end(cg, &lg);
 
     /* W = Q Kᵀ (a tiled product), then W[t, j] *= q_scale k_scale exp(b_t + a_j - m_t) for
      * j ≤ t, 0 above the diagonal; the normaliser of row t from W's row sum */
-    cg_tiled_product(cg, &(CgProduct){.out = wmat, .a = q0, .b = kt, .m = cnt, .k = cg_i64(cg, dk),
-                                      .lda = lq, .ldb = lL, .ldo = lL, .n = L, .lower_out = true});
+    cg_emit_tile_product(cg, &(TileProduct){.a = {q0, lq, one}, .b = {k0, lk, one}, .c = {wmat, lW, one},
+                                            .m = cnt, .n = cnt, .k = cdk, .n_max = L, .k_max = dk,
+                                            .b_transposed = true, .lower_c = true, .pad_n = true});
     CgLoop lt, lj, lz;
     t = cg_loop_begin(cg, &lt, cg_i64(cg, 0), cnt, "t");
     LLVMValueRef bt2 = cg_load(cg, bbuf, t), mt2 = cg_load(cg, mbuf, t);
-    LLVMValueRef wrow = cg_gep(cg, cg->f32, wmat, LLVMBuildMul(B, t, lL, ""));
+    LLVMValueRef wrow = cg_gep(cg, cg->f32, wmat, LLVMBuildMul(B, t, lW, ""));
     LLVMValueRef tp1 = LLVMBuildAdd(B, t, cg_i64(cg, 1), "");
     LLVMBuildStore(B, cg_f32(cg, 0.0), den);
     LLVMValueRef j = cg_loop_begin(cg, &lj, cg_i64(cg, 0), tp1, "j");
@@ -128,41 +120,42 @@ void cg_emit_mlstm_chunkwise(Cg *cg, const Node *n)
                                     ld(cg, den), "");
     LLVMValueRef floor_t = cg_exp(cg, LLVMBuildFNeg(B, mt2, ""));
     LLVMValueRef denom = LLVMBuildFAdd(B, cg_max(cg, cg_fabs(cg, dn), floor_t), cg_f32(cg, num->eps), "");
-    cg_store(cg, LLVMBuildFDiv(B, cg_f32(cg, 1.0), denom, ""), norm, t);
+    LLVMValueRef nt = LLVMBuildFDiv(B, cg_f32(cg, 1.0), denom, "");
+    cg_store(cg, nt, norm, t);
+    cg_store(cg, LLVMBuildFMul(B, cg_load(cg, inter, t), nt, ""), inter_norm, t);
     cg_loop_end(cg, &lt);
 
-    /* h = norm ⊙ (inter ⊙ (Q C) + W V): two tiled products into the output rows */
-    cg_tiled_product(cg, &(CgProduct){.out = out0, .a = q0, .b = cmat, .m = cnt, .k = cg_i64(cg, dk),
-                                      .lda = lq, .ldb = cg_i64(cg, dv), .ldo = lo, .n = dv,
-                                      .row_scale = inter});
-    cg_tiled_product(cg, &(CgProduct){.out = out0, .a = wmat, .b = v0, .m = cnt, .k = cnt, .lda = lL,
-                                      .ldb = lv, .ldo = lo, .n = dv, .accumulate = true,
-                                      .lower_a = true, .row_scale = norm});
+    /* h = norm ⊙ (W V) + (inter ⊙ norm) ⊙ (Q C_prev): two tiled products into the output rows */
+    cg_emit_tile_product(cg, &(TileProduct){.a = {wmat, lW, one}, .b = {v0, lv, one}, .c = {out0, lo, one},
+                                            .m = cnt, .n = cdv, .k = cnt, .n_max = dv, .k_max = L,
+                                            .lower_a = true, .row_scale = norm});
+    cg_emit_tile_product(cg, &(TileProduct){.a = {q0, lq, one}, .b = {cmat, cdv, one}, .c = {out0, lo, one},
+                                            .m = cnt, .n = cdv, .k = cdk, .n_max = dv, .k_max = dk,
+                                            .accumulate = true, .row_scale = inter_norm});
 
-    /* the state at the end of the piece (G = b_{L-1}): KT's columns weighted by
-     * exp(G + a_j - m') k_scale, then n' = decay n + KT·1 and C' = decay C + KT V */
+    /* the state at the end of the piece (G = b_{L-1}), with w_j = exp(G + a_j - m') k_scale:
+     * n' = decay n + Σ_j w_j k_j and C' = decay C + Kᵀ (w ⊙ V) */
     LLVMValueRef last = LLVMBuildSub(B, cnt, cg_i64(cg, 1), "");
     LLVMValueRef G = cg_load(cg, bbuf, last);
     LLVMValueRef m_new = LLVMBuildFAdd(B, G, cg_max(cg, m_prev, ld(cg, runmax)), "m_new");
     LLVMValueRef decay = cg_exp(cg, LLVMBuildFSub(B, LLVMBuildFAdd(B, G, m_prev, ""), m_new, ""));
-    CgLoop lw, ld3, lj3;
+    CgLoop lw, ld3, lj3, ld4;
     j = cg_loop_begin(cg, &lw, cg_i64(cg, 0), cnt, "j");
     LLVMValueRef e = cg_exp(cg, LLVMBuildFSub(B, LLVMBuildFAdd(B, G, cg_load(cg, abuf, j), ""), m_new, ""));
     cg_store(cg, LLVMBuildFMul(B, e, k_scale, ""), wk, j);
     cg_loop_end(cg, &lw);
-    d = cg_loop_begin(cg, &ld3, cg_i64(cg, 0), cg_i64(cg, dk), "d");
-    LLVMValueRef ktrow = cg_gep(cg, cg->f32, kt, LLVMBuildMul(B, d, lL, ""));
-    LLVMBuildStore(B, LLVMBuildFMul(B, cg_load(cg, nvec, d), decay, ""), qn);
-    j = cg_loop_begin(cg, &lj3, cg_i64(cg, 0), cnt, "j");
-    LLVMValueRef kd = LLVMBuildFMul(B, cg_load(cg, wk, j), cg_load(cg, ktrow, j), "");
-    cg_store(cg, kd, ktrow, j);
-    LLVMBuildStore(B, LLVMBuildFAdd(B, ld(cg, qn), kd, ""), qn);
-    cg_loop_end(cg, &lj3);
-    cg_store(cg, ld(cg, qn), nvec, d);
+    LLVMValueRef d = cg_loop_begin(cg, &ld3, cg_i64(cg, 0), cdk, "d");
+    cg_store(cg, LLVMBuildFMul(B, cg_load(cg, nvec, d), decay, ""), nvec, d);
     cg_loop_end(cg, &ld3);
-    cg_tiled_product(cg, &(CgProduct){.out = cmat, .a = kt, .b = v0, .m = cg_i64(cg, dk), .k = cnt,
-                                      .lda = lL, .ldb = lv, .ldo = cg_i64(cg, dv), .n = dv,
-                                      .accumulate = true, .out_scale = decay});
+    j = cg_loop_begin(cg, &lj3, cg_i64(cg, 0), cnt, "j");
+    LLVMValueRef wj = cg_load(cg, wk, j), krow = cg_gep(cg, cg->f32, k0, LLVMBuildMul(B, j, lk, ""));
+    d = cg_loop_begin(cg, &ld4, cg_i64(cg, 0), cdk, "d");
+    cg_store(cg, cg_fma(cg, wj, cg_load(cg, krow, d), cg_load(cg, nvec, d)), nvec, d);
+    cg_loop_end(cg, &ld4);
+    cg_loop_end(cg, &lj3);
+    cg_emit_tile_product(cg, &(TileProduct){.a = {k0, one, lk}, .b = {v0, lv, one}, .c = {cmat, cdv, one},
+                                            .m = cdk, .n = cdv, .k = cnt, .n_max = dv, .k_max = L,
+                                            .accumulate = true, .c_scale = decay, .k_scale = wk});
     LLVMBuildStore(B, m_new, mptr);
 #undef ROW
     cg_loop_end(cg, &lc);
