@@ -3,6 +3,7 @@
 #include "driver/gen_config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,16 +70,18 @@ static int read_eos_ids(GenConfig *g, const char *path, const JsonValue *root, c
     } else if (v->kind == JSON_ARRAY && v->u.c.count > 0 && v->u.c.count <= GEN_MAX_EOS) {
         for (size_t i = 0; i < v->u.c.count; i++) {
             if (!is_id(&v->u.c.items[i]))
-                return fail(path, "eos_token_id", "element %zu is not a token id (an integer >= 0)", i);
+                return fail(path, "eos_token_id", "element %zu is not a token id (an integer from 0 to %d)", i, INT32_MAX);
             g->eos[g->n_eos++] = (int32_t)v->u.c.items[i].u.n.i;
         }
     } else if (v->kind == JSON_ARRAY) {
         return fail(path, "eos_token_id", "a list of %zu ids (expected 1 to %d)", v->u.c.count,
                     GEN_MAX_EOS);
+    } else if (v->kind == JSON_NUMBER) {
+        return fail(path, "eos_token_id", "%g is not a token id (an integer from 0 to %d)",
+                    v->u.n.num, INT32_MAX);
     } else {
-        return fail(path, "eos_token_id", "expected a token id (an integer >= 0) or a list of "
-                    "them, not %s%s", json_kind_name(v->kind),
-                    v->kind == JSON_NUMBER ? " out of range or not an integer" : "");
+        return fail(path, "eos_token_id", "expected a token id or a list of them, found %s",
+                    json_kind_name(v->kind));
     }
     snprintf(g->eos_from, sizeof g->eos_from, "%s", file);
     return 1;
@@ -90,7 +93,7 @@ static int read_bool(const char *path, const JsonValue *root, const char *key)
     const JsonValue *v = json_get(root, key);
     if (!v || v->kind == JSON_NULL) return -1;
     if (v->kind == JSON_TRUE || v->kind == JSON_FALSE) return v->kind == JSON_TRUE;
-    fail(path, key, "expected true or false, not %s", json_kind_name(v->kind));
+    fail(path, key, "expected true or false, found %s", json_kind_name(v->kind));
     return -2;
 }
 
@@ -109,7 +112,7 @@ static int32_t read_token(const char *path, const JsonValue *root, const char *k
         }
     }
     if (v->kind != JSON_STRING) {
-        fail(path, key, "expected a token (a string), not %s", json_kind_name(v->kind));
+        fail(path, key, "expected a token (a string), found %s", json_kind_name(v->kind));
         return -2;
     }
     int32_t id = tok ? mxc_tokenizer_token_to_id(tok, v->u.s.str, v->u.s.len) : -1;

@@ -441,6 +441,69 @@ static void test_run_hf_folder_mamba(void) { check_hf_run("mamba_tiny", 2, false
 static void test_run_hf_folder_mamba2(void) { check_hf_run("mamba2_tiny", 2, false, true); }
 static void test_run_hf_folder_xlstm_large(void) { check_hf_run("xlstm_large_tiny", 3, true, false); }
 
+/* `mxc run DIR` on broken folders: the error names the file (and the tensor) at fault. */
+static bool run_fails_with(const char *dir, const char *want1, const char *want2)
+{
+    char cmd[2000], err[700];
+    snprintf(err, sizeof err, "%s/hf_hostile.err", test_out_dir());
+    snprintf(cmd, sizeof cmd, "'%s' run '%s' --prompt-ids '1 2' -n 1 --ids >/dev/null 2>'%s'",
+             mxc_path(), dir, err);
+    int rc = run_command(cmd);
+    size_t len;
+    char *msg = read_file(err, &len);
+    bool ok = rc == 1 && msg && strstr(msg, want1) && (!want2 || strstr(msg, want2));
+    if (!ok) fprintf(stderr, "exit %d, stderr: %s\n", rc, msg ? msg : "(none)");
+    free(msg);
+    return ok;
+}
+
+static void test_run_hf_folder_hostile(void)
+{
+    char dir[600], cmd[2000];
+    snprintf(dir, sizeof dir, "%s/run_hf_hostile", test_out_dir());
+    CU_ASSERT_FATAL(write_hf_folder("xlstm_large_tiny", dir, 3, true));
+    /* a shard the index names is missing */
+    snprintf(cmd, sizeof cmd, "mv '%s/model-00002-of-00003.safetensors' '%s/moved'", dir, dir);
+    CU_ASSERT_FATAL(run_command(cmd) == 0);
+    CU_ASSERT(run_fails_with(dir, "model-00002-of-00003.safetensors", "cannot open"));
+    /* the same tensor in two shards: shard 3 also holds the embedding of shard 1 */
+    snprintf(cmd, sizeof cmd, "mv '%s/moved' '%s/model-00002-of-00003.safetensors'", dir, dir);
+    CU_ASSERT_FATAL(run_command(cmd) == 0);
+    char p1[700], p3[700], keep[700];
+    snprintf(p1, sizeof p1, "%s/model-00001-of-00003.safetensors", dir);
+    snprintf(p3, sizeof p3, "%s/model-00003-of-00003.safetensors", dir);
+    snprintf(keep, sizeof keep, "%s/keep", dir);
+    CU_ASSERT_FATAL(rename(p3, keep) == 0);
+    StFile *f1, *f3;
+    CU_ASSERT_FATAL(st_open(p1, &f1) == 0 && st_open(keep, &f3) == 0);
+    const StTensor *emb = st_find(f1, "backbone.embeddings.weight");
+    CU_ASSERT_FATAL(emb != NULL);
+    int n3 = st_count(f3);
+    StWriteTensor *t = calloc((size_t)n3 + 1, sizeof *t);
+    for (int i = 0; i < n3; i++) {
+        const StTensor *x = st_at(f3, i);
+        t[i] = (StWriteTensor){x->name, x->dtype, x->rank, x->shape, x->data};
+    }
+    t[n3] = (StWriteTensor){emb->name, emb->dtype, emb->rank, emb->shape, emb->data};
+    CU_ASSERT_FATAL(st_write(p3, t, n3 + 1, NULL) == 0);
+    free(t);
+    st_close(f1);
+    st_close(f3);
+    CU_ASSERT(run_fails_with(dir, "'backbone.embeddings.weight'", "model-00003-of-00003.safetensors"));
+    CU_ASSERT_FATAL(rename(keep, p3) == 0);
+    /* a config.json of an architecture mxc does not compile */
+    snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/config.keep' && printf '{\"model_type\": "
+             "\"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, "
+             "\"num_hidden_layers\": 2, \"vocab_size\": 128}' > '%s/config.json'", dir, dir, dir);
+    CU_ASSERT_FATAL(run_command(cmd) == 0);
+    CU_ASSERT(run_fails_with(dir, "config.json", "model_type 'llama' is not supported"));
+    /* a malformed eos_token_id in generation_config.json */
+    snprintf(cmd, sizeof cmd, "mv '%s/config.keep' '%s/config.json' && "
+             "printf '{\"eos_token_id\": \"2\"}' > '%s/generation_config.json'", dir, dir, dir);
+    CU_ASSERT_FATAL(run_command(cmd) == 0);
+    CU_ASSERT(run_fails_with(dir, "generation_config.json: 'eos_token_id'", "found string"));
+}
+
 static void test_mamba_tiny_small_chunks(void) { check_golden_case("mamba_tiny", NULL, "--chunk 5 -O1"); }
 static void test_mamba_odd(void) { check_golden_case("mamba_odd", NULL, NULL); }
 static void test_mamba_ln_mlp(void) { check_golden_case("mamba_ln_mlp", NULL, NULL); }
@@ -715,6 +778,7 @@ int main(void)
     TEST_ADD(golden, test_run_hf_folder_mamba);
     TEST_ADD(golden, test_run_hf_folder_mamba2);
     TEST_ADD(golden, test_run_hf_folder_xlstm_large);
+    TEST_ADD(golden, test_run_hf_folder_hostile);
     TEST_ADD(golden, test_mamba_odd);
     TEST_ADD(golden, test_mamba_ln_mlp);
     TEST_ADD(golden, test_mamba_long);
