@@ -294,6 +294,7 @@ static int load_api(const char *path, const char *prefix, ModelApi *api)
     api->cache.last_error = api->last_error;
     if (!ok) {
         dlclose(api->lib);
+        api->lib = NULL; /* not closed again on the way out */
         return run_error("%s does not export the API of a model with prefix '%s' (use --prefix)",
                          path, prefix);
     }
