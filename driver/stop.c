@@ -87,7 +87,11 @@ bool stop_put(StopFilter *f, const char *text, size_t len, const char **out, siz
     *out = "";
     *out_len = 0;
     if (f->stopped) return true;
-    if (!grow(&f->buf, &f->cap, f->len + len + 1)) return false;
+    if (!grow(&f->buf, &f->cap, f->len + len + 1)) { /* out of memory: pass it through */
+        *out = text;
+        *out_len = len;
+        return false;
+    }
     memcpy(f->buf + f->len, text, len);
     f->len += len;
     /* the earliest stop string in the text (the held tail held none) */
