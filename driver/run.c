@@ -631,7 +631,7 @@ static int32_t *prompt_tokens(const RunOptions *o, int32_t vocab, int *len)
 
 static double rate(double count, double seconds) { return seconds > 0 ? count / seconds : 0; }
 
-static int run_model(RunOptions *op);
+static int run_model(const RunOptions *op);
 
 int cmd_run(int argc, char **argv)
 {
@@ -650,9 +650,10 @@ int cmd_run(int argc, char **argv)
     return rc;
 }
 
-static int run_model(RunOptions *op)
+/* Compile or load the model, open it, read the prompt through it, generate. */
+static int run_model(const RunOptions *op)
 {
-    RunOptions o = *op;
+    RunOptions o = *op; /* a copy: a folder's tokenizer and weights are filled in */
     int rc;
     if (!o.seed_given) o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 
