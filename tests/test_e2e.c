@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "model_api.h"
@@ -460,7 +461,10 @@ static bool run_fails_with(const char *dir, const char *want1, const char *want2
 static void test_run_hf_folder_hostile(void)
 {
     char dir[600], cmd[2000];
-    snprintf(dir, sizeof dir, "%s/run_hf_hostile", test_out_dir());
+    /* the folder's name gives the model's: that of check_hf_run's, whose build is cached */
+    snprintf(dir, sizeof dir, "%s/hostile", test_out_dir());
+    mkdir(dir, 0777);
+    snprintf(dir, sizeof dir, "%s/hostile/run_hf_xlstm_large_tiny", test_out_dir());
     CU_ASSERT_FATAL(write_hf_folder("xlstm_large_tiny", dir, 3, true));
     /* a shard the index names is missing */
     snprintf(cmd, sizeof cmd, "mv '%s/model-00002-of-00003.safetensors' '%s/moved'", dir, dir);
