@@ -21,6 +21,7 @@ GEN_VERSION = 1  # bump when the initialisation changes (the weight files are ca
 
 
 class Mamba:
+    title = "M130"
     name = "m130"
     family = "mamba"
     d_model = 768
@@ -79,6 +80,7 @@ class Mamba:
 
 
 class XLSTM:
+    title = "X125"
     name = "x125"
     family = "xlstm"
     d_model = 768                                # embedding_dim E
@@ -187,6 +189,7 @@ class XLSTM:
 class Mamba2:
     """The mamba2-130m shape: MambaLMHeadModel with the Mamba2 mixer (SEMANTICS-mamba2.md C.1),
     upstream defaults otherwise (d_conv 4, chunk_size 256, no biases, conv bias, rmsnorm)."""
+    title = "M2-130"
     name = "m2_130"
     family = "mamba2"
     d_model = 768
@@ -256,6 +259,7 @@ def ffn_width(e, factor, multiple):
 class XLSTMLarge:
     """xlstm.xlstm_large xLSTMLarge (SEMANTICS-xlstm-large.md D.1), xLSTMLargeConfig defaults
     except the sizes: single weights, no biases, soft caps 15 and 30, norm_eps and eps 1e-6."""
+    title = "XL-125"
     name = "xl125"
     family = "xlstm_large"
     d_model = 768                                # embedding_dim E
@@ -340,6 +344,7 @@ class XLSTM7B(XLSTMLarge):
     """The NX-AI/xLSTM-7b shape (its config: embedding 4096, 32 blocks, 8 heads, vocabulary
     50304, qk_dim_factor 0.5, v_dim_factor 1, ffn_proj_factor 2.667 rounded up to 64, caps 15
     and 30). Weights in BF16 (and q8), never F32: `bench.py --models xl7b`."""
+    title = "XL-7B"
     name = "xl7b"
     d_model = 4096
     n_blocks = 32
@@ -365,6 +370,21 @@ def decode_bytes(model, batch=1):
         if name == model.embedding_name and not model.tied:
             n = batch * shape[1]
         total += 4 * n
+    return total + batch * 2 * 4 * model.state_floats()
+
+
+def decode_bytes_of_file(model, path, batch=1):
+    """decode_bytes for the tensors as a weights file stores them (any dtype, q8 scales
+    included): the whole data section, less the embedding table (and its q8 scales) but one
+    row of it per sequence when the head is not tied, plus the state read and written."""
+    import st  # noqa: E402 (numpy-only helper beside this file)
+    h = st.header(path)
+    h.pop("__metadata__", None)
+    total = sum(v["data_offsets"][1] - v["data_offsets"][0] for v in h.values())
+    if not model.tied:
+        emb = sum(v["data_offsets"][1] - v["data_offsets"][0] for n, v in h.items()
+                  if n == model.embedding_name or n.startswith(model.embedding_name + "."))
+        total += batch * emb // model.vocab - emb
     return total + batch * 2 * 4 * model.state_floats()
 
 
