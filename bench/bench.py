@@ -749,7 +749,9 @@ def render_xl7b(R):
              f"- Roofline: read bandwidth {R['bandwidth_gbs']:.2f} GB/s (anonymous 1 GB buffer, best of 20); "
              f"OpenBLAS sgemm on the prefill-128 GEMM shapes {R['sgemm_gflops']} GFLOPS ({R['openblas_core']}).",
              ]
-    if "gen" in R:
+    if "gen" in R and "up to date" in R["gen"]["out"]:
+        lines.append(f"- Weights: made by an earlier run and kept ({R['gen']['out']}).")
+    elif "gen" in R:
         lines.append(f"- Weights: `gen_weights.py` {R['gen']['seconds']:.0f} s (peak RSS {R['gen']['maxrss'] / 1e9:.2f} GB): "
                      f"{R['gen']['out']}")
     if "convert" in R:
