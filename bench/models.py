@@ -211,7 +211,7 @@ class Mamba2:
     decode_target, batch8_target = 1.3, 4.5       # issue 13
 
     def params(self):
-        D, I, N, K, H = self.d_model, self.d_inner, self.d_state, self.d_conv, self.nheads
+        D, I, K, H = self.d_model, self.d_inner, self.d_conv, self.nheads
         p = [("backbone.embedding.weight", (self.vocab, D), ("normal", 0.02))]
         for l in range(self.n_layer):
             m = f"backbone.layers.{l}.mixer."
