@@ -499,8 +499,9 @@ def write_chart(R, out, docs):
     if not R.get("narrow", {}).get("types"):
         return
     text = narrow.svg(R)
-    for d in [out] + ([os.path.dirname(os.path.abspath(docs))] if docs else []):
-        if d and os.path.isdir(d):
+    dirs = [os.path.abspath(out)] + ([os.path.dirname(os.path.abspath(docs))] if docs else [])
+    for d in sorted(set(dirs), key=dirs.index):
+        if os.path.isdir(d):
             with open(os.path.join(d, "performance-narrow.svg"), "w") as f:
                 f.write(text)
             log(f"== wrote {os.path.join(d, 'performance-narrow.svg')}")

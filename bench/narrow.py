@@ -192,7 +192,8 @@ def render(R):
              "Each type's build reads its own file (converted once by `mxc convert`); "
              "the f32 column repeats the tables above. Roofline of a decode: the bytes that type reads "
              "(tensors at their stored size, q8 scales included, plus the F32 state read and written) ÷ the "
-             "read bandwidth above. The narrow builds run fewer repetitions (decode 20 and 8, prefill 5 and 3). "
+             "read bandwidth above. The narrow builds run fewer repetitions than the f32 one (a full run: decode 20 and 8, "
+             "prefill 5 and 3; no prefill 4096). "
              "llama.cpp: each mxc type beside the llama.cpp type of about the same bytes "
              "(bf16 and f16 beside F16, q8 beside Q8_0), decode = its text generation."]
     targets = []
@@ -301,7 +302,7 @@ def svg(R, name="m130"):
     """M130 decode batch 1, ms/token, per weight type: mxc (median, min as a tick), llama.cpp
     at the matching type, the roofline of the type's bytes. Hand-written SVG, no library."""
     rows = decode_rows(name, R) if name in R.get("mxc", {}) else []
-    W, H, left, right, top, bottom = 720, 400, 64, 16, 56, 64
+    W, H, left, right, top, bottom = 720, 420, 64, 16, 56, 76
     series = [("mxc (median; tick: min)", "#1f77b4"), ("llama.cpp (its type)", "#ff7f0e"),
               ("roofline of the bytes read", "#7f7f7f")]
     vals = [v for r in rows for v in (r[1], r[3], r[5]) if v]
@@ -332,7 +333,7 @@ def svg(R, name="m130"):
         bw_ = min(44.0, gw / 4.5)
         for i, (wt, med, mn, roof, lt, ll) in enumerate(rows):
             x0 = left + gw * i + (gw - 3 * bw_) / 2
-            for j, (v, lab) in enumerate(((med, ""), (ll, lt), (roof, ""))):
+            for j, v in enumerate((med, ll, roof)):
                 x = x0 + j * bw_
                 if not v:
                     out.append(f'<text x="{x + bw_ / 2:.1f}" y="{y(0) - 4:.1f}" text-anchor="middle" '
@@ -342,14 +343,13 @@ def svg(R, name="m130"):
                            f'fill="{series[j][1]}"/>')
                 out.append(f'<text x="{x + bw_ / 2 - 1:.1f}" y="{y(v) - 4:.1f}" text-anchor="middle" '
                            f'font-size="11">{_fmt(v)}</text>')
-                if lab:
-                    out.append(f'<text x="{x + bw_ / 2 - 1:.1f}" y="{y(0) - 6:.1f}" text-anchor="middle" '
-                               f'font-size="10" fill="white">{_esc(lab)}</text>')
             if mn:
                 out.append(f'<line x1="{x0:.1f}" x2="{x0 + bw_ - 2:.1f}" y1="{y(mn):.1f}" y2="{y(mn):.1f}" '
                            'stroke="black" stroke-width="2"/>')
             out.append(f'<text x="{left + gw * (i + 0.5):.1f}" y="{H - bottom + 18}" text-anchor="middle" '
-                       f'font-size="13">{_esc(wt)}</text>')
+                       f'font-size="13">mxc {_esc(wt)}</text>')
+            out.append(f'<text x="{left + gw * (i + 0.5):.1f}" y="{H - bottom + 32}" text-anchor="middle" '
+                       f'font-size="11" fill="#555">llama.cpp {_esc(lt)}</text>')
     lx = left
     for lab, col in series:
         out.append(f'<rect x="{lx}" y="{H - 26}" width="12" height="12" fill="{col}"/>')
