@@ -274,8 +274,8 @@ LLAMA_NARROW_TESTS = (["-p", "512", "-n", "64", "-r", "2"],)  # the narrow rows:
 
 
 def run_llamacpp(bench_bin, gguf, threads, tests=LLAMA_TESTS):
-    """llama-bench: prompt processing of 128/512/4096 tokens (prefill) and generation (decode,
-    batch 1). ggml's threads spin between graphs: its best setting on an idle machine, its worst
+    """llama-bench: prompt processing (prefill) and generation (decode, batch 1), by default of
+    128/512/4096 tokens and 64 generated (the narrow rows pass LLAMA_NARROW_TESTS). ggml's threads spin between graphs: its best setting on an idle machine, its worst
     on a loaded one. So every test runs with OpenMP's default wait policy and with
     OMP_WAIT_POLICY=PASSIVE, and keeps the faster."""
     def bench(args, policy):
@@ -725,7 +725,8 @@ def main():
             llama = (lambda g: run_llamacpp(a.llamacpp_bench, g, a.threads, LLAMA_NARROW_TESTS),
                      {"F16": a.llamacpp_gguf_f16, "Q8_0": a.llamacpp_gguf_q8_0})
         R["narrow"] = narrow.run_all(a.mxc, HERE, a.out, exe["bench_model"],
-                                     [n for n in names if R["compile"][n]["ok"]], weight_types,
+                                     [n for n in names if weight_types.get(n) and R["compile"].get(n, {}).get("ok")],
+                                     weight_types,
                                      a.threads, a.quick, llama, log)
 
     R["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

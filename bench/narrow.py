@@ -274,7 +274,7 @@ def render(R):
                                 f"{worst[0]:.2f}"))
         row("peak RSS − logits buffer: MB, of file + states + 64 MB", rss)
         lines += [""] + rows
-    if name_has_llama(N):
+    if N.get("llamacpp"):
         lines += ["", "llama.cpp per type: " + "; ".join(
             f"{lt}: " + (f"build {v.get('build')}, {v.get('type')}, faster wait policy "
                          + ", ".join(f"{k} {x.get('omp_wait_policy')}" for k, x in v.items()
@@ -288,10 +288,6 @@ def render(R):
     lines += ["", f"{len(targets) - misses} of {len(targets)} narrow-weight targets met. Not measured here: "
                   "q8 prefill ≥ 1.5× f32 (asked only if q8 used integer dot products; it widens to f32)."]
     return lines
-
-
-def name_has_llama(N):
-    return bool(N.get("llamacpp"))
 
 
 def _esc(s):
@@ -313,14 +309,19 @@ def svg(R, name="m130"):
     ph = H - top - bottom
     y = (lambda v: top + ph * (1 - v / ymax))
     m = R.get("machine", {})
+    load = m.get("uptime_start", "").split("load average:")[-1].strip()
+    try:  # a 1-minute load above the core count: other work inflated every bar
+        busy = float(load.split(",")[0]) > (m.get("cores") or 1)
+    except ValueError:
+        busy = False
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
            'font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="15">{_esc(name.upper())} decode, batch 1: '
            'ms/token by weight type (lower is faster)</text>',
            f'<text x="{W / 2}" y="38" text-anchor="middle" fill="#555">{_esc(m.get("date", ""))}, '
-           f'{R.get("threads", "?")} threads, load at start {_esc(m.get("uptime_start", "").split("load average:")[-1].strip())}'
-           f'; written by bench/bench.py</text>']
+           f'{R.get("threads", "?")} threads, load average at start {_esc(load)}'
+           + ('; loaded machine: preliminary' if busy else '') + '</text>']
     t = 0.0
     while t <= ymax + 1e-9:
         out.append(f'<line x1="{left}" x2="{W - right}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#ddd"/>')
