@@ -1,7 +1,7 @@
 """Narrow weight types in the bench (issue 12): bf16, f16 and q8 builds beside the f32 one.
 
-For each model and narrow type: the F32 weights are converted once by `mxc convert` into the
-bench's out dir (kept while newer than the F32 file), the spec is built with `--weight-type`,
+For each model and narrow type: the F32 weights are converted by `mxc convert` into the bench's
+out dir (kept while newer than the F32 file and mxc), the spec is built with `--weight-type`,
 and bench_model measures decode batch 1 and 8 and prefill 128 and 512 with fewer repetitions
 than the f32 build. Each decode is held against the roofline of the bytes that type reads:
 every tensor at its stored size (read from the converted file's header; q8 scales included;
@@ -70,8 +70,10 @@ def _run(cmd, env=None):
 
 
 def convert(mxc, spec, f32_path, dst, wt, log):
-    """OUT/NAME-WT.safetensors by `mxc convert`, kept while newer than the F32 file."""
-    if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(f32_path):
+    """OUT/NAME-WT.safetensors by `mxc convert`, kept while newer than the F32 file and the mxc
+    binary (a new mxc may store a tensor in another type: a stale file would then be converted
+    at open instead of read in place)."""
+    if os.path.exists(dst) and os.path.getmtime(dst) >= max(os.path.getmtime(f32_path), os.path.getmtime(mxc)):
         log(f"  {os.path.basename(dst)}: kept ({os.path.getsize(dst) / MB:.0f} MB)")
         return None
     o, e, rc = _run([mxc, "convert", spec, f32_path, "--weight-type", wt, "-o", dst])
