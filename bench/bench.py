@@ -621,7 +621,7 @@ def main():
                     help="PyTorch prefill 4096: one run, or 8 x prefill 512")
     ap.add_argument("--llamacpp-bench", default=os.environ.get("LLAMACPP_BENCH", "/work/llamacpp/build/bin/llama-bench"))
     ap.add_argument("--llamacpp-gguf", default=os.environ.get("LLAMACPP_GGUF", "/work/llamacpp/m130-f32.gguf"))
-    ap.add_argument("--weight-types", default=narrow.DEFAULT_TYPES,
+    ap.add_argument("--weight-types", default=narrow.DEFAULT_TYPES, type=narrow.parse_types,
                     help="narrow builds per model, 'MODEL:TYPE,...;...' ('' = none; default %(default)s)")
     ap.add_argument("--llamacpp-gguf-f16", default=os.environ.get("LLAMACPP_GGUF_F16", "/work/llamacpp/m130-f16.gguf"))
     ap.add_argument("--llamacpp-gguf-q8_0", default=os.environ.get("LLAMACPP_GGUF_Q8_0", "/work/llamacpp/m130-q8_0.gguf"))
@@ -643,10 +643,6 @@ def main():
 
     t_start = time.time()
     names = [n for n in a.models.split(",") if n]
-    try:
-        weight_types = narrow.parse_types(a.weight_types)
-    except ValueError as err:
-        sys.exit(f"bench: {err}")
     if a.serving:
         return serving_main(a, names)
     os.makedirs(a.out, exist_ok=True)
@@ -718,15 +714,15 @@ def main():
         log("== llama.cpp")
         R["llamacpp"] = run_llamacpp(a.llamacpp_bench, a.llamacpp_gguf, a.threads)
 
-    if any(weight_types.get(n) for n in names):
+    if any(a.weight_types.get(n) for n in names):
         log("== narrow weight types (issue 12)")
         llama = None
         if os.access(a.llamacpp_bench, os.X_OK):
             llama = (lambda g: run_llamacpp(a.llamacpp_bench, g, a.threads, LLAMA_NARROW_TESTS),
                      {"F16": a.llamacpp_gguf_f16, "Q8_0": a.llamacpp_gguf_q8_0})
         R["narrow"] = narrow.run_all(a.mxc, HERE, a.out, exe["bench_model"],
-                                     [n for n in names if weight_types.get(n) and R["compile"].get(n, {}).get("ok")],
-                                     weight_types,
+                                     [n for n in names if a.weight_types.get(n) and R["compile"].get(n, {}).get("ok")],
+                                     a.weight_types,
                                      a.threads, a.quick, llama, log)
 
     R["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

@@ -9,6 +9,7 @@ an untied embedding only as one row per sequence) plus the F32 state read and wr
 llama.cpp runs on one GGUF per llama.cpp type; each mxc type is compared with the llama.cpp type
 that reads about as many bytes (LLAMA_TYPE). `svg()` draws M130's decode per type as a chart.
 """
+import argparse
 import json
 import os
 import struct
@@ -37,7 +38,7 @@ def parse_types(text):
         ts = [t for t in types.split(",") if t]
         bad = [t for t in ts if t not in ALL_TYPES[1:]]
         if name not in models.MODELS or bad or not ts:
-            raise ValueError(f"--weight-types: bad entry '{part}' (MODEL:TYPE,...; types bf16 f16 q8)")
+            raise argparse.ArgumentTypeError(f"bad entry '{part}' (MODEL:TYPE,...; types bf16 f16 q8)")
         out[name] = ts
     return out
 
