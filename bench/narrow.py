@@ -230,7 +230,8 @@ def render(R):
         row("decode, batch 1: ms/token, median (min)", d1s)
         row("roofline of its bytes: ms", [_fmt(c[3][1] / bw * 1e3) for c in cols])
         row("decode b1 ÷ roofline", ratios)
-        if name == "m130":
+        has_llama = name == "m130" and any(_med(c[5] if isinstance(c[5], dict) else {}, "decode1") for c in cols)
+        if has_llama:
             lls, sps = [], []
             for wt, mx, _, db, lt, ll in cols:
                 v = _med(ll if isinstance(ll, dict) else {}, "decode1")
@@ -258,7 +259,7 @@ def render(R):
                     targets.append((f"{name} {wt} prefill 512 at least as fast as f32", p <= p32,
                                     f"{p32 / p:.2f}× f32's speed"))
             row(f"prefill {T}: ms", cells)
-        if name == "m130":
+        if has_llama:
             row("llama.cpp prefill 512: ms (its type)",
                 [f"{_fmt(_med(c[5] if isinstance(c[5], dict) else {}, 'prefill512'))} ({c[4]})" for c in cols])
         rss = []
