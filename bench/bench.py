@@ -276,8 +276,9 @@ LLAMA_NARROW_TESTS = (["-p", "512", "-n", "64", "-r", "2"],)  # the narrow rows:
 def run_llamacpp(bench_bin, gguf, threads, tests=LLAMA_TESTS):
     """llama-bench: prompt processing (prefill) and generation (decode, batch 1), by default of
     128/512/4096 tokens and 64 generated (the narrow rows pass LLAMA_NARROW_TESTS). ggml's
-    threads spin between graphs: its best setting on an idle machine, its worst on a loaded one. So every test runs with OpenMP's default wait policy and with
-    OMP_WAIT_POLICY=PASSIVE, and keeps the faster."""
+    threads spin between graphs: its best setting on an idle machine, its worst on a loaded one.
+    So every test runs with OpenMP's default wait policy and with OMP_WAIT_POLICY=PASSIVE, and
+    keeps the faster."""
     def bench(args, policy):
         env = dict(os.environ)
         env.pop("OMP_WAIT_POLICY", None)
