@@ -19,8 +19,11 @@ Steps, in this order, all in one run:
   8. PyTorch: torch_ref.py, same weights, same threads, OMP_WAIT_POLICY=PASSIVE;
   9. llama.cpp (optional): an existing llama-bench and M130 GGUF, when given (see
      docs/performance.md for how to make them; nothing here builds llama.cpp);
- 10. the table: OUT/results.md, OUT/results.json, and the block between the markers in
-     docs/performance.md.
+ 10. narrow weight types (bench/narrow.py, --weight-types): each converted once by `mxc
+     convert`, built with --weight-type, measured like step 6 with fewer repetitions; llama.cpp
+     on one GGUF per type (F16, Q8_0) when given;
+ 11. the table: OUT/results.md, OUT/results.json, the block between the markers in
+     docs/performance.md, and the chart docs/performance-narrow.svg (also OUT/).
 """
 import argparse
 import datetime
@@ -41,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen_weights  # noqa: E402
 import models  # noqa: E402
+import narrow  # noqa: E402
 
 BEGIN, END = "<!-- BEGIN bench results -->", "<!-- END bench results -->"
 SERVING_BEGIN, SERVING_END = "<!-- BEGIN serving results -->", "<!-- END serving results -->"
@@ -270,11 +274,16 @@ def run_torch(python, name, weights, threads, core, quick, t4096):
     return res
 
 
-def run_llamacpp(bench_bin, gguf, threads):
-    """llama-bench: prompt processing of 128/512/4096 tokens (prefill) and generation (decode,
-    batch 1). ggml's threads spin between graphs: its best setting on an idle machine, its worst
-    on a loaded one. So every test runs with OpenMP's default wait policy and with
-    OMP_WAIT_POLICY=PASSIVE, and keeps the faster."""
+LLAMA_TESTS = (["-p", "128,512", "-n", "64", "-r", "2"], ["-p", "4096", "-n", "0", "-r", "1"])
+LLAMA_NARROW_TESTS = (["-p", "512", "-n", "64", "-r", "2"],)  # the narrow rows: prefill 512, decode
+
+
+def run_llamacpp(bench_bin, gguf, threads, tests=LLAMA_TESTS):
+    """llama-bench: prompt processing (prefill) and generation (decode, batch 1), by default of
+    128/512/4096 tokens and 64 generated (the narrow rows pass LLAMA_NARROW_TESTS). ggml's
+    threads spin between graphs: its best setting on an idle machine, its worst on a loaded one.
+    So every test runs with OpenMP's default wait policy and with OMP_WAIT_POLICY=PASSIVE, and
+    keeps the faster."""
     def bench(args, policy):
         env = dict(os.environ)
         env.pop("OMP_WAIT_POLICY", None)
@@ -289,7 +298,7 @@ def run_llamacpp(bench_bin, gguf, threads):
     res, cmds = {}, []
     try:
         for policy in ("default", "PASSIVE"):
-            for args in (["-p", "128,512", "-n", "64", "-r", "2"], ["-p", "4096", "-n", "0", "-r", "1"]):
+            for args in tests:
                 out, cmd = bench(args, policy)
                 if policy == "default":
                     cmds.append(cmd)
@@ -490,7 +499,21 @@ def render(R):
     lines += [f"| {t} | {v} | {verdict(ok)} |" for t, ok, v in all_targets]
     misses = sum(1 for _, ok, _ in all_targets if not ok)
     lines += ["", f"{len(all_targets) - misses} of {len(all_targets)} targets met."]
+    lines += narrow.render(R)
     return "\n".join(lines) + "\n"
+
+
+def write_chart(R, out, docs):
+    """The narrow-weights chart (bench/narrow.py) into OUT and beside the docs file."""
+    if not R.get("narrow", {}).get("types"):
+        return
+    text = narrow.svg(R)
+    dirs = [os.path.abspath(out)] + ([os.path.dirname(os.path.abspath(docs))] if docs else [])
+    for d in sorted(set(dirs), key=dirs.index):
+        if os.path.isdir(d):
+            with open(os.path.join(d, "performance-narrow.svg"), "w") as f:
+                f.write(text)
+            log(f"== wrote {os.path.join(d, 'performance-narrow.svg')}")
 
 
 def update_docs(path, block, cmdline):
@@ -843,6 +866,10 @@ def main():
                     help="PyTorch prefill 4096: one run, or 8 x prefill 512")
     ap.add_argument("--llamacpp-bench", default=os.environ.get("LLAMACPP_BENCH", "/work/llamacpp/build/bin/llama-bench"))
     ap.add_argument("--llamacpp-gguf", default=os.environ.get("LLAMACPP_GGUF", "/work/llamacpp/m130-f32.gguf"))
+    ap.add_argument("--weight-types", default=narrow.DEFAULT_TYPES, type=narrow.parse_types,
+                    help="narrow builds per model, 'MODEL:TYPE,...;...' ('' = none; default %(default)s)")
+    ap.add_argument("--llamacpp-gguf-f16", default=os.environ.get("LLAMACPP_GGUF_F16", "/work/llamacpp/m130-f16.gguf"))
+    ap.add_argument("--llamacpp-gguf-q8_0", default=os.environ.get("LLAMACPP_GGUF_Q8_0", "/work/llamacpp/m130-q8_0.gguf"))
     ap.add_argument("--quick", action="store_true", help="few repetitions (to try the script)")
     ap.add_argument("--serving", action="store_true",
                     help="only the stateful-serving rows (first of --models; docs block 'serving results')")
@@ -865,6 +892,7 @@ def main():
         print(block)
         if a.docs:
             update_docs(a.docs, block, R.get("command", os.environ.get("MXC_BENCH_COMMAND", "?")))
+        write_chart(R, os.path.dirname(os.path.abspath(a.render)), a.docs)
         return
 
     names = [n for n in a.models.split(",") if n]
@@ -954,6 +982,17 @@ def table_main(a, names):
         log("== llama.cpp")
         R["llamacpp"] = run_llamacpp(a.llamacpp_bench, a.llamacpp_gguf, a.threads)
 
+    if any(a.weight_types.get(n) for n in names):
+        log("== narrow weight types (issue 12)")
+        llama = None
+        if os.access(a.llamacpp_bench, os.X_OK):
+            llama = (lambda g: run_llamacpp(a.llamacpp_bench, g, a.threads, LLAMA_NARROW_TESTS),
+                     {"F16": a.llamacpp_gguf_f16, "Q8_0": a.llamacpp_gguf_q8_0})
+        R["narrow"] = narrow.run_all(a.mxc, HERE, a.out, exe["bench_model"],
+                                     [n for n in names if a.weight_types.get(n) and R["compile"].get(n, {}).get("ok")],
+                                     a.weight_types,
+                                     a.threads, a.quick, llama, log)
+
     R["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     R["seconds"] = time.time() - t_start
     block = render(R)
@@ -970,6 +1009,7 @@ def table_main(a, names):
             update_block(a.docs, SERVING_BEGIN, SERVING_END,
                          render_serving("m130", R["serving"], a.threads, cmdline,
                                         R["machine"].get("Model name", "?")))
+    write_chart(R, a.out, a.docs)
 
 
 if __name__ == "__main__":
