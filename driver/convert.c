@@ -69,6 +69,7 @@ typedef struct Converter {
     int n, cap;
     void *buf;            /* the bytes of the tensor being written */
     int8_t *pending_q;    /* q8 values quantised with the scales just written */
+    const StTensor *last_src; /* the input of the previous output, released when done */
     double bytes_done, bytes_total;
     int tensors_done, tensors_total;
     bool progress;
@@ -218,6 +219,9 @@ static const void *produce(void *ctx, int i)
     size_t n = (size_t)st_numel(t);
     free(c->buf);
     c->buf = NULL;
+    if (c->last_src && c->last_src != t)
+        st_release(c->f, c->last_src); /* written: its pages need not stay in this process */
+    c->last_src = t;
     if (o->role == OUT_Q8_VALUES) { /* the scales came just before (by_width keeps the pair) */
         c->buf = c->pending_q;
         c->pending_q = NULL;

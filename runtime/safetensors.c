@@ -616,6 +616,20 @@ const char *st_tensor_file(const StFile *f, const StTensor *t)
     return st_label(f && t ? st_part_of(f, t) : f);
 }
 
+void st_release(const StFile *f, const StTensor *t)
+{
+    if (!f || !t || !st_part_of(f, t)->map || t->nbytes == 0)
+        return; /* st_open_memory's buffer is the caller's: never dropped */
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        return;
+    uintptr_t lo = (uintptr_t)t->data, hi = lo + t->nbytes, p = (uintptr_t)page;
+    lo = (lo + p - 1) / p * p; /* only pages wholly inside the tensor */
+    hi = hi / p * p;
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* --- conversion to float ------------------------------------------------------------------- */
 
 int st_is_f32_in_place(const StTensor *t)

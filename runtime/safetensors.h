@@ -76,6 +76,12 @@ int st_join(StFile **parts, int n_parts, const char *label, StFile **out);
 /* The label of the file that holds tensor t of f (f's own label unless f was joined). */
 const char *st_tensor_file(const StFile *f, const StTensor *t);
 
+/* Tell the kernel that tensor t of a mapped file will not be read again for a while: its
+ * pages leave this process's memory (the page cache keeps them; a later read maps them
+ * again, with the same bytes: the mapping is private and never written). For tools that
+ * stream a checkpoint larger than memory once. No effect on st_open_memory data. */
+void st_release(const StFile *f, const StTensor *t);
+
 const char *st_dtype_name(StDtype dtype);   /* "F32", ... */
 size_t st_dtype_size(StDtype dtype);        /* bytes per element */
 int64_t st_numel(const StTensor *t);        /* product of the shape */
