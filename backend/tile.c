@@ -249,8 +249,8 @@ static void emit_row_tile(Cg *cg, const Tp *t, LLVMValueRef i0, int mr)
 void cg_emit_tile_product(Cg *cg, const TileProduct *p)
 {
     Tp t = {.p = p, .vw = cg->vector_width, .b = p->b.base, .brs = p->b.rs, .one = cg_i64(cg, 1)};
-    if (!p->pad_n && !LLVMIsAConstantInt(p->n))
-        mxc_die("tile product: a run-time column count needs pad_n");
+    if (!p->pad_n && (p->lower_c || !LLVMIsAConstantInt(p->n)))
+        mxc_die("tile product: a run-time column count or lower_c needs pad_n");
     if (p->b_transposed) pack_transposed(cg, &t);
     int tiers[3] = {micro_rows(&t), 4, 1};
     LLVMValueRef start = cg_i64(cg, 0);

@@ -40,7 +40,7 @@ typedef struct TileProduct {
     LLVMValueRef k_scale;  /* f32 pointer [K] or NULL */
     bool lower_a, lower_c;
     bool pad_n;            /* C (and B) may be written (read) up to n rounded up to the vector
-                              width; required when n is not a constant */
+                              width; required when n is not a constant, and with lower_c */
 } TileProduct;
 
 void cg_emit_tile_product(Cg *cg, const TileProduct *p);
