@@ -110,4 +110,17 @@ typedef struct StWriteTensor {
  * beside `path` and renamed over it, so a reader mapping the old file is never disturbed. */
 int st_write(const char *path, const StWriteTensor *tensors, int n, const char *const *metadata);
 
+/* The temporary file st_write writes before renaming it to `path`: path + this suffix. */
+#define ST_WRITE_TMP_SUFFIX ".tmp"
+
+/* Returns the bytes of tensor i of a streamed write, valid until the next call, or NULL with
+ * an error set (the write is then abandoned and the temporary file removed). */
+typedef const void *(*StProduceFn)(void *ctx, int i);
+
+/* st_write for outputs larger than memory: a tensor whose `data` is NULL is asked of
+ * `produce` when its turn comes, in the order given, so only one tensor need be held at a
+ * time. */
+int st_write_streamed(const char *path, const StWriteTensor *tensors, int n,
+                      const char *const *metadata, StProduceFn produce, void *ctx);
+
 #endif
