@@ -55,14 +55,15 @@ for s in $stages; do
         cp -pr configure aclocal.m4 config.h.in Makefile.in build-aux m4 build-asan/src/
         (cd build-asan/build &&
             { [ -f Makefile ] || ../src/configure --enable-sanitizers ${MXC_CONFIGURE_FLAGS:-}; })
-        if ! MXC_NARROW_ONLY=${MXC_NARROW_ONLY:-xlstm_mixed} make -C build-asan/build -j"$jobs" check; then
+        if ! MXC_NARROW_ONLY=${MXC_NARROW_ONLY:-xlstm_mixed} make -C build-asan/build -j"$jobs" check \
+            TEST_MXC="$(pwd)/build-asan/build/tests/o1-mxc"; then
             show_logs build-asan/build
             exit 1
         fi
         cat build-asan/build/tests/*.log | grep -E "^ +(suites|tests|asserts) " || true ;;
     valgrind)
         stage "valgrind"
-        make valgrind ;;
+        make -j"$jobs" valgrind ;;
     *)
         echo "check.sh: unknown stage '$s'" >&2
         exit 2 ;;
