@@ -6,8 +6,11 @@
 #   3. the whole of `make check` again built with ASan + UBSan (generated shared objects
 #      included), in build-asan/; test_narrow's golden sweep (15 cases x 3 weight types,
 #      about 70 builds, already run in stage 1) is cut there to the xlstm_mixed case, its
-#      format and loader tests all run;
-#   4. `make valgrind`: the runtime and end-to-end tests under valgrind.
+#      format and loader tests all run. The tests' models are built at -O1 there
+#      (TEST_MXC=tests/o1-mxc; a test's own -O still wins): the sanitizers instrument the
+#      compiler and the runtime linked into each model, never the LLVM-generated kernels, and
+#      LLVM's O3 pipeline was most of each build's time; stage 1 tests the default -O3;
+#   4. `make -j valgrind`: the runtime and end-to-end tests under valgrind, side by side.
 # MXC_CHECK_STAGES picks stages (default "check fuzz asan valgrind").
 set -eu
 cd "$(dirname "$0")"
