@@ -268,7 +268,8 @@ static LLVMValueRef bias_index(Cg *cg, int64_t e, int64_t dh, LLVMValueRef h, in
 void cg_emit_slstm_cell(Cg *cg, const Node *n)
 {
     int64_t e = ir_type_cols(&n->type), heads = n->attr.rec.heads, dh = e / heads;
-    LLVMValueRef rw = cg_weight(cg, n->src[4]), bw = cg_weight(cg, n->src[5]);
+    const Node *rw = n->src[4]; /* R: f32, or the build's narrow type (wload.c widens it) */
+    LLVMValueRef bw = cg_weight(cg, n->src[5]);
     LLVMBuilderRef B = cg->b;
 
     /* Heads are independent (R is block-diagonal), so threads split the (sequence, head)
@@ -298,7 +299,7 @@ void cg_emit_slstm_cell(Cg *cg, const Node *n)
         LLVMValueRef acc = cg_var(cg, "ry");
         LLVMBuildStore(B, cg_f32(cg, 0.0), acc);
         LLVMValueRef d = cg_loop_begin(cg, &ld, cg_i64(cg, 0), cg_i64(cg, dh), "d");
-        LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, yh, d), cg_load(cg, rw, r_index(cg, dh, h, d, gj)));
+        LLVMValueRef prod = cg_fmul_reduce(cg, cg_load(cg, yh, d), cg_wload(cg, rw, r_index(cg, dh, h, d, gj)));
         LLVMBuildStore(B, cg_fadd_reduce(cg, LLVMBuildLoad2(B, cg->f32, acc, ""), prod), acc);
         cg_loop_end(cg, &ld);
         raw[g] = cg_fadd(cg, cg_fadd(cg, wx, bv), LLVMBuildLoad2(B, cg->f32, acc, ""));

@@ -1,12 +1,13 @@
-"""The mxc benchmark (issue 5): one run measures the two model shapes, compiled by mxc, against
-the machine's roofline and a PyTorch eager baseline, and writes the table.
+"""The mxc benchmark (issues 5, 13, 14): one run measures the model shapes (M130, X125, M2-130,
+XL-125), compiled by mxc, against the machine's roofline and a PyTorch eager baseline, and writes
+the table. `--models xl7b` runs the xLSTM-7B shape on its own (xl7b_main below).
 
 usage: /usr/bin/python3 bench/bench.py [options]        (what `make bench` runs)
 
 Steps, in this order, all in one run:
   1. machine: lscpu model, cores, load (uptime), versions;
   2. helpers: cc bench_model.c and roofline.c (OpenBLAS) into OUT;
-  3. weights: gen_weights.py writes OUT/{m130,x125}.safetensors (kept between runs when the
+  3. weights: gen_weights.py writes OUT/NAME.safetensors (kept between runs when the
      generator is unchanged);
   4. compile: `mxc build bench/NAME.mx` (wall time);
   5. roofline: read bandwidth (roofline.c, THREADS threads, 1 GB, best of 20) and OpenBLAS
@@ -18,8 +19,11 @@ Steps, in this order, all in one run:
   8. PyTorch: torch_ref.py, same weights, same threads, OMP_WAIT_POLICY=PASSIVE;
   9. llama.cpp (optional): an existing llama-bench and M130 GGUF, when given (see
      docs/performance.md for how to make them; nothing here builds llama.cpp);
- 10. the table: OUT/results.md, OUT/results.json, and the block between the markers in
-     docs/performance.md.
+ 10. narrow weight types (bench/narrow.py, --weight-types): each converted once by `mxc
+     convert`, built with --weight-type, measured like step 6 with fewer repetitions; llama.cpp
+     on one GGUF per type (F16, Q8_0) when given;
+ 11. the table: OUT/results.md, OUT/results.json, the block between the markers in
+     docs/performance.md, and the chart docs/performance-narrow.svg (also OUT/).
 """
 import argparse
 import datetime
@@ -28,18 +32,23 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import gen_weights  # noqa: E402
 import models  # noqa: E402
+import narrow  # noqa: E402
 
 BEGIN, END = "<!-- BEGIN bench results -->", "<!-- END bench results -->"
 SERVING_BEGIN, SERVING_END = "<!-- BEGIN serving results -->", "<!-- END serving results -->"
+XL7B_BEGIN, XL7B_END = "<!-- BEGIN xl7b results -->", "<!-- END xl7b results -->"
 PREFILLS = (128, 512, 4096)
 MB = 1e6
 CHECK_TOL = 1e-4  # max |logit difference| allowed between mxc and PyTorch (see docs)
@@ -265,11 +274,16 @@ def run_torch(python, name, weights, threads, core, quick, t4096):
     return res
 
 
-def run_llamacpp(bench_bin, gguf, threads):
-    """llama-bench: prompt processing of 128/512/4096 tokens (prefill) and generation (decode,
-    batch 1). ggml's threads spin between graphs: its best setting on an idle machine, its worst
-    on a loaded one. So every test runs with OpenMP's default wait policy and with
-    OMP_WAIT_POLICY=PASSIVE, and keeps the faster."""
+LLAMA_TESTS = (["-p", "128,512", "-n", "64", "-r", "2"], ["-p", "4096", "-n", "0", "-r", "1"])
+LLAMA_NARROW_TESTS = (["-p", "512", "-n", "64", "-r", "2"],)  # the narrow rows: prefill 512, decode
+
+
+def run_llamacpp(bench_bin, gguf, threads, tests=LLAMA_TESTS):
+    """llama-bench: prompt processing (prefill) and generation (decode, batch 1), by default of
+    128/512/4096 tokens and 64 generated (the narrow rows pass LLAMA_NARROW_TESTS). ggml's
+    threads spin between graphs: its best setting on an idle machine, its worst on a loaded one.
+    So every test runs with OpenMP's default wait policy and with OMP_WAIT_POLICY=PASSIVE, and
+    keeps the faster."""
     def bench(args, policy):
         env = dict(os.environ)
         env.pop("OMP_WAIT_POLICY", None)
@@ -284,7 +298,7 @@ def run_llamacpp(bench_bin, gguf, threads):
     res, cmds = {}, []
     try:
         for policy in ("default", "PASSIVE"):
-            for args in (["-p", "128,512", "-n", "64", "-r", "2"], ["-p", "4096", "-n", "0", "-r", "1"]):
+            for args in tests:
                 out, cmd = bench(args, policy)
                 if policy == "default":
                     cmds.append(cmd)
@@ -354,21 +368,24 @@ def model_rows(name, R):
     # decode
     d1, d8 = med(mx, "decode1"), med(mx, "decode8")
     roof1, roof8 = models.decode_bytes(cfg, 1) / bw * 1e3, models.decode_bytes(cfg, 8) / bw * 1e3
+    dt, bt = cfg.decode_target, cfg.batch8_target  # per model: issue 5, 13 or 14
     if d1:
         r = d1 / roof1
-        targets.append((f"{name} decode b1 ≤ 1.25× roofline", r <= 1.25, f"{ratio(r, 1.25)}×"))
+        targets.append((f"{name} decode b1 ≤ {dt:g}× roofline", r <= dt, f"{ratio(r, dt)}×"))
     t1, s1 = vs_torch("decode1", d1)
     rows.append(("decode, batch 1: ms/token", fmt_ms(d1), f"{fmt_ms(mx.get('decode1', {}).get('min_ms'))}",
-                 fmt_ms(roof1), f"{ratio(d1 / roof1, 1.25)}× roofline (≤ 1.25)" if d1 else "—", t1, s1,
+                 fmt_ms(roof1), f"{ratio(d1 / roof1, dt)}× roofline (≤ {dt:g})" if d1 else "—", t1, s1,
                  llama("decode1")))
-    if d1 and d8:
-        r = (8 / d8) / (1 / d1)
-        targets.append((f"{name} decode b8 ≥ 4× b1 tokens/s", r >= 4, f"{ratio(r, 4)}×"))
+    b8 = (8 / d8) / (1 / d1) if d1 and d8 else None
+    if b8 and bt:
+        targets.append((f"{name} decode b8 ≥ {bt:g}× b1 tokens/s", b8 >= bt, f"{ratio(b8, bt)}×"))
     t8, s8 = vs_torch("decode8", d8)
     rows.append(("decode, batch 8: ms/step (tokens/s)",
                  f"{fmt_ms(d8)} ({fmt_tps(tps(8, d8))})", fmt_ms(mx.get("decode8", {}).get("min_ms")),
                  f"{fmt_ms(roof8)} ({fmt_tps(tps(8, roof8))})",
-                 f"{ratio((8 / d8) / (1 / d1), 4)}× batch-1 tokens/s (≥ 4)" if d1 and d8 else "—", t8, s8, "—"))
+                 (f"{ratio(b8, bt)}× batch-1 tokens/s (≥ {bt:g})" if bt else
+                  f"{b8:.2f}× batch-1 tokens/s (roofline {roof1 * 8 / roof8:.1f}×)") if b8 else "—",
+                 t8, s8, "—"))
     # prefill
     for T in PREFILLS:
         k = f"prefill{T}"
@@ -470,7 +487,7 @@ def render(R):
         cfg = models.MODELS[name]
         rows, targets = model_rows(name, R)
         all_targets += targets
-        lines += ["", f"### {name.upper()} ({models.n_params(cfg) / 1e6:.1f} M parameters, "
+        lines += ["", f"### {getattr(cfg, 'title', name.upper())} ({models.n_params(cfg) / 1e6:.1f} M parameters, "
                       f"{os.path.getsize(R['weights'][name]) / MB:.0f} MB F32; decode reads "
                       f"{models.decode_bytes(cfg) / MB:.0f} MB/token incl. state; "
                       f"{cfg.flops_per_token() / 1e6:.0f} MFLOP/token)", "",
@@ -478,11 +495,25 @@ def render(R):
                   "PyTorch median | mxc speed-up vs PyTorch | llama.cpp |",
                   "|---|---:|---:|---:|---|---:|---:|---:|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += ["", "### Targets (issue 5)", "", "| target | measured | |", "|---|---:|---|"]
+    lines += ["", "### Targets (issues 5, 13, 14)", "", "| target | measured | |", "|---|---:|---|"]
     lines += [f"| {t} | {v} | {verdict(ok)} |" for t, ok, v in all_targets]
     misses = sum(1 for _, ok, _ in all_targets if not ok)
     lines += ["", f"{len(all_targets) - misses} of {len(all_targets)} targets met."]
+    lines += narrow.render(R)
     return "\n".join(lines) + "\n"
+
+
+def write_chart(R, out, docs):
+    """The narrow-weights chart (bench/narrow.py) into OUT and beside the docs file."""
+    if not R.get("narrow", {}).get("types"):
+        return
+    text = narrow.svg(R)
+    dirs = [os.path.abspath(out)] + ([os.path.dirname(os.path.abspath(docs))] if docs else [])
+    for d in sorted(set(dirs), key=dirs.index):
+        if os.path.isdir(d):
+            with open(os.path.join(d, "performance-narrow.svg"), "w") as f:
+                f.write(text)
+            log(f"== wrote {os.path.join(d, 'performance-narrow.svg')}")
 
 
 def update_docs(path, block, cmdline):
@@ -583,6 +614,240 @@ def serving_main(a, names):
         log(f"== wrote the serving block of {a.docs}")
 
 
+# ---- the xLSTM-7B shape (issue 14): `bench.py --models xl7b`, on its own ---------------------
+
+XL7B_TYPES = ("bf16", "q8")
+XL7B_FILE_BYTES = {"bf16": 13.8e9, "q8": 7.8e9}  # for the free-space check before making them
+
+
+def run_rss(cmd, env=None):
+    """run(), plus the peak RSS of that child (os.wait4), in bytes."""
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, stdout=fo, stderr=fe, text=True)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        secs = time.perf_counter() - t
+        fo.seek(0)
+        fe.seek(0)
+        return fo.read(), fe.read(), p.returncode, secs, ru.ru_maxrss * 1024
+
+
+def mem_total():
+    with open("/proc/meminfo") as f:
+        return int(re.search(r"^MemTotal:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+
+
+def xl7b_weights(a, cfg, R):
+    """The BF16 file made once by gen_weights.py (straight to BF16, one F32 tensor in memory at a
+    time), the q8 one by `mxc convert` from it; both kept in --xl7b-dir between runs."""
+    d = a.xl7b_dir
+    os.makedirs(d, exist_ok=True)
+    files = {"bf16": gen_weights.weights_path(d, cfg), "q8": os.path.join(d, "xl7b.q8.safetensors")}
+    fresh_q8 = (os.path.exists(files["q8"]) and gen_weights.up_to_date(files["bf16"])
+                and os.path.getmtime(files["q8"]) >= os.path.getmtime(files["bf16"]))
+    need = ((0 if gen_weights.up_to_date(files["bf16"]) else XL7B_FILE_BYTES["bf16"])
+            + (0 if fresh_q8 else XL7B_FILE_BYTES["q8"]))
+    free = shutil.disk_usage(d).free
+    log(f"  {d}: {free / 1e9:.1f} GB free, {need / 1e9:.1f} GB to write")
+    if need > free:
+        sys.exit(f"bench: {d} has {free / 1e9:.1f} GB free; the xl7b weights need {need / 1e9:.1f} GB "
+                 "(give another directory with --xl7b-dir or $MXC_BENCH_7B_DIR)")
+    o, e, rc, secs, rss = run_rss([sys.executable, os.path.join(HERE, "gen_weights.py"), d, "xl7b"])
+    if rc:
+        sys.exit(f"bench: gen_weights.py failed:\n{e}")
+    R["gen"] = {"seconds": secs, "maxrss": rss, "out": o.strip()}
+    log(f"  {o.strip()} ({secs:.0f} s, peak RSS {rss / 1e9:.2f} GB)")
+    if not fresh_q8:
+        cmd = [a.mxc, "convert", os.path.join(HERE, "xl7b.mx"), files["bf16"], "--weight-type", "q8",
+               "-o", files["q8"]]
+        o, e, rc, secs, rss = run_rss(cmd)
+        if rc:
+            sys.exit(f"bench: {' '.join(cmd)} failed:\n{e.strip()[-2000:]}")
+        R["convert"] = {"seconds": secs, "maxrss": rss, "cmd": " ".join(cmd)}
+        log(f"  mxc convert to q8: {secs:.0f} s, peak RSS {rss / 1e9:.2f} GB")
+    return files
+
+
+def xl7b_measure(a, cfg, R, exe, files):
+    env = dict(os.environ, MXC_THREADS=str(a.threads))
+    r = (lambda full, q: q if a.quick else full)
+    L, S = 16, 4
+    tok = os.path.join(a.out, "xl7b.check_tokens.i32")
+    np.random.default_rng(7).integers(0, cfg.vocab_size, L + S).astype(np.int32).tofile(tok)
+    dumps = {}
+    for t in XL7B_TYPES:
+        lib = os.path.join(a.out, f"libxl7b_{t}.so")
+        cmd = [a.mxc, "build", os.path.join(HERE, "xl7b.mx"), "--weight-type", t, "-o", lib]
+        o, e, rc, secs, rss = run_rss(cmd)
+        if rc:
+            sys.exit(f"bench: {' '.join(cmd)} failed:\n{e.strip()[-2000:]}")
+        T = R["types"][t] = {"file": files[t], "file_bytes": os.path.getsize(files[t]),
+                             "compile_seconds": secs, "decode_bytes": models.decode_bytes_of_file(cfg, files[t])}
+        log(f"  mxc build --weight-type {t}: {secs:.1f} s")
+        o, e, rc, _ = run([exe["roofline"], "filebw", str(a.threads), r("3", "1"), files[t]])
+        if rc == 0:
+            T["file_gbs"] = json_lines(o)[0]["file_bandwidth_gbs"]
+            log(f"  streaming the {t} file as mapped: {T['file_gbs']:.2f} GB/s")
+        out = os.path.join(a.out, f"xl7b.{t}.f32")
+        o, e, rc, _ = run([exe["bench_model"], lib, "xl7b", files[t], "dump", tok, str(L), str(S), out], env)
+        if rc:
+            T["error"] = e.strip()
+            log(f"  xl7b {t} dump: FAILED {e.strip()}")
+            continue
+        T["dump"] = json_lines(o)[0]
+        dumps[t] = np.fromfile(out, dtype=np.float32).reshape(L + S, -1)[:, :cfg.vocab_size]
+        for mode, n, reps, secs in (("decode", 1, r(10, 3), 300), ("prefill", 128, 1, 900)):
+            load = loadavg()
+            o, e, rc, _ = run([exe["bench_model"], lib, "xl7b", files[t], mode, str(n), str(reps), str(secs)], env)
+            if rc:
+                T[f"{mode}{n}"] = {"error": e.strip()}
+                log(f"  xl7b {t} {mode}{n}: FAILED {e.strip()}")
+                continue
+            x = T[f"{mode}{n}"] = dict(json_lines(o)[0], load=load)
+            log(f"  xl7b {t} {mode}{n}: median {x['median_ms']:.0f} ms, min {x['min_ms']:.0f} ms "
+                f"({x['reps']} reps; open {x['open_ms']:.0f} ms; peak RSS {x['maxrss_kb'] / 1e6:.2f} GB; load {load})")
+    if len(dumps) == 2:
+        b, q = dumps["bf16"], dumps["q8"]
+        R["check"] = {"finite": bool(np.isfinite(b).all() and np.isfinite(q).all()),
+                      "max_abs_diff": float(np.abs(b - q).max()), "max_abs_logit": float(np.abs(b).max()),
+                      "argmax_agree": float((b.argmax(1) == q.argmax(1)).mean()), "L": L, "S": S}
+        log(f"  bf16 vs q8 logits: {R['check']}")
+
+
+def xl7b_main(a):
+    cfg = models.MODELS["xl7b"]
+    t_start = time.time()
+    os.makedirs(a.out, exist_ok=True)
+    cmdline = os.environ.get("MXC_BENCH_COMMAND") or " ".join([a.python, "bench/bench.py"] + sys.argv[1:])
+    R = {"kind": "xl7b", "command": cmdline, "threads": a.threads, "dir": a.xl7b_dir, "types": {},
+         "mem_total": mem_total(), "state_bytes": 4 * cfg.state_floats()}
+    log("== xl7b: machine")
+    R["machine"], flags = machine()
+    o, _, _, _ = run(["git", "-C", os.path.dirname(HERE), "describe", "--always", "--dirty"])
+    R["git"] = o.strip() or "?"
+    exe = build_helpers(a.out, a.cc)
+    log("== xl7b: weights")
+    files = xl7b_weights(a, cfg, R)
+    log("== xl7b: roofline")
+    core, detected, trials = pick_openblas_core(exe["roofline"], flags, a.threads)
+    o, e, rc, _ = run([exe["roofline"], "bandwidth", str(a.threads), "1024", "20"])
+    R["bandwidth_gbs"] = json_lines(o)[0]["bandwidth_gbs"]
+    benv = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads))
+    if core:
+        benv["OPENBLAS_CORETYPE"] = core
+    o, e, rc, _ = run([exe["roofline"], "sgemm"] + [f"{m},{n},{k},{c}" for m, n, k, c in cfg.gemms(128)], benv)
+    R["sgemm_gflops"] = json_lines(o)[-1]["sgemm_gflops"] if rc == 0 else None
+    R["openblas_core"] = core or f"auto ({detected})"
+    log(f"  read bandwidth {R['bandwidth_gbs']:.2f} GB/s; OpenBLAS sgemm on the prefill-128 shapes "
+        f"{R['sgemm_gflops']} GFLOPS ({R['openblas_core']})")
+    log("== xl7b: mxc")
+    xl7b_measure(a, cfg, R, exe, files)
+    R["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    R["seconds"] = time.time() - t_start
+    with open(os.path.join(a.out, "xl7b.json"), "w") as f:
+        json.dump(R, f, indent=1)
+    block = render_xl7b(R)
+    with open(os.path.join(a.out, "xl7b.md"), "w") as f:
+        f.write(block)
+    print(block)
+    if a.docs:
+        update_block(a.docs, XL7B_BEGIN, XL7B_END, block)
+        log(f"== wrote the xl7b block of {a.docs}, {a.out}/xl7b.md, {a.out}/xl7b.json")
+
+
+def render_xl7b(R):
+    cfg = models.MODELS["xl7b"]
+    m, bw = R["machine"], R["bandwidth_gbs"] * 1e9
+    state, mem = R["state_bytes"], R["mem_total"]
+    T = {t: R["types"].get(t, {}) for t in XL7B_TYPES}
+    get = lambda t, k, f: T[t].get(k, {}).get(f) if isinstance(T[t].get(k), dict) else None
+    targets = []
+    lines = [f"Run of {m['date']} on {m.get('Model name', '?')}, {m['cores']} cores, "
+             f"{mem / 2 ** 30:.1f} GiB of memory; mxc {R['git']}; {R['threads']} threads. Load: at start "
+             f"`{m['uptime_start']}`; at end `{R['uptime_end']}`.", "",
+             f"- Shape: xLSTM-7B ({models.n_params(cfg) / 1e9:.3f} B parameters: embedding 4096, 32 blocks, "
+             f"8 heads, qk {cfg.qk} / v {cfg.v}, FFN {cfg.ffn}, vocabulary 50304), random weights in `{R['dir']}`; "
+             f"state {state / 2 ** 20:.0f} MiB a sequence.",
+             f"- Roofline: read bandwidth {R['bandwidth_gbs']:.2f} GB/s (anonymous 1 GB buffer, best of 20); "
+             f"OpenBLAS sgemm on the prefill-128 GEMM shapes {R['sgemm_gflops']} GFLOPS ({R['openblas_core']}).",
+             ]
+    if "gen" in R and "up to date" in R["gen"]["out"]:
+        lines.append(f"- Weights: made by an earlier run and kept ({R['gen']['out']}).")
+    elif "gen" in R:
+        lines.append(f"- Weights: `gen_weights.py` {R['gen']['seconds']:.0f} s (peak RSS {R['gen']['maxrss'] / 1e9:.2f} GB): "
+                     f"{R['gen']['out']}")
+    if "convert" in R:
+        lines.append(f"- q8 file: `{R['convert']['cmd']}`: {R['convert']['seconds']:.0f} s, peak RSS "
+                     f"{R['convert']['maxrss'] / 1e9:.2f} GB.")
+    c = R.get("check")
+    if c:
+        lines.append(f"- Logits, bf16 build vs q8 build (forward of {c['L']} tokens, then {c['S']} steps): "
+                     f"{'finite' if c['finite'] else '**not finite**'}, max |difference| {c['max_abs_diff']:.2e} "
+                     f"(max |logit| {c['max_abs_logit']:.2f}, soft cap 30), argmax agreement {c['argmax_agree'] * 100:.0f}%.")
+    lines += ["", "| measurement | " + " | ".join(XL7B_TYPES) + " |", "|---|" + "---:|" * len(XL7B_TYPES)]
+
+    def row(label, f):
+        lines.append(f"| {label} | " + " | ".join(f(t) for t in XL7B_TYPES) + " |")
+
+    row("weights file: GB", lambda t: f"{T[t]['file_bytes'] / 1e9:.2f}" if T[t].get("file_bytes") else "—")
+    row("compile (`mxc build --weight-type T`): s", lambda t: f"{T[t]['compile_seconds']:.1f}" if T[t].get("compile_seconds") else "—")
+    row("open (`P_open`: map, validate, bind): ms", lambda t: fmt_ms(get(t, "decode1", "open_ms")))
+    row("decode bytes/token (weights, 1 embedding row, state in + out): GB",
+        lambda t: f"{T[t]['decode_bytes'] / 1e9:.2f}" if T[t].get("decode_bytes") else "—")
+
+    def decode(t):
+        d = get(t, "decode1", "median_ms")
+        if d is None:
+            return "—"
+        roof = T[t]["decode_bytes"] / bw * 1e3
+        targets.append((f"xl7b {t} decode b1 ≤ 1.3× roofline", d / roof <= 1.3, f"{ratio(d / roof, 1.3)}×"))
+        return f"{fmt_ms(d)} (min {fmt_ms(get(t, 'decode1', 'min_ms'))}; {ratio(d / roof, 1.3)}× of {fmt_ms(roof)})"
+
+    row("decode, batch 1: ms/token (× roofline, ≤ 1.3)", decode)
+    row("the weights file streamed as mapped (`roofline filebw`): GB/s, and its decode time: ms",
+        lambda t: f"{T[t]['file_gbs']:.2f}, {fmt_ms(T[t]['decode_bytes'] / (T[t]['file_gbs'] * 1e9) * 1e3)}"
+        if T[t].get("file_gbs") else "—")
+
+    def prefill(t):
+        p = get(t, "prefill128", "median_ms")
+        if p is None:
+            return "**failed**" if T[t].get("prefill128") else "—"
+        targets.append((f"xl7b {t} prefill 128 runs", True, f"{fmt_ms(p)} ms"))
+        eff = (f"; {cfg.flops_per_token() * 128 / (p / 1e3) / (R['sgemm_gflops'] * 1e9) * 100:.0f}% of the sgemm rate"
+               if R.get("sgemm_gflops") else "")
+        return f"{fmt_ms(p)} ({fmt_tps(tps(128, p))} tok/s{eff})"
+
+    row("prefill 128: ms (tokens/s; share of the sgemm rate)", prefill)
+
+    def rss(t):
+        worst = None
+        for k in ("decode1", "prefill128"):
+            x = T[t].get(k, {})
+            if "maxrss_kb" not in x:
+                continue
+            budget = T[t]["file_bytes"] + x["batch"] * state + 64 * 2 ** 20
+            used = x["maxrss_kb"] * 1024 - x["logits_bytes"]
+            if worst is None or used / budget > worst[0]:
+                worst = (used / budget, used, budget, k)
+        if not worst:
+            return "—"
+        targets.append((f"xl7b {t} peak RSS ≤ file + state + 64 MB", worst[0] <= 1, f"{worst[0]:.2f}"))
+        return f"{worst[1] / 1e9:.2f} of {worst[2] / 1e9:.2f} ({worst[3]}; {worst[0]:.2f})"
+
+    row("peak RSS − logits buffer: GB, of file + state + 64 MiB", rss)
+    row(f"sequences whose states fit beside the weights in {mem / 2 ** 30:.1f} GiB (less 1 GiB for the system)",
+        lambda t: f"{int((mem - 2 ** 30 - T[t]['file_bytes'] - 64 * 2 ** 20) // (state + 4 * cfg.vocab))}"
+        if T[t].get("file_bytes") else "—")
+    for t in XL7B_TYPES:
+        if T[t].get("error"):
+            lines.append(f"\n{t}: **error** {T[t]['error'][:300]}")
+    lines += ["", "| target | measured | |", "|---|---:|---|"]
+    lines += [f"| {t} | {v} | {verdict(ok)} |" for t, ok, v in targets]
+    lines += ["", f"Whole run: {R['seconds'] / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     top = os.path.dirname(HERE)
@@ -591,7 +856,9 @@ def main():
     ap.add_argument("--docs", default=os.path.join(top, "docs", "performance.md"),
                     help="file whose results block is rewritten ('' = leave docs alone)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--models", default="m130,x125")
+    ap.add_argument("--models", default=models.DEFAULT,
+                    help=f"comma-separated, of {', '.join(models.MODELS)} (default {models.DEFAULT}; "
+                         "xl7b runs on its own, after the others: see --xl7b-dir)")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     ap.add_argument("--python", default=sys.executable, help="python with torch (for torch_ref.py)")
     ap.add_argument("--no-torch", action="store_true")
@@ -599,25 +866,53 @@ def main():
                     help="PyTorch prefill 4096: one run, or 8 x prefill 512")
     ap.add_argument("--llamacpp-bench", default=os.environ.get("LLAMACPP_BENCH", "/work/llamacpp/build/bin/llama-bench"))
     ap.add_argument("--llamacpp-gguf", default=os.environ.get("LLAMACPP_GGUF", "/work/llamacpp/m130-f32.gguf"))
+    ap.add_argument("--weight-types", default=narrow.DEFAULT_TYPES, type=narrow.parse_types,
+                    help="narrow builds per model, 'MODEL:TYPE,...;...' ('' = none; default %(default)s)")
+    ap.add_argument("--llamacpp-gguf-f16", default=os.environ.get("LLAMACPP_GGUF_F16", "/work/llamacpp/m130-f16.gguf"))
+    ap.add_argument("--llamacpp-gguf-q8_0", default=os.environ.get("LLAMACPP_GGUF_Q8_0", "/work/llamacpp/m130-q8_0.gguf"))
     ap.add_argument("--quick", action="store_true", help="few repetitions (to try the script)")
     ap.add_argument("--serving", action="store_true",
                     help="only the stateful-serving rows (first of --models; docs block 'serving results')")
+    ap.add_argument("--xl7b-dir", default=os.environ.get("MXC_BENCH_7B_DIR"),
+                    help="where the xl7b weights are made once and kept (~22 GB; default OUT/xl7b, "
+                         "or $MXC_BENCH_7B_DIR)")
     ap.add_argument("--render", metavar="RESULTS_JSON",
                     help="only redo the table of an earlier run (printed, and into --docs)")
     a = ap.parse_args()
     if a.render:  # the table of an earlier run, e.g. after a change of layout
         with open(a.render) as f:
             R = json.load(f)
+        if R.get("kind") == "xl7b":
+            block = render_xl7b(R)
+            print(block)
+            if a.docs:
+                update_block(a.docs, XL7B_BEGIN, XL7B_END, block)
+            return
         block = render(R) + f"\nWhole run: {R['seconds'] / 60:.1f} min.\n"
         print(block)
         if a.docs:
             update_docs(a.docs, block, R.get("command", os.environ.get("MXC_BENCH_COMMAND", "?")))
+        write_chart(R, os.path.dirname(os.path.abspath(a.render)), a.docs)
         return
 
-    t_start = time.time()
     names = [n for n in a.models.split(",") if n]
+    unknown = [n for n in names if n not in models.MODELS]
+    if unknown:
+        sys.exit(f"bench: unknown model(s) {', '.join(unknown)}; known: {', '.join(models.MODELS)}")
+    a.xl7b_dir = a.xl7b_dir or os.path.join(a.out, "xl7b")
+    with_7b = "xl7b" in names
+    names = [n for n in names if n != "xl7b"]
     if a.serving:
         return serving_main(a, names)
+    if names:
+        table_main(a, names)
+    if with_7b:
+        xl7b_main(a)
+
+
+def table_main(a, names):
+    """The table of the F32 shapes (steps 1-10 of the module's docstring)."""
+    t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     cmdline = os.environ.get("MXC_BENCH_COMMAND") or " ".join([a.python, "bench/bench.py"] + sys.argv[1:])
     R = {"command": cmdline, "models": names, "threads": a.threads, "python": a.python, "mxc": {}, "torch": {},
@@ -687,6 +982,17 @@ def main():
         log("== llama.cpp")
         R["llamacpp"] = run_llamacpp(a.llamacpp_bench, a.llamacpp_gguf, a.threads)
 
+    if any(a.weight_types.get(n) for n in names):
+        log("== narrow weight types (issue 12)")
+        llama = None
+        if os.access(a.llamacpp_bench, os.X_OK):
+            llama = (lambda g: run_llamacpp(a.llamacpp_bench, g, a.threads, LLAMA_NARROW_TESTS),
+                     {"F16": a.llamacpp_gguf_f16, "Q8_0": a.llamacpp_gguf_q8_0})
+        R["narrow"] = narrow.run_all(a.mxc, HERE, a.out, exe["bench_model"],
+                                     [n for n in names if a.weight_types.get(n) and R["compile"].get(n, {}).get("ok")],
+                                     a.weight_types,
+                                     a.threads, a.quick, llama, log)
+
     R["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     R["seconds"] = time.time() - t_start
     block = render(R)
@@ -703,6 +1009,7 @@ def main():
             update_block(a.docs, SERVING_BEGIN, SERVING_END,
                          render_serving("m130", R["serving"], a.threads, cmdline,
                                         R["machine"].get("Model name", "?")))
+    write_chart(R, a.out, a.docs)
 
 
 if __name__ == "__main__":

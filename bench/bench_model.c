@@ -31,7 +31,8 @@
  *          a rejection restores the copy and re-runs the accepted tokens with PREFIX_prefill.
  * Timed loops stop early once SECONDS (default 60) have passed (at least one rep runs).
  *
- * Prints one JSON line: median and min in ms, reps, the thread count, and the process's peak
+ * Prints one JSON line: median and min in ms, reps, the thread count, the wall time of
+ * PREFIX_open ("open_ms": map, validate, bind; the 7B rows report it), and the process's peak
  * RSS (getrusage ru_maxrss; one process per measurement, so it is that measurement's peak)
  * together with the size of the caller's logits buffer, which is part of that RSS.
  *
@@ -85,6 +86,7 @@ static struct {
 } api;
 
 static int threads = 1;
+static double open_ms = -1; /* wall time of PREFIX_open */
 
 static void die(const char *what)
 {
@@ -164,10 +166,10 @@ static void report(const char *mode, int batch, int len, double *t, int reps,
     double median = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     printf("{\"mode\": \"%s\", \"batch\": %d, \"len\": %d, \"median_ms\": %.4f, "
            "\"min_ms\": %.4f, \"reps\": %d, \"threads\": %d, \"threads_api\": \"%s\", "
-           "\"maxrss_kb\": %ld, \"logits_bytes\": %zu}\n",
+           "\"maxrss_kb\": %ld, \"logits_bytes\": %zu, \"open_ms\": %.3f}\n",
            mode, batch, len, median, t[0], reps, threads,
            api.state_set_threads ? "state_set_threads" : api.set_threads ? "set_threads" : "none",
-           ru.ru_maxrss, logits_bytes);
+           ru.ru_maxrss, logits_bytes, open_ms);
 }
 
 int main(int argc, char **argv)
@@ -213,8 +215,10 @@ int main(int argc, char **argv)
     }
 
     void *m = NULL, *s = NULL;
+    double t_open = now_ms();
     if (api.open(weights, &m))
         die("open");
+    open_ms = now_ms() - t_open;
     int32_t vocab = api.vocab_size();
     size_t vp = (size_t)api.vocab_padded();
 

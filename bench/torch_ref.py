@@ -1,5 +1,6 @@
-"""PyTorch eager baselines of the two benchmark models, written the way the official eager
-code computes them (../../shared/SEMANTICS.md), and their timing.
+"""PyTorch eager baselines of the benchmark models, written the way the official eager
+code computes them (../../shared/SEMANTICS.md, SEMANTICS-mamba2.md, SEMANTICS-xlstm-large.md),
+and their timing.
 
 M130 (mamba_ssm MambaLMHeadModel, pure-PyTorch paths):
   prefill = the slow path of Mamba.forward: in_proj GEMM, F.conv1d, x_proj, dt_proj, then
@@ -11,6 +12,21 @@ X125 (NX-AI xlstm xLSTMLMModel, sLSTM vanilla backend):
             only one upstream's mLSTM cell uses for forward), and the vanilla sLSTM (a python
             loop over time, `slstm_forward`);
   decode  = xLSTMLMModel.step: `recurrent_step_stabilized_simple`, conv1d.step, sLSTM step.
+M2-130 (mamba_ssm MambaLMHeadModel with the Mamba2 mixer, pure-PyTorch paths):
+  prefill = the unfused branch of Mamba2.forward (in_proj, F.conv1d over xBC, SiLU) with the
+            scan as `ssd_minimal_discrete` (modules/ssd_minimal.py) computes it: chunks of
+            chunk_size 256, the masked `segsum` decays, the intra-chunk products, chunk states
+            passed between chunks (the four-operand einsums written as pairwise products, so
+            that no [chunk, chunk, d_state] intermediate is built); then D, the gated RMSNorm,
+            out_proj; a sequence that is not a multiple of 256 is padded with dt = 0 (exact);
+  decode  = Mamba2.step, its pure-PyTorch branch (no causal_conv1d_update, no
+            selective_state_update).
+XL-125 (xlstm.xlstm_large xLSTMLarge with the native mlstm_kernels):
+  prefill = the native chunkwise kernel (`chunkwise--native_autograd`, chunk_size 64): states
+            at chunk boundaries by a loop over chunks, then every chunk's outputs at once;
+            a remainder shorter than a chunk runs through the native step (as the
+            `native_sequence__native` kernel does);
+  decode  = the native step kernel (`native`), model in inference mode.
 Weights are used as given (float32), inside torch.inference_mode().
 
 usage: torch_ref.py MODEL WEIGHTS JOB...   (prints one JSON line per job)
@@ -18,7 +34,8 @@ usage: torch_ref.py MODEL WEIGHTS JOB...   (prints one JSON line per job)
   prefill:T:REPS:SECONDS    time of a T-token forward (after a 64-token warm-up)
   dump:TOKENS:L:S:OUT       logits of forward(tokens[:L]) then S steps, float32 to OUT (for
                             X125 the S step rows come from L + S steps from the zero state,
-                            since upstream's parallel forward returns no mLSTM state)
+                            since upstream's parallel forward returns no mLSTM state; the other
+                            models continue from the forward's state)
 Threads: torch.set_num_threads($TORCH_THREADS, default 2); OMP_* and OPENBLAS_* come from the
 environment (the benchmark sets OMP_WAIT_POLICY=PASSIVE, PyTorch's best setting here).
 """
@@ -343,6 +360,264 @@ class XLSTMTorch:
         return self._run(F.embedding(ids, self.emb).unsqueeze(1), state, True)[:, 0]
 
 
+# ---- Mamba-2 ---------------------------------------------------------------------------
+
+def segsum(x):
+    """ssd_minimal.segsum: out[..., i, j] = sum_{j < r <= i} x[..., r], -inf above the
+    diagonal; summing masked values directly (no differences of a cumsum)."""
+    T = x.size(-1)
+    x = x[..., None].expand(*x.shape, T)                                     # [..., r, j] = x_r
+    x = x.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool), -1), 0)
+    x = torch.cumsum(x, dim=-2)
+    return x.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool), 0), -float("inf"))
+
+
+def ssd_minimal_discrete(X, A, B, C, block_len, initial_states=None):
+    """ssd_minimal_discrete (C.7): X (b, l, h, p) = x * dt, A (b, l, h) = dt * A_h, B and C
+    (b, l, h, n) (the groups already expanded to heads); l a multiple of block_len.
+    Returns Y (b, l, h, p) and the final state (b, h, p, n)."""
+    b, l, h, p = X.shape
+    c = l // block_len
+    X, B, C = (t.reshape(b, c, block_len, h, -1) for t in (X, B, C))
+    A = A.reshape(b, c, block_len, h).permute(0, 3, 1, 2)                   # (b, h, c, l)
+    A_cumsum = torch.cumsum(A, dim=-1)
+    # 1. intra-chunk (diagonal blocks): (C_i . B_j) * exp(segsum) * X_j
+    L = torch.exp(segsum(A))                                                  # (b, h, c, l, s)
+    CB = torch.einsum("bclhn,bcshn->bhcls", C, B)
+    Y_diag = torch.einsum("bhcls,bcshp->bclhp", CB * L, X)
+    # 2. each chunk's own end state
+    decay_states = torch.exp(A_cumsum[..., -1:] - A_cumsum)                 # (b, h, c, l)
+    states = torch.einsum("bclhn,bclhp->bchpn", B * decay_states.permute(0, 2, 3, 1)[..., None], X)
+    # 3. states passed between chunks
+    if initial_states is None:
+        initial_states = torch.zeros_like(states[:, :1])
+    states = torch.cat([initial_states, states], dim=1)
+    decay_chunk = torch.exp(segsum(F.pad(A_cumsum[..., -1], (1, 0))))       # (b, h, c+1, c+1)
+    new_states = torch.einsum("bhzc,bchpn->bzhpn", decay_chunk, states)
+    states, final_state = new_states[:, :-1], new_states[:, -1]
+    # 4. state -> output within each chunk
+    Y_off = torch.einsum("bclhn,bchpn->bclhp", C * torch.exp(A_cumsum).permute(0, 2, 3, 1)[..., None], states)
+    return (Y_diag + Y_off).reshape(b, l, h, p), final_state
+
+
+def gated_rms_norm(y, z, w, groups, eps=1e-5):
+    """layernorm_gated.rms_norm_ref, norm_before_gate=False (C.5): norm(y * SiLU(z)) over
+    groups of d_ssm / G channels, times the gain."""
+    v = y * F.silu(z)
+    g = v.view(*v.shape[:-1], groups, -1)
+    g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + eps)
+    return g.reshape(v.shape) * w
+
+
+class Mamba2Torch:
+    def __init__(self, cfg, w):
+        self.c = cfg
+        self.emb = _t(w["backbone.embedding.weight"])
+        self.norm_f = _t(w["backbone.norm_f.weight"])
+        self.layers = []
+        for l in range(cfg.n_layer):
+            p = f"backbone.layers.{l}."
+            g = lambda n: _t(w[p + n])
+            self.layers.append(dict(
+                norm=g("norm.weight"), dt_bias=g("mixer.dt_bias"), A_log=g("mixer.A_log"),
+                D=g("mixer.D"), in_w=g("mixer.in_proj.weight"), conv_w=g("mixer.conv1d.weight"),
+                conv_b=g("mixer.conv1d.bias"), gnorm=g("mixer.norm.weight"),
+                out_w=g("mixer.out_proj.weight")))
+
+    def new_state(self, batch):
+        c = self.c
+        return [(torch.zeros(batch, c.conv_dim, c.d_conv),
+                 torch.zeros(batch, c.nheads, c.headdim, c.d_state)) for _ in self.layers]
+
+    def _split(self, zxbcdt):
+        c = self.c
+        return torch.split(zxbcdt, [c.d_inner, c.conv_dim, c.nheads], dim=-1)  # d_mlp = 0
+
+    def _heads(self, t):
+        """(..., G*N) -> (..., H, N): head h reads group h // (H / G)."""
+        c = self.c
+        t = t.view(*t.shape[:-1], c.ngroups, 1, c.d_state)
+        return t.expand(*t.shape[:-3], c.ngroups, c.nheads // c.ngroups, c.d_state).reshape(
+            *t.shape[:-3], c.nheads, c.d_state)
+
+    def _mixer(self, p, u, state, chunk=256):
+        """Mamba2.forward, unfused branch (C.4), with the prompt's cache filled (C.6)."""
+        c = self.c
+        b, L, _ = u.shape
+        z, xBC, dt = self._split(F.linear(u, p["in_w"]))
+        xBC_t = xBC.transpose(1, 2)                                           # (b, conv_dim, L)
+        state[0].copy_(F.pad(xBC_t, (c.d_conv - L, 0)) if L < c.d_conv else xBC_t[:, :, -c.d_conv:])
+        xBC = F.silu(F.conv1d(xBC_t, p["conv_w"], p["conv_b"], padding=c.d_conv - 1,
+                              groups=c.conv_dim)[..., :L]).transpose(1, 2)
+        x, B, C = torch.split(xBC, [c.d_inner, c.ngroups * c.d_state, c.ngroups * c.d_state], dim=-1)
+        A = -torch.exp(p["A_log"].float())
+        dt = F.softplus(dt + p["dt_bias"])                                    # (b, L, H)
+        x = x.reshape(b, L, c.nheads, c.headdim)
+        pad = -L % chunk                                                      # dt = 0: decay 1, no input
+        X, Ad, Bh, Ch = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in
+                         (x * dt[..., None], dt * A, self._heads(B), self._heads(C)))
+        y, last = ssd_minimal_discrete(X, Ad, Bh, Ch, chunk)
+        state[1].copy_(last)
+        y = y[:, :L] + x * p["D"][:, None]
+        y = gated_rms_norm(y.reshape(b, L, c.d_inner), z, p["gnorm"], c.ngroups)
+        return F.linear(y, p["out_w"])
+
+    def _mixer_step(self, p, u, state):
+        """Mamba2.step, pure-PyTorch branch (C.6)."""
+        c = self.c
+        conv_state, ssm_state = state
+        z, xBC, dt = self._split(F.linear(u, p["in_w"]))
+        conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))
+        conv_state[:, :, -1] = xBC
+        xBC = F.silu(torch.sum(conv_state * p["conv_w"][:, 0, :], dim=-1) + p["conv_b"])
+        x, B, C = torch.split(xBC, [c.d_inner, c.ngroups * c.d_state, c.ngroups * c.d_state], dim=-1)
+        A = -torch.exp(p["A_log"].float())
+        dt = F.softplus(dt + p["dt_bias"])                                    # (b, H)
+        dA = torch.exp(dt * A)
+        x = x.view(-1, c.nheads, c.headdim)
+        dBx = torch.einsum("bh,bn,bhp->bhpn", dt, B, x)                       # G = 1 (asserted upstream)
+        ssm_state.copy_(ssm_state * dA[:, :, None, None] + dBx)
+        y = torch.einsum("bhpn,bn->bhp", ssm_state, C) + p["D"][:, None] * x
+        y = gated_rms_norm(y.reshape(-1, c.d_inner), z, p["gnorm"], c.ngroups)
+        return F.linear(y, p["out_w"])
+
+    def forward(self, ids, state):
+        h = F.embedding(ids, self.emb)
+        for p, s in zip(self.layers, state):
+            h = h + self._mixer(p, rms_norm(h, p["norm"], self.c.eps), s)
+        return F.linear(rms_norm(h, self.norm_f, self.c.eps), self.emb)
+
+    def step(self, ids, state):
+        h = F.embedding(ids, self.emb)
+        for p, s in zip(self.layers, state):
+            h = h + self._mixer_step(p, rms_norm(h, p["norm"], self.c.eps), s)
+        return F.linear(rms_norm(h, self.norm_f, self.c.eps), self.emb)
+
+
+# ---- xLSTM-large -------------------------------------------------------------------------
+
+def soft_cap(x, cap):
+    return x if cap is None else cap * torch.tanh(x / cap)
+
+
+def mlstm_step_native(C, n, m, q, k, v, i, f, eps):
+    """mlstm_kernels native_step (D.6): q, k (B, NH, DHqk), v (B, NH, DHv), i, f (B, NH, 1)."""
+    lf = F.logsigmoid(f)
+    m_new = torch.max(lf + m, i)
+    f_act = torch.exp(lf + m - m_new)
+    i_act = torch.exp(i - m_new)
+    q = q * (q.shape[-1] ** -0.5)
+    C_new = f_act[..., None] * C + i_act[..., None] * (k[..., :, None] @ v[..., None, :])
+    n_new = f_act * n + i_act * k
+    num = (q[..., None, :] @ C_new)[..., 0, :]
+    den = torch.maximum((q * n_new).sum(-1, keepdim=True).abs(), torch.exp(-m_new)) + eps
+    return num / den, (C_new, n_new, m_new)
+
+
+def mlstm_chunkwise_native(q, k, v, i, f, state, L, eps):
+    """mlstm_kernels chunkwise/native/fw.py (D.7): q, k (B, NH, S, DHqk), v (B, NH, S, DHv),
+    i, f (B, NH, S), S a multiple of L; state (C, n, m) in, the last one out. First the
+    states at the chunk boundaries (a loop over chunks), then all chunks' outputs at once."""
+    B, NH, S, DK = q.shape
+    NC = S // L
+    q, k, v = (t.reshape(B, NH, NC, L, -1) for t in (q, k, v))
+    i, lf = i.reshape(B, NH, NC, L), F.logsigmoid(f).reshape(B, NH, NC, L)
+    b = torch.cumsum(lf, dim=-1)                                              # within-chunk
+    G = b[..., -1]
+    a = G[..., None] - b + i
+    C, n, m = state
+    Cs, ns, ms = [], [], []
+    for c in range(NC):                                                       # recurrent_fw_C
+        Cs.append(C), ns.append(n), ms.append(m)
+        m_new = torch.maximum(G[:, :, c, None] + m, a[:, :, c].max(-1, keepdim=True)[0])
+        w = torch.exp(a[:, :, c] - m_new)[..., None]                          # (B, NH, L, 1)
+        decay = torch.exp(G[:, :, c, None] + m - m_new)
+        C = decay[..., None] * C + (k[:, :, c] * w).transpose(-1, -2) @ v[:, :, c]
+        n = decay * n + (k[:, :, c] * w).sum(-2)
+        m = m_new
+    Cp, np_, mp = torch.stack(Cs, 2), torch.stack(ns, 2), torch.stack(ms, 2)  # incoming states
+    causal = torch.tril(torch.ones(L, L, dtype=torch.bool))                   # parallel_fw_H
+    logD = torch.where(causal, b[..., :, None] - b[..., None, :] + i[..., None, :], -float("inf"))
+    m_t = torch.maximum(b + mp, logD.max(-1)[0])                              # (B, NH, NC, L)
+    qs = q * (DK ** -0.5)
+    M = (qs @ k.transpose(-1, -2)) * torch.exp(logD - m_t[..., None])
+    g = torch.exp(b + mp - m_t)[..., None]
+    num = g * (qs @ Cp) + M @ v
+    den = g[..., 0] * (qs @ np_[..., None])[..., 0] + M.sum(-1)
+    h = num / (torch.maximum(den.abs(), torch.exp(-m_t)) + eps)[..., None]
+    return h.reshape(B, NH, S, -1), (C, n, m)
+
+
+class XLSTMLargeTorch:
+    def __init__(self, cfg, w, chunk=64):
+        self.c, self.chunk = cfg, chunk
+        self.emb = _t(w["embedding.weight"])
+        self.out_norm = _t(w["backbone.out_norm.weight"])
+        self.head = _t(w["lm_head.weight"])
+        self.blocks = []
+        for b in range(cfg.n_blocks):
+            P = f"backbone.blocks.{b}."
+            g = lambda n: _t(w[P + n])
+            self.blocks.append(dict(
+                norm=g("norm_mlstm.weight"), q=g("mlstm_layer.q.weight"), k=g("mlstm_layer.k.weight"),
+                v=g("mlstm_layer.v.weight"), o=g("mlstm_layer.ogate_preact.weight"),
+                ig_w=g("mlstm_layer.igate_preact.weight"), ig_b=g("mlstm_layer.igate_preact.bias"),
+                fg_w=g("mlstm_layer.fgate_preact.weight"), fg_b=g("mlstm_layer.fgate_preact.bias"),
+                mhn=g("mlstm_layer.multihead_norm.weight"), out=g("mlstm_layer.out_proj.weight"),
+                ffn_norm=g("norm_ffn.weight"), up_gate=g("ffn.proj_up_gate.weight"),
+                up=g("ffn.proj_up.weight"), down=g("ffn.proj_down.weight")))
+
+    def new_state(self, batch):
+        c = self.c
+        dk, dv = c.qk // c.heads, c.v // c.heads
+        return [[torch.zeros(batch, c.heads, dk, dv), torch.zeros(batch, c.heads, dk),
+                 torch.zeros(batch, c.heads, 1)] for _ in self.blocks]
+
+    def _cell(self, q, k, v, i, f, state):
+        """The inference-mode backend on a whole sequence: whole chunks chunkwise, the rest
+        step by step (native_sequence__native); S = 1 is the step kernel."""
+        eps, S, L = self.c.eps, q.shape[2], self.chunk
+        hs, st_ = [], tuple(state)
+        whole = S // L * L
+        if whole:
+            h, st_ = mlstm_chunkwise_native(q[:, :, :whole], k[:, :, :whole], v[:, :, :whole],
+                                            i[:, :, :whole], f[:, :, :whole], st_, L, eps)
+            hs.append(h)
+        for t in range(whole, S):
+            h, st_ = mlstm_step_native(*st_, q[:, :, t], k[:, :, t], v[:, :, t],
+                                       i[:, :, t, None], f[:, :, t, None], eps)
+            hs.append(h[:, :, None])
+        state[:] = st_
+        return torch.cat(hs, 2)
+
+    def _mlstm(self, p, x, state):
+        """mLSTMLayer.forward (D.5)."""
+        c = self.c
+        B, S, _ = x.shape
+        heads = lambda t: t.view(B, S, c.heads, -1).transpose(1, 2)
+        q, k, v = heads(F.linear(x, p["q"])), heads(F.linear(x, p["k"])), heads(F.linear(x, p["v"]))
+        o = F.linear(x, p["o"])
+        i = soft_cap(F.linear(x, p["ig_w"], p["ig_b"]), c.gate_cap).transpose(1, 2)  # (B, NH, S)
+        f = soft_cap(F.linear(x, p["fg_w"], p["fg_b"]), c.gate_cap).transpose(1, 2)
+        h = self._cell(q, k, v, i, f, state).transpose(1, 2)                  # (B, S, NH, DHv)
+        h = F.layer_norm(h, (h.shape[-1],), eps=c.eps).reshape(B, S, -1) * p["mhn"]  # MultiHeadLayerNorm
+        return F.linear(torch.sigmoid(o) * h, p["out"])
+
+    def _ffn(self, p, x):
+        return F.linear(F.silu(F.linear(x, p["up_gate"])) * F.linear(x, p["up"]), p["down"])
+
+    def forward(self, ids, state):
+        c = self.c
+        x = F.embedding(ids, self.emb)
+        for p, s in zip(self.blocks, state):
+            x = x + self._mlstm(p, rms_norm(x, p["norm"], c.eps), s)
+            x = x + self._ffn(p, rms_norm(x, p["ffn_norm"], c.eps))
+        return soft_cap(F.linear(rms_norm(x, self.out_norm, c.eps), self.head), c.logit_cap)
+
+    def step(self, ids, state):
+        return self.forward(ids[:, None], state)[:, 0]
+
+
 # ---- timing ----------------------------------------------------------------------------
 
 def tokens(n, vocab, seed=1):
@@ -369,7 +644,8 @@ def main():
     torch.set_num_threads(threads)
     cfg = models.MODELS[name]
     w = st.read(weights)
-    model = (MambaTorch if cfg.family == "mamba" else XLSTMTorch)(cfg, w)
+    model = {"mamba": MambaTorch, "xlstm": XLSTMTorch, "mamba2": Mamba2Torch,
+             "xlstm_large": XLSTMLargeTorch}[cfg.family](cfg, w)
     del w
     V = cfg.vocab_size
     with torch.inference_mode():
@@ -396,7 +672,7 @@ def main():
                 ids = torch.from_numpy(np.fromfile(path, dtype=np.int32)[:L + S].astype(np.int64))
                 state = model.new_state(1)
                 rows = [model.forward(ids[:L].view(1, L), state)[0]]
-                if cfg.family != "mamba":  # no state from the parallel forward: step from zero
+                if cfg.family == "xlstm":  # no state from the parallel forward: step from zero
                     state = model.new_state(1)
                     for i in range(L):
                         model.step(ids[i:i + 1], state)

@@ -112,8 +112,7 @@ static const char *find_runtime(const Options *o, char *buf, size_t len)
     return buf;
 }
 
-/* A spec file, or a model folder whose config.json is imported into a spec first. */
-static SpecFile *load_spec(const char *path, DiagSink *diag)
+SpecFile *driver_load_spec(const char *path, DiagSink *diag)
 {
     if (!import_is_folder(path)) return spec_load_file(path, diag);
     char *text = import_spec(path, NULL);
@@ -126,7 +125,7 @@ static const ModelSpec *load_model(const Options *o, SpecFile **file)
 {
     DiagSink diag;
     diag_init(&diag, stderr);
-    *file = load_spec(o->spec_path, &diag);
+    *file = driver_load_spec(o->spec_path, &diag);
     diag_free(&diag);
     if (!*file) return NULL;
     const ModelSpec *m = spec_find_model(*file, o->model);
@@ -346,7 +345,7 @@ static int cmd_check(Options *o, bool resolved)
     SpecFile *file;
     DiagSink diag;
     diag_init(&diag, stderr);
-    file = load_spec(o->spec_path, &diag);
+    file = driver_load_spec(o->spec_path, &diag);
     diag_free(&diag);
     if (!file) return MXC_EXIT_ERROR;
     if (resolved)

@@ -14,4 +14,10 @@ int cmd_tokenize(int argc, char **argv); /* tokenize.c */
 /* `mxc convert` (convert.c). */
 int cmd_convert(int argc, char **argv);
 
+/* A spec file, or a model folder whose config.json is imported into a spec first (driver.c);
+ * NULL after reporting to `diag` or stderr. */
+struct SpecFile;
+struct DiagSink;
+struct SpecFile *driver_load_spec(const char *path, struct DiagSink *diag);
+
 #endif

@@ -4,12 +4,15 @@
  * the compile cache (driver/cache.h; a later run of the same spec loads it at once) or, with
  * --no-cache, into a temporary directory. The shared object is then loaded with dlopen and driven through its
  * exported C API (docs/c-api.md): the prompt is run through P_forward in one call (prefill),
- * then tokens are sampled one at a time from the logits (temperature, top-k, a seeded
- * generator, so a seed always gives the same text) and fed back with P_step (decode). Text
- * streams to stdout; the timings of both phases go to stderr.
+ * then tokens are sampled one at a time from the logits (driver/sampler.h: repetition penalty,
+ * temperature, top-k, top-p, a seeded generator, so a seed always gives the same text) and fed
+ * back with P_step (decode), until -n tokens, an end-of-sequence token of the folder's configs
+ * (driver/gen_config.h) or a --stop string (driver/stop.h). Text streams to stdout; the timings
+ * of both phases go to stderr.
  *
- * Tokens are bytes: token id = byte value, the convention of the demo models in examples/
- * (vocab_size 256). Models with other vocabularies can be driven with --prompt-ids and --ids. */
+ * With a tokenizer (--tokenizer, or the tokenizer.json of a model folder) text goes through it;
+ * without one tokens are bytes: token id = byte value, the convention of the demo models in
+ * examples/ (vocab_size 256). --prompt-ids and --ids drive a model with ids. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #endif
@@ -31,7 +34,10 @@
 
 #include "driver/cache.h"
 #include "driver/driver.h"
+#include "driver/gen_config.h"
 #include "driver/prompt_cache.h"
+#include "driver/sampler.h"
+#include "driver/stop.h"
 #include "runtime/pool.h" /* MXRT_MAX_THREADS: the one thread range */
 #include "tokenizer/mxc_tokenizer.h"
 
@@ -41,8 +47,9 @@ static const char run_usage[] =
     "usage: mxc run SPEC|DIR|LIB.so [options]\n"
     "\n"
     "Generate text with a model: a spec is compiled first (as by `mxc build`), a shared object\n"
-    "from `mxc build` is loaded as it is; a model folder DIR is compiled from DIR/config.json.\n"
-    "Tokens are bytes (token id = byte value).\n"
+    "from `mxc build` is loaded as it is; a model folder DIR is compiled from DIR/config.json\n"
+    "and uses DIR/tokenizer.json when there is one. Without a tokenizer, tokens are bytes\n"
+    "(token id = byte value).\n"
     "\n"
     "options:\n"
     "  --weights FILE      safetensors weights (default: the spec's name with .safetensors,\n"
@@ -54,10 +61,21 @@ static const char run_usage[] =
     "  -n N                tokens to generate (default 200)\n"
     "  --temperature T     sampling temperature (default 0.8; 0 picks the likeliest token)\n"
     "  --top-k K           sample among the K likeliest tokens (default 40; 0 = all)\n"
+    "  --top-p P           then among the fewest likeliest tokens whose probability adds up\n"
+    "                      to P (nucleus sampling; default 1 = off)\n"
+    "  --repeat-penalty R  divide the positive logits of tokens seen in the last N tokens\n"
+    "                      by R, multiply the negative ones (default 1 = off)\n"
+    "  --repeat-last-n N   the N of --repeat-penalty, prompt included (default 64)\n"
+    "  --stop STRING       end when the generated text contains STRING (not printed);\n"
+    "                      may be given several times\n"
+    "  --ignore-eos        go on past the end-of-sequence token of the folder's configs\n"
+    "                      (generation_config.json, config.json, tokenizer_config.json)\n"
     "  --seed S            seed of the sampler (default: from the clock; printed at the end)\n"
     "  --tokenizer FILE    a tokenizer.json (or a folder holding one): the prompt is encoded with\n"
     "                      it and the generated tokens are printed as text (docs/tokenizer.md)\n"
-    "  --ids               print token ids instead of bytes\n"
+    "  --ids               print token ids instead of text\n"
+    "  --dump-logits FILE  write the logits of every prompt position to FILE: float32,\n"
+    "                      little-endian, [prompt tokens][padded vocabulary]\n"
     "  --no-echo           do not print the prompt before the generated text\n"
     "  --threads N         threads per call, 1-256 (default: $MXC_THREADS, else 1)\n"
     "  --prefix NAME       C prefix of LIB.so's API (default: NAME of libNAME.so)\n"
@@ -80,11 +98,13 @@ typedef struct RunOptions {
     const char *prompt_cache;
     const char *tokenizer;    /* --tokenizer: text in and out through it */
     const char *weight_type;  /* --weight-type, passed to `mxc build` */
+    const char *dump_logits;
+    const char **stops;       /* --stop, in argv */
+    int n_stops;
     long n;
-    double temperature;
-    long top_k;
+    SamplerOptions sampling;
     uint64_t seed;
-    bool seed_given, print_ids, echo, no_cache;
+    bool seed_given, print_ids, echo, no_cache, ignore_eos;
     long threads;
 } RunOptions;
 
@@ -274,6 +294,7 @@ static int load_api(const char *path, const char *prefix, ModelApi *api)
     api->cache.last_error = api->last_error;
     if (!ok) {
         dlclose(api->lib);
+        api->lib = NULL; /* not closed again on the way out */
         return run_error("%s does not export the API of a model with prefix '%s' (use --prefix)",
                          path, prefix);
     }
@@ -290,73 +311,6 @@ static bool prefix_from_name(const char *path, char *out, size_t len)
     if (!dot || dot == base + 3) return false;
     snprintf(out, len, "%.*s", (int)(dot - base - 3), base + 3);
     return true;
-}
-
-/* ---------------------------------------------------------------------------------------
- * Sampling. splitmix64 gives the same numbers on every machine. */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-typedef struct Candidate {
-    float logit;
-    int32_t id;
-} Candidate;
-
-/* Larger logit first; equal logits by id, so the order never depends on qsort. */
-static int by_logit(const void *a, const void *b)
-{
-    const Candidate *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
-/* Pick the next token from `logits[0 .. vocab)`; -1 if a logit is NaN. */
-static int32_t sample(const float *logits, int32_t vocab, double temperature, long top_k,
-                      uint64_t *rng, Candidate *cand)
-{
-    for (int32_t i = 0; i < vocab; i++) {
-        if (isnan(logits[i])) return -1;
-        cand[i] = (Candidate){logits[i], i};
-    }
-    if (temperature <= 0) { /* greedy: the likeliest token, the smallest id on ties */
-        int32_t best = 0;
-        for (int32_t i = 1; i < vocab; i++)
-            if (logits[i] > logits[best]) best = i;
-        return best;
-    }
-    qsort(cand, (size_t)vocab, sizeof *cand, by_logit);
-    int32_t k = top_k > 0 && top_k < vocab ? (int32_t)top_k : vocab;
-    double total = 0, top = cand[0].logit;
-    double *w = malloc(sizeof *w * (size_t)k);
-    if (!w) return cand[0].id;
-    for (int32_t i = 0; i < k; i++) total += w[i] = exp(((double)cand[i].logit - top) / temperature);
-    double u = (double)(rng_next(rng) >> 11) * 0x1.0p-53 * total;
-    int32_t pick = k - 1;
-    for (int32_t i = 0; i < k; i++) {
-        if (u < w[i]) {
-            pick = i;
-            break;
-        }
-        u -= w[i];
-    }
-    free(w);
-    return cand[pick].id;
-}
-
-/* Print a token; false when stdout cannot be written (a full disk, /dev/full, a closed
- * pipe): the text would be lost, so generation stops with an error. */
-static bool emit(int32_t tok, bool ids, bool first)
-{
-    if (ids) printf(first ? "%d" : " %d", tok);
-    else if (tok < 256) putchar(tok);
-    else printf("<%d>", tok);
-    return fflush(stdout) == 0 && !ferror(stdout);
 }
 
 static int write_error(void)
@@ -401,6 +355,17 @@ static bool parse_long(const char *s, long lo, long hi, long *out)
     return true;
 }
 
+/* A number in [lo, hi] (NaN refused). */
+static bool parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
+
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage(const char *fmt, ...)
 {
@@ -426,6 +391,8 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             o->echo = false;
         } else if (strcmp(a, "--no-cache") == 0) {
             o->no_cache = true;
+        } else if (strcmp(a, "--ignore-eos") == 0) {
+            o->ignore_eos = true;
         } else if (a[0] == '-' && a[1]) {
             if (!v) return usage("option '%s' needs an argument", a);
             i++;
@@ -438,11 +405,25 @@ static int parse_options(int argc, char **argv, RunOptions *o)
             else if (strcmp(a, "--runtime") == 0) o->runtime = v;
             else if (strcmp(a, "--prompt-cache") == 0) o->prompt_cache = v;
             else if (strcmp(a, "--weight-type") == 0) o->weight_type = v; /* checked by build */
+            else if (strcmp(a, "--dump-logits") == 0) o->dump_logits = v;
+            else if (strcmp(a, "--stop") == 0) {
+                if (!*v) return usage("--stop takes a non-empty string");
+                o->stops[o->n_stops++] = v;
+            } else if (strcmp(a, "--top-p") == 0) {
+                if (!parse_double(v, 0, 1, &o->sampling.top_p))
+                    return usage("--top-p takes a number from 0 to 1, not '%s'", v);
+            } else if (strcmp(a, "--repeat-penalty") == 0) {
+                if (!parse_double(v, 1e-3, 1e3, &o->sampling.repeat_penalty))
+                    return usage("--repeat-penalty takes a number from 0.001 to 1000, not '%s'", v);
+            } else if (strcmp(a, "--repeat-last-n") == 0) {
+                if (!parse_long(v, 0, 1000000, &o->sampling.repeat_last_n))
+                    return usage("--repeat-last-n takes a count of tokens (0 to 1000000), not '%s'", v);
+            }
             else if (strcmp(a, "-n") == 0) {
                 if (!parse_long(v, 0, 100000000, &o->n))
                     return usage("-n takes a count of tokens, not '%s'", v);
             } else if (strcmp(a, "--top-k") == 0) {
-                if (!parse_long(v, 0, INT32_MAX, &o->top_k))
+                if (!parse_long(v, 0, INT32_MAX, &o->sampling.top_k))
                     return usage("--top-k takes a number >= 0, not '%s'", v);
             } else if (strcmp(a, "--threads") == 0) {
                 if (!parse_threads(v, &o->threads))
@@ -455,9 +436,7 @@ static int parse_options(int argc, char **argv, RunOptions *o)
                     return usage("--seed takes a number >= 0, not '%s'", v);
                 o->seed_given = true;
             } else if (strcmp(a, "--temperature") == 0 || strcmp(a, "-t") == 0) {
-                char *end;
-                o->temperature = strtod(v, &end);
-                if (!*v || *end || !(o->temperature >= 0) || o->temperature > 1e6)
+                if (!parse_double(v, 0, 1e6, &o->sampling.temperature))
                     return usage("--temperature takes a number >= 0, not '%s'", v);
             } else {
                 return usage("unknown option '%s'", a);
@@ -470,19 +449,39 @@ static int parse_options(int argc, char **argv, RunOptions *o)
     }
     if (!o->input) return usage("needs a spec or a shared object");
     if (o->prompt && o->prompt_ids) return usage("give --prompt or --prompt-ids, not both");
+    if (o->n_stops && o->print_ids)
+        return usage("--stop looks for text in the generated text; it does not apply with --ids");
     return 0;
 }
 
-/* The prompt through the tokenizer (BOS/EOS of its post-processor included). */
-static int32_t *prompt_tokens_tok(const RunOptions *o, MxcTokenizer *tok, int32_t vocab, int *len)
+/* The prompt through the tokenizer: with the BOS/EOS of its post-processor, or those of
+ * tokenizer_config.json's add_bos_token/add_eos_token when it has them (gen_config.h). */
+static int32_t *prompt_tokens_tok(const RunOptions *o, MxcTokenizer *tok, const GenConfig *g,
+                                  int32_t vocab, int *len)
 {
     const char *text = o->prompt && *o->prompt ? o->prompt : "\n";
     int32_t *ids;
     size_t n;
     MxcTokError err;
-    if (mxc_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n, &err) != 0) {
+    if (mxc_tokenizer_encode(tok, text, strlen(text), !g->template_from_config, &ids, &n, &err) != 0) {
         fprintf(stderr, "mxc run: error: --prompt: %s\n", err.msg);
         return NULL;
+    }
+    if (g->template_from_config) {
+        int32_t *all = malloc(sizeof *all * (n + 2));
+        if (!all) {
+            free(ids);
+            fprintf(stderr, "mxc run: error: out of memory\n");
+            return NULL;
+        }
+        size_t k = 0;
+        if (g->prompt_bos >= 0) all[k++] = g->prompt_bos;
+        if (n) memcpy(all + k, ids, sizeof *ids * n);
+        k += n;
+        if (g->prompt_eos >= 0) all[k++] = g->prompt_eos;
+        free(ids);
+        ids = all;
+        n = k;
     }
     for (size_t i = 0; i < n; i++)
         if (ids[i] >= vocab) {
@@ -493,27 +492,94 @@ static int32_t *prompt_tokens_tok(const RunOptions *o, MxcTokenizer *tok, int32_
         }
     if (!n) {
         fprintf(stderr, "mxc run: error: the prompt encodes to no tokens\n");
+        free(ids);
         return NULL;
     }
     *len = (int)n;
     return ids;
 }
 
-/* Print token t: its id, its byte, or through the tokenizer's stream the text it completes.
- * 0, -1 for a tokenizer error (reported here), EMIT_WRITE_FAILED if stdout failed. */
+/* Where tokens are printed: as ids, through a tokenizer's stream, or as bytes; the generated
+ * text also through the --stop filter. */
+typedef struct Output {
+    bool ids, first;      /* first: no id printed yet */
+    MxcTokStream *stream; /* NULL: a token is its byte (or <id> past 255) */
+    StopFilter *stop;     /* NULL: no --stop, or the prompt */
+    bool stopped;         /* a stop string appeared */
+} Output;
+
+/* 0, -1 for a tokenizer error (reported here), EMIT_WRITE_FAILED if stdout failed. */
 enum { EMIT_WRITE_FAILED = -2 };
-static int emit_token(int32_t t, bool ids, bool first, MxcTokStream *stream)
+
+static int write_text(Output *out, const char *text, size_t len)
 {
-    if (ids || !stream) return emit(t, ids, first) ? 0 : EMIT_WRITE_FAILED;
-    const char *text;
-    size_t len;
-    MxcTokError err;
-    if (mxc_tokenizer_stream_put(stream, t, &text, &len, &err) != 0) {
-        fprintf(stderr, "\nmxc run: error: %s\n", err.msg);
-        return -1;
-    }
+    if (out->stop && !out->stopped) out->stopped = stop_put(out->stop, text, len, &text, &len);
+    else if (out->stopped) len = 0;
     fwrite(text, 1, len, stdout);
     return fflush(stdout) == 0 && !ferror(stdout) ? 0 : EMIT_WRITE_FAILED;
+}
+
+static int emit_token(Output *out, int32_t t)
+{
+    if (out->ids) {
+        printf(out->first ? "%d" : " %d", t);
+        out->first = false;
+        return fflush(stdout) == 0 && !ferror(stdout) ? 0 : EMIT_WRITE_FAILED;
+    }
+    char byte[16];
+    const char *text = byte;
+    size_t len;
+    if (out->stream) {
+        MxcTokError err;
+        if (mxc_tokenizer_stream_put(out->stream, t, &text, &len, &err) != 0) {
+            fprintf(stderr, "\nmxc run: error: %s\n", err.msg);
+            return -1;
+        }
+    } else if (t < 256) {
+        byte[0] = (char)t;
+        len = 1;
+    } else {
+        len = (size_t)snprintf(byte, sizeof byte, "<%d>", (int)t);
+    }
+    return write_text(out, text, len);
+}
+
+/* The text held back (an incomplete character, a tail of a possible stop string). */
+static int emit_rest(Output *out)
+{
+    const char *text;
+    size_t len;
+    int rc = 0;
+    if (out->stream && mxc_tokenizer_stream_flush(out->stream, &text, &len) == 0)
+        rc = write_text(out, text, len);
+    if (rc == 0 && out->stop && !out->stopped) {
+        stop_flush(out->stop, &text, &len);
+        fwrite(text, 1, len, stdout);
+        rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : EMIT_WRITE_FAILED;
+    }
+    return rc;
+}
+
+static bool is_eos(const GenConfig *g, int32_t t)
+{
+    for (int i = 0; i < g->n_eos; i++)
+        if (g->eos[i] == t) return true;
+    return false;
+}
+
+/* --dump-logits: rows [0, n) of `padded` floats, as they are in memory (little-endian here). */
+static bool dump_logits(const char *path, const float *logits, int n, int32_t padded)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        fprintf(stderr, "mxc run: error: --dump-logits %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    size_t count = (size_t)n * (size_t)padded;
+    bool ok = fwrite(logits, sizeof *logits, count, f) == count;
+    ok = fclose(f) == 0 && ok;
+    if (!ok) fprintf(stderr, "mxc run: error: --dump-logits %s: %s\n", path, strerror(errno ? errno : EIO));
+    return ok;
 }
 
 /* The prompt as tokens. */
@@ -565,11 +631,30 @@ static int32_t *prompt_tokens(const RunOptions *o, int32_t vocab, int *len)
 
 static double rate(double count, double seconds) { return seconds > 0 ? count / seconds : 0; }
 
+static int run_model(const RunOptions *op);
+
 int cmd_run(int argc, char **argv)
 {
-    RunOptions o = {.n = 200, .temperature = 0.8, .top_k = 40, .echo = true};
+    RunOptions o = {.n = 200, .echo = true,
+                    .sampling = {.temperature = 0.8, .top_k = 40, .top_p = 1, .repeat_penalty = 1,
+                                 .repeat_last_n = 64}};
+    o.stops = calloc((size_t)argc, sizeof *o.stops);
+    if (!o.stops) return run_error("out of memory");
     int rc = parse_options(argc, argv, &o);
-    if (rc) return rc < 0 ? MXC_EXIT_OK : rc;
+    if (rc) {
+        free(o.stops);
+        return rc < 0 ? MXC_EXIT_OK : rc;
+    }
+    rc = run_model(&o);
+    free(o.stops);
+    return rc;
+}
+
+/* Compile or load the model, open it, read the prompt through it, generate. */
+static int run_model(const RunOptions *op)
+{
+    RunOptions o = *op; /* a copy: a folder's tokenizer and weights are filled in */
+    int rc;
     if (!o.seed_given) o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 
     /* $MXC_THREADS is read by the model's runtime; the same range, checked here first. */
@@ -591,10 +676,13 @@ int cmd_run(int argc, char **argv)
     void *model = NULL, *state = NULL;
     int32_t *tokens = NULL;
     float *logits = NULL;
-    Candidate *cand = NULL;
+    Sampler *sampler = NULL;
+    StopFilter *stop = NULL;
+    GenConfig gen = {.prompt_bos = -1, .prompt_eos = -1};
+    bool dir_input = S_ISDIR(st.st_mode);
     float *cached = NULL; /* --prompt-cache: the logits of the prompt's last position */
     MxcTokenizer *tkz = NULL;
-    MxcTokStream *stream = NULL;
+    MxcTokStream *stream = NULL, *echo_stream = NULL;
 
     if (!o.weights && S_ISDIR(st.st_mode)) { /* a model folder: P_open reads its weights */
         char index[PATH_MAX];
@@ -665,36 +753,54 @@ int cmd_run(int argc, char **argv)
                 threads, cpus_available(), cpus_available());
     int32_t vocab = api.vocab_size(), padded = api.vocab_padded();
     int len;
+    char folder_tok[PATH_MAX + 32];
+    snprintf(folder_tok, sizeof folder_tok, "%s/tokenizer.json", o.input);
+    if (!o.tokenizer && dir_input && access(folder_tok, R_OK) == 0) o.tokenizer = o.input;
+    struct stat tst;
+    bool tok_dir = o.tokenizer && stat(o.tokenizer, &tst) == 0 && S_ISDIR(tst.st_mode);
     if (o.tokenizer) {
         MxcTokError err;
         if (mxc_tokenizer_open(o.tokenizer, &tkz, &err) != 0) {
             fprintf(stderr, "mxc run: error: %s\n", err.msg);
             goto out;
         }
-        if (!(stream = mxc_tokenizer_stream_new(tkz, 1))) {
-            fprintf(stderr, "mxc run: error: out of memory\n");
-            goto out;
-        }
         /* ids past the tokenizer's (a model's padded vocabulary) must never be sampled */
         if (mxc_tokenizer_vocab_size(tkz) < vocab) vocab = mxc_tokenizer_vocab_size(tkz);
     }
-    tokens = tkz && !o.prompt_ids ? prompt_tokens_tok(&o, tkz, vocab, &len) : prompt_tokens(&o, vocab, &len);
+    if (gen_config_read(&gen, dir_input ? o.input : NULL, tok_dir ? o.tokenizer : NULL, tkz) != 0)
+        goto out;
+    if (o.ignore_eos) gen.n_eos = 0;
+    if (tkz) {
+        unsigned flags = MXC_TOK_SKIP_SPECIAL | (gen.clean_up ? MXC_TOK_CLEAN_UP_SPACES : 0);
+        stream = mxc_tokenizer_stream_new_flags(tkz, flags);
+        echo_stream = mxc_tokenizer_stream_new_flags(tkz, flags);
+        if (!stream || !echo_stream) {
+            fprintf(stderr, "mxc run: error: out of memory\n");
+            goto out;
+        }
+    }
+    tokens = tkz && !o.prompt_ids ? prompt_tokens_tok(&o, tkz, &gen, vocab, &len)
+                                  : prompt_tokens(&o, vocab, &len);
     if (!tokens) goto out;
     logits = malloc(sizeof *logits * (size_t)len * (size_t)padded);
-    cand = malloc(sizeof *cand * (size_t)vocab);
-    if (!logits || !cand) {
+    sampler = sampler_new(&o.sampling, vocab, o.seed);
+    stop = o.n_stops ? stop_new(o.stops, o.n_stops) : NULL;
+    if (!logits || !sampler || (o.n_stops && !stop)) {
         fprintf(stderr, "mxc run: error: out of memory\n");
         goto out;
     }
+    for (int i = 0; i < len; i++) sampler_accept(sampler, tokens[i]);
+    Output echo = {.ids = o.print_ids, .first = true, .stream = echo_stream};
     if (o.echo) {
-        for (int i = 0; i < len; i++) {
-            int e = emit_token(tokens[i], o.print_ids, i == 0, stream);
-            if (e) {
-                if (e == EMIT_WRITE_FAILED) status = write_error();
-                goto out;
-            }
+        int e = 0;
+        for (int i = 0; i < len && !e; i++) e = emit_token(&echo, tokens[i]);
+        if (!e) e = emit_rest(&echo);
+        if (e) {
+            if (e == EMIT_WRITE_FAILED) status = write_error();
+            goto out;
         }
     }
+    Output gen_out = {.ids = o.print_ids, .first = echo.first, .stream = stream, .stop = stop};
 
     double t0 = now_seconds();
     int skip = 0; /* prompt tokens the cache covers */
@@ -716,6 +822,14 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     double t_prefill = now_seconds() - t0;
+    if (o.dump_logits) {
+        if (skip) {
+            fprintf(stderr, "mxc run: error: --dump-logits: the prompt cache covered the prompt; "
+                    "give no --prompt-cache\n");
+            goto out;
+        }
+        if (!dump_logits(o.dump_logits, logits, len, padded)) goto out;
+    }
     const float *row = skip < len ? logits + (size_t)(len - skip - 1) * (size_t)padded : cached;
     if (o.prompt_cache) {
         fprintf(stderr, "mxc run: prompt cache %s: skipped %d of %d prompt tokens\n",
@@ -726,47 +840,62 @@ int cmd_run(int argc, char **argv)
             prompt_cache_save(o.prompt_cache, &api.cache, state, tokens, len, padded, cached);
         }
     }
-    uint64_t rng = o.seed;
     double t_decode = 0;
+    long generated = 0, steps = 0;
+    const char *ended = NULL; /* why generation ended before -n tokens */
     for (long i = 0; i < o.n; i++) {
-        int32_t tok = sample(row, vocab, o.temperature, o.top_k, &rng, cand);
+        int32_t tok = sampler_pick(sampler, row);
         if (tok < 0) {
             fprintf(stderr, "\nmxc run: error: the model produced NaN logits\n");
             goto out;
         }
-        int e = emit_token(tok, o.print_ids, !o.echo && i == 0, stream);
+        if (is_eos(&gen, tok)) {
+            ended = "the end-of-sequence token";
+            break;
+        }
+        generated++;
+        int e = emit_token(&gen_out, tok);
         if (e) {
             if (e == EMIT_WRITE_FAILED) status = write_error();
             goto out;
         }
+        if (gen_out.stopped) {
+            ended = "a --stop string";
+            break;
+        }
+        sampler_accept(sampler, tok);
         double t1 = now_seconds();
         if (api.step(model, state, &tok, logits) != 0) {
             fprintf(stderr, "\nmxc run: error: %s\n", api.last_error());
             goto out;
         }
         t_decode += now_seconds() - t1;
+        steps++;
         row = logits;
     }
-    if (stream) {
-        const char *rest;
-        size_t rest_len;
-        if (mxc_tokenizer_stream_flush(stream, &rest, &rest_len) == 0) fwrite(rest, 1, rest_len, stdout);
+    int e = emit_rest(&gen_out);
+    if (e) {
+        if (e == EMIT_WRITE_FAILED) status = write_error();
+        goto out;
     }
     putchar('\n');
     if (fflush(stdout) != 0 || ferror(stdout)) {
         status = write_error();
         goto out;
     }
+    if (ended) fprintf(stderr, "mxc run: stopped after %ld tokens at %s\n", generated, ended);
     fprintf(stderr, "mxc run: prefill %d tokens in %.2f ms (%.0f tokens/s); decode %ld tokens in "
             "%.2f ms (%.0f tokens/s); seed %llu\n", len - skip, 1e3 * t_prefill,
-            rate(len - skip, t_prefill), o.n,
-            1e3 * t_decode, rate((double)o.n, t_decode), (unsigned long long)o.seed);
+            rate(len - skip, t_prefill), generated,
+            1e3 * t_decode, rate((double)steps, t_decode), (unsigned long long)o.seed);
     status = MXC_EXIT_OK;
 out:
     free(cached);
+    sampler_free(sampler);
+    stop_free(stop);
+    mxc_tokenizer_stream_free(echo_stream);
     mxc_tokenizer_stream_free(stream);
     mxc_tokenizer_close(tkz);
-    free(cand);
     free(logits);
     free(tokens);
     if (state) api.state_free(state);

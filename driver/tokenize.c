@@ -17,6 +17,9 @@ static const char tokenize_usage[] =
     "  --decode        FILE holds ids (separated by white space): print their text\n"
     "  --no-special    encode without the post-processor's BOS/EOS\n"
     "  --skip-special  decode without the special tokens\n"
+    "  --clean-up-spaces  decode with transformers' clean-up of spaces (\" .\" -> \".\",\n"
+    "                  \" n't\" -> \"n't\", ...; tokenizer_config.json's\n"
+    "                  clean_up_tokenization_spaces)\n"
     "  -h, --help      this text\n";
 
 static char *read_all(const char *path, size_t *len)
@@ -70,7 +73,7 @@ static int parse_ids(const char *path, const char *s, int32_t **ids, size_t *n)
 
 int cmd_tokenize(int argc, char **argv)
 {
-    int decode = 0, special = 1, skip_special = 0;
+    int decode = 0, special = 1, skip_special = 0, clean_up = 0;
     const char *pos[2] = { NULL, NULL };
     int npos = 0;
     for (int i = 1; i < argc; i++) {
@@ -78,6 +81,7 @@ int cmd_tokenize(int argc, char **argv)
         if (strcmp(a, "--decode") == 0) decode = 1;
         else if (strcmp(a, "--no-special") == 0) special = 0;
         else if (strcmp(a, "--skip-special") == 0) skip_special = 1;
+        else if (strcmp(a, "--clean-up-spaces") == 0) clean_up = 1;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { fputs(tokenize_usage, stdout); return MXC_EXIT_OK; }
         else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mxc tokenize: unknown option '%s'\n\n%s", a, tokenize_usage);
@@ -111,7 +115,8 @@ int cmd_tokenize(int argc, char **argv)
         char *out;
         size_t olen;
         if (parse_ids(pos[1], text, &ids, &n) != 0) goto out_ids;
-        if (mxc_tokenizer_decode(tok, ids, n, skip_special, &out, &olen, &err) != 0) {
+        unsigned flags = (skip_special ? MXC_TOK_SKIP_SPECIAL : 0) | (clean_up ? MXC_TOK_CLEAN_UP_SPACES : 0);
+        if (mxc_tokenizer_decode_flags(tok, ids, n, flags, &out, &olen, &err) != 0) {
             fprintf(stderr, "mxc tokenize: %s: %s\n", pos[1], err.msg);
             goto out_ids;
         }

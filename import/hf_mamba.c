@@ -81,8 +81,8 @@ static bool write_spec(Importer *im, const CfgValue *c, const char *name, FILE *
     if (!cfg_string(im, c, "model_type", NULL, &model_type)) return false;
     if (!model_type || strcmp(model_type, "mamba") != 0) {
         cfg_error(im, mt ? mt->line : 0, "transformers model_type '%s' is not supported: of the "
-                  "transformers configs, mxc imports model_type 'mamba' (MambaConfig) and "
-                  "'mamba2' (Mamba2Config)",
+                  "transformers configs, mxc imports model_type 'mamba' (MambaConfig), "
+                  "'mamba2' (Mamba2Config) and 'xlstm' (xLSTMConfig)",
                   model_type ? cfg_clip(q, sizeof q, model_type) : "(none)");
         return false;
     }

@@ -2,9 +2,10 @@
  *
  * With a narrow weight type (bf16, f16, q8) every weight that is only ever read as a matrix
  * by a kernel that widens narrow data (the weights of LINEAR and HEADWISE, the EMBED table,
- * which is also the tied head) takes that dtype. Everything else stays f32: 1-D parameters
- * (norm gains, biases, A_log's companions D and the dt bias), conv weights, A_log, the sLSTM
- * recurrent matrix, and of course all values and state. q8 needs the last dimension to be a
+ * which is also the tied head, and the sLSTM recurrent matrix R) takes that dtype.
+ * Everything else stays f32: 1-D parameters (norm gains, biases, A_log's companions D and
+ * the dt bias), conv weights, A_log, a weight rearranged at open (R of a CUDA-layout
+ * checkpoint), and of course all values and state. q8 needs the last dimension to be a
  * multiple of IR_Q8_BLOCK; a matrix that is not falls back to bf16 (narrow_weights_why
  * tells the driver so). */
 #include <stdlib.h>
@@ -12,11 +13,13 @@
 #include "passes/passes.h"
 
 /* May node n read source s as a narrow matrix? The projections' weights (their kernels,
- * matmul.c, gemm.c and the head-wise loop, read through wload.c) and the embedding table;
- * nothing else, so that a new op reads f32 until its kernel learns otherwise. */
+ * matmul.c, gemm.c and the head-wise loop, read through wload.c), the embedding table and
+ * the sLSTM cell's R (cells.c); nothing else, so that a new op reads f32 until its kernel
+ * learns otherwise. */
 static bool reads_narrow(const Node *n, int s)
 {
     if (n->op == OP_EMBED) return s == 1;
+    if (n->op == OP_SLSTM_CELL) return s == 4;
     if (ir_op_kind(n->op) == OPK_PROJ) return s >= 1 && s <= n->attr.proj.parts;
     return false;
 }

@@ -9,6 +9,7 @@
 #include "runtime/json.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -615,6 +616,20 @@ const char *st_tensor_file(const StFile *f, const StTensor *t)
     return st_label(f && t ? st_part_of(f, t) : f);
 }
 
+void st_release(const StFile *f, const StTensor *t)
+{
+    if (!f || !t || !st_part_of(f, t)->map || t->nbytes == 0)
+        return; /* st_open_memory's buffer is the caller's: never dropped */
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        return;
+    uintptr_t lo = (uintptr_t)t->data, hi = lo + t->nbytes, p = (uintptr_t)page;
+    lo = (lo + p - 1) / p * p; /* only pages wholly inside the tensor */
+    hi = hi / p * p;
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* --- conversion to float ------------------------------------------------------------------- */
 
 int st_is_f32_in_place(const StTensor *t)
@@ -791,7 +806,8 @@ static void st_buf_json_string(StBuf *b, const char *s)
 }
 
 /* Check one tensor to write and return its byte count in *nbytes. */
-static int st_check_write_tensor(const char *path, const StWriteTensor *w, size_t *nbytes)
+static int st_check_write_tensor(const char *path, const StWriteTensor *w, bool streamed,
+                                 size_t *nbytes)
 {
     char q[MXRT_QUOTE_CAP];
     if (!w->name)
@@ -814,7 +830,7 @@ static int st_check_write_tensor(const char *path, const StWriteTensor *w, size_
     }
     if (bytes > SIZE_MAX || bytes > (uint64_t)INT64_MAX)
         return mxrt_set_error("%s: tensor '%s': shape too large", path, q);
-    if (bytes > 0 && !w->data)
+    if (bytes > 0 && !w->data && !streamed)
         return mxrt_set_error("%s: tensor '%s': NULL data", path, q);
     *nbytes = (size_t)bytes;
     return 0;
@@ -822,7 +838,7 @@ static int st_check_write_tensor(const char *path, const StWriteTensor *w, size_
 
 /* The JSON header for `tensors`, padded with spaces so that the data starts 8-aligned. */
 static int st_build_header(const char *path, const StWriteTensor *tensors, int n,
-                           const char *const *metadata, StBuf *b)
+                           const char *const *metadata, bool streamed, StBuf *b)
 {
     const char *sep = "";
     uint64_t offset = 0;
@@ -844,7 +860,7 @@ static int st_build_header(const char *path, const StWriteTensor *tensors, int n
     for (int i = 0; i < n; i++) {
         const StWriteTensor *w = &tensors[i];
         size_t nbytes;
-        if (st_check_write_tensor(path, w, &nbytes))
+        if (st_check_write_tensor(path, w, streamed, &nbytes))
             return -1;
         for (int j = 0; j < i; j++)
             if (strcmp(tensors[j].name, w->name) == 0) {
@@ -880,7 +896,7 @@ static int st_build_header(const char *path, const StWriteTensor *tensors, int n
 }
 
 static int st_write_file(const char *tmp, const StBuf *header, const StWriteTensor *tensors,
-                         int n)
+                         int n, StProduceFn produce, void *ctx)
 {
     FILE *fp = fopen(tmp, "wb");
     if (!fp)
@@ -890,23 +906,34 @@ static int st_write_file(const char *tmp, const StBuf *header, const StWriteTens
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)(hlen >> (8 * i));
     int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(header->p, 1, header->n, fp) == header->n;
+    int produce_failed = 0;
     for (int i = 0; ok && i < n; i++) {
         /* Checked while the header was built; this call only recomputes the size. */
         size_t nbytes = 0;
-        st_check_write_tensor(tmp, &tensors[i], &nbytes);
-        ok = nbytes == 0 || fwrite(tensors[i].data, 1, nbytes, fp) == nbytes;
+        st_check_write_tensor(tmp, &tensors[i], produce != NULL, &nbytes);
+        if (nbytes == 0)
+            continue;
+        const void *data = tensors[i].data;
+        if (!data && !(data = produce(ctx, i))) {
+            produce_failed = 1;
+            break;
+        }
+        ok = fwrite(data, 1, nbytes, fp) == nbytes;
     }
     int e = errno;
     if (fclose(fp) != 0 && ok) {
         ok = 0;
         e = errno;
     }
+    if (produce_failed)
+        return -1; /* the producer set the error */
     if (!ok)
         return mxrt_set_error("%s: write failed: %s", tmp, strerror(e));
     return 0;
 }
 
-int st_write(const char *path, const StWriteTensor *tensors, int n, const char *const *metadata)
+int st_write_streamed(const char *path, const StWriteTensor *tensors, int n,
+                      const char *const *metadata, StProduceFn produce, void *ctx)
 {
     if (!path)
         return mxrt_set_error("st_write: NULL path");
@@ -914,19 +941,19 @@ int st_write(const char *path, const StWriteTensor *tensors, int n, const char *
         return mxrt_set_error("%s: invalid tensor list", path);
     StBuf header = {0};
     char *tmp = NULL;
-    int rc = st_build_header(path, tensors, n, metadata, &header);
+    int rc = st_build_header(path, tensors, n, metadata, produce != NULL, &header);
     if (rc == 0) {
         size_t plen = strlen(path);
-        tmp = malloc(plen + sizeof ".tmp");
+        tmp = malloc(plen + sizeof ST_WRITE_TMP_SUFFIX);
         if (tmp) {
             memcpy(tmp, path, plen);
-            memcpy(tmp + plen, ".tmp", sizeof ".tmp");
+            memcpy(tmp + plen, ST_WRITE_TMP_SUFFIX, sizeof ST_WRITE_TMP_SUFFIX);
         } else {
             rc = mxrt_set_error("%s: out of memory", path);
         }
     }
     if (rc == 0)
-        rc = st_write_file(tmp, &header, tensors, n);
+        rc = st_write_file(tmp, &header, tensors, n, produce, ctx);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = mxrt_set_error("%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
     if (rc != 0 && tmp)
@@ -934,4 +961,9 @@ int st_write(const char *path, const StWriteTensor *tensors, int n, const char *
     free(tmp);
     free(header.p);
     return rc;
+}
+
+int st_write(const char *path, const StWriteTensor *tensors, int n, const char *const *metadata)
+{
+    return st_write_streamed(path, tensors, n, metadata, NULL, NULL);
 }

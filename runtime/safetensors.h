@@ -76,6 +76,12 @@ int st_join(StFile **parts, int n_parts, const char *label, StFile **out);
 /* The label of the file that holds tensor t of f (f's own label unless f was joined). */
 const char *st_tensor_file(const StFile *f, const StTensor *t);
 
+/* Tell the kernel that tensor t of a mapped file will not be read again for a while: its
+ * pages leave this process's memory (the page cache keeps them; a later read maps them
+ * again, with the same bytes: the mapping is private and never written). For tools that
+ * stream a checkpoint larger than memory once. No effect on st_open_memory data. */
+void st_release(const StFile *f, const StTensor *t);
+
 const char *st_dtype_name(StDtype dtype);   /* "F32", ... */
 size_t st_dtype_size(StDtype dtype);        /* bytes per element */
 int64_t st_numel(const StTensor *t);        /* product of the shape */
@@ -109,5 +115,18 @@ typedef struct StWriteTensor {
  * NULL or a NULL-terminated list of key, value, key, value, ... strings. The file is written
  * beside `path` and renamed over it, so a reader mapping the old file is never disturbed. */
 int st_write(const char *path, const StWriteTensor *tensors, int n, const char *const *metadata);
+
+/* The temporary file st_write writes before renaming it to `path`: path + this suffix. */
+#define ST_WRITE_TMP_SUFFIX ".tmp"
+
+/* Returns the bytes of tensor i of a streamed write, valid until the next call, or NULL with
+ * an error set (the write is then abandoned and the temporary file removed). */
+typedef const void *(*StProduceFn)(void *ctx, int i);
+
+/* st_write for outputs larger than memory: a tensor whose `data` is NULL is asked of
+ * `produce` when its turn comes, in the order given, so only one tensor need be held at a
+ * time. */
+int st_write_streamed(const char *path, const StWriteTensor *tensors, int n,
+                      const char *const *metadata, StProduceFn produce, void *ctx);
 
 #endif

@@ -213,33 +213,80 @@ bool write_cuda_layout_weights(const char *dir, const char *out)
     return ok;
 }
 
-bool write_hf_mamba_folder(const char *name, const char *out_dir)
+/* The golden weights under Hugging Face names: the embedding as backbone.embeddings.weight
+ * (mamba_ssm: backbone.embedding.weight, xlstm_large: embedding.weight), a tied lm_head.weight
+ * left out; the rest as they are. */
+static int hf_tensors(const StFile *base, StWriteTensor *t)
 {
-    char path[1024], cmd[3000];
-    mkdir(out_dir, 0777);
-    snprintf(cmd, sizeof cmd, "cp '%s/hf/%s/config.json' '%s/config.json'", test_srcdir(), name,
-             out_dir);
-    if (run_command(cmd) != 0) return false;
-    snprintf(path, sizeof path, "%s/golden/%s/model.safetensors", test_srcdir(), name);
-    StFile *base;
-    if (st_open(path, &base) != 0) return false;
     int n = st_count(base), k = 0;
-    StWriteTensor *t = calloc((size_t)n, sizeof *t);
     const StTensor *emb = st_find(base, "backbone.embedding.weight");
+    if (!emb) emb = st_find(base, "embedding.weight");
     for (int i = 0; i < n; i++) {
         const StTensor *src = st_at(base, i);
         bool tied = emb && strcmp(src->name, "lm_head.weight") == 0 && src->nbytes == emb->nbytes &&
                     memcmp(src->data, emb->data, (size_t)src->nbytes) == 0;
         if (tied) continue;  /* saved once, as the embedding */
-        const char *hf = strcmp(src->name, "backbone.embedding.weight") == 0
-                             ? "backbone.embeddings.weight" : src->name;
+        const char *hf = src == emb ? "backbone.embeddings.weight" : src->name;
         t[k++] = (StWriteTensor){hf, src->dtype, src->rank, src->shape, src->data};
     }
-    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-    bool ok = st_write(path, t, k, NULL) == 0;
+    return k;
+}
+
+bool write_hf_folder(const char *name, const char *out_dir, int shards, bool tokenizer)
+{
+    char path[1024], cmd[3000];
+    mkdir(out_dir, 0777);
+    /* config.json (and with a tokenizer the other configs of tests/hf/NAME, and the test
+     * tokenizer when it has none) */
+    if (tokenizer)
+        snprintf(cmd, sizeof cmd, "cd '%s/hf/%s' && for f in *.json; do cp \"$f\" '%s/'; done && "
+                 "{ [ -f tokenizer.json ] || cp '%s/tokenizer-128/tokenizer.json' '%s/'; }",
+                 test_srcdir(), name, out_dir, test_srcdir(), out_dir);
+    else
+        snprintf(cmd, sizeof cmd, "cp '%s/hf/%s/config.json' '%s/config.json'", test_srcdir(), name,
+                 out_dir);
+    if (run_command(cmd) != 0) return false;
+    snprintf(path, sizeof path, "%s/golden/%s/model.safetensors", test_srcdir(), name);
+    StFile *base;
+    if (st_open(path, &base) != 0) return false;
+    StWriteTensor *t = calloc((size_t)st_count(base), sizeof *t);
+    int k = hf_tensors(base, t);
+    bool ok = true;
+    if (shards <= 1) {
+        snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+        ok = st_write(path, t, k, NULL) == 0;
+    } else {
+        /* contiguous runs of tensors per shard, and the index transformers writes */
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", out_dir);
+        FILE *idx = fopen(path, "w");
+        int64_t total = 0;
+        for (int i = 0; i < k; i++) {
+            int64_t n = 1;
+            for (int d = 0; d < t[i].rank; d++) n *= t[i].shape[d];
+            total += n * (t[i].dtype == ST_F32 ? 4 : 2);
+        }
+        ok = idx != NULL;
+        if (idx) fprintf(idx, "{\n  \"metadata\": {\"total_size\": %lld},\n  \"weight_map\": {",
+                         (long long)total);
+        for (int s = 0; s < shards && ok; s++) {
+            int from = s * k / shards, to = (s + 1) * k / shards;
+            char file[64];
+            snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", s + 1, shards);
+            snprintf(path, sizeof path, "%s/%s", out_dir, file);
+            ok = to > from && st_write(path, t + from, to - from, NULL) == 0;
+            for (int i = from; i < to && ok; i++)
+                fprintf(idx, "%s\n    \"%s\": \"%s\"", i ? "," : "", t[i].name, file);
+        }
+        if (idx) ok = fprintf(idx, "\n  }\n}\n") > 0 && fclose(idx) == 0 && ok;
+    }
     free(t);
     st_close(base);
     return ok;
+}
+
+bool write_hf_mamba_folder(const char *name, const char *out_dir)
+{
+    return write_hf_folder(name, out_dir, 1, false);
 }
 
 bool golden_load(Golden *g, const char *case_dir)

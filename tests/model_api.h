@@ -84,6 +84,12 @@ bool write_cuda_layout_weights(const char *dir, const char *out);
  * (backbone.embeddings.weight; a tied lm_head.weight, equal to the embedding, left out as
  * save_pretrained leaves it out). */
 bool write_hf_mamba_folder(const char *name, const char *out_dir);
+/* A Hugging Face folder of golden case NAME in out_dir: config.json of tests/hf/NAME; with
+ * `tokenizer`, its other .json files too (tokenizer_config.json, generation_config.json, ...)
+ * and its tokenizer.json, else that of tests/tokenizer-128; the golden weights under transformers names, in one
+ * model.safetensors or, for shards >= 2, that many model-0000i-of-0000n.safetensors with the
+ * model.safetensors.index.json that lists them. */
+bool write_hf_folder(const char *name, const char *out_dir, int shards, bool tokenizer);
 
 /* A golden case's inputs and the official outputs, from CASE_DIR/io.safetensors: input_ids
  * [batch][len], logits and step_logits [batch][len][vocab]. Close `io` when done. */

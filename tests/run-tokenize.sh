@@ -1,7 +1,8 @@
 #!/bin/sh
 # run-tokenize.sh - `mxc tokenize` end to end: the ids of every corpus text under every test
 # tokenizer equal the ones the reference implementation produced (tests/tokenizer/expected),
-# --decode gives back its text, and bad input fails with a message.
+# --decode gives back its text (--clean-up-spaces: the reference's clean-up), and bad input
+# fails with a message.
 set -u
 : "${MXC:?}" "${MXC_TEST_SRCDIR:?}"
 D="$MXC_TEST_SRCDIR/tokenizer"
@@ -24,6 +25,9 @@ for tok in gpt2 gpt-neox-20b split normalized decomposed bytes; do
         "$MXC" tokenize --decode "$D/$tok/tokenizer.json" "$T/ids" > "$T/text" 2> "$T/err" &&
             cmp -s "$T/text" "$D/expected/$tok/$name.decoded" && ok ||
             bad "$tok/$name: --decode differs from $D/expected/$tok/$name.decoded"
+        "$MXC" tokenize --decode --clean-up-spaces "$D/$tok" "$T/ids" > "$T/text" 2> "$T/err" &&
+            cmp -s "$T/text" "$D/expected/$tok/$name.cleaned" && ok ||
+            bad "$tok/$name: --decode --clean-up-spaces differs from $D/expected/$tok/$name.cleaned"
     done
 done
 

@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "model_api.h"
@@ -305,6 +306,208 @@ static void test_run_hf_folder(void)
     st_close(g.io);
 }
 
+/* Read a whole file; NULL if it cannot be read. */
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc((size_t)n + 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    if (p) p[n] = 0, *len = (size_t)n;
+    return p;
+}
+
+/* The text a command prints on stdout (malloc'd), NULL if it fails. */
+static char *command_output(const char *cmd, size_t *len)
+{
+    char path[700], full[8000];
+    snprintf(path, sizeof path, "%s/hf_run_output", test_out_dir());
+    snprintf(full, sizeof full, "%s > '%s'", cmd, path);
+    if (run_command(full) != 0) return NULL;
+    return read_file(path, len);
+}
+
+/* A model folder as the hub lays it out (transformers config.json, sharded weights under
+ * transformers names with model.safetensors.index.json, tokenizer.json and the other configs of
+ * tests/hf/NAME) run with `mxc run DIR`: the logits of the golden prompt (--dump-logits) against
+ * the official ones, and greedy text from a text prompt against a greedy loop over the C API
+ * of the same folder's build, its ids decoded by `mxc tokenize`. `bos`: the folder's
+ * tokenizer_config.json asks for BOS (id 0); `clean_up`: for the clean-up of spaces. */
+static void check_hf_run(const char *name, int shards, bool bos, bool clean_up)
+{
+    char dir[600], io[700], ids[4096], cmd[8000], dump[700];
+    snprintf(dir, sizeof dir, "%s/run_hf_%s", test_out_dir(), name);
+    CU_ASSERT_FATAL(write_hf_folder(name, dir, shards, true));
+    snprintf(io, sizeof io, "%s/golden/%s", test_srcdir(), name);
+    Golden g;
+    CU_ASSERT_FATAL(golden_load(&g, io));
+    size_t k = 0;
+    for (int t = 0; t < g.len; t++)
+        k += (size_t)snprintf(ids + k, sizeof ids - k, "%s%d", t ? " " : "", (int)g.ids[t]);
+    snprintf(dump, sizeof dump, "%s/run_hf_%s.logits", test_out_dir(), name);
+    snprintf(cmd, sizeof cmd, "'%s' run '%s' --prompt-ids '%s' -n 1 --temperature 0 --ids "
+             "--no-echo --ignore-eos --dump-logits '%s' 2>/dev/null", mxc_path(), dir, ids, dump);
+    size_t len;
+    char *out = command_output(cmd, &len);
+    CU_ASSERT_FATAL(out != NULL);
+    size_t bytes;
+    float *lg = (float *)read_file(dump, &bytes);
+    CU_ASSERT_FATAL(lg != NULL);
+    CU_ASSERT_EQUAL_FATAL(bytes, sizeof *lg * (size_t)g.len * (size_t)g.vocab);
+    double d = max_abs_diff(lg, g.logits, (size_t)g.len * (size_t)g.vocab); /* batch 0 */
+    const float *last = g.logits + (size_t)(g.len - 1) * g.vocab;
+    int best = 0;
+    for (int v = 1; v < g.vocab; v++)
+        if (last[v] > last[best]) best = v;
+    printf("\n    %s, %d shards: mxc run DIR logits vs official %.2g, next %d (argmax %d) ", name,
+           shards, d, atoi(out), best);
+    CU_ASSERT(d <= GOLDEN_TOL);
+    CU_ASSERT_EQUAL(atoi(out), best);
+    free(out);
+    free(lg);
+    st_close(g.io);
+
+    /* greedy text: mxc run vs the C API */
+    char prompt[700], idfile[700];
+    snprintf(prompt, sizeof prompt, "%s/run_hf_prompt.txt", test_out_dir());
+    FILE *f = fopen(prompt, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("The capital of France is", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s' tokenize --no-special '%s' '%s'", mxc_path(), dir, prompt);
+    char *tok = command_output(cmd, &len);
+    CU_ASSERT_FATAL(tok != NULL);
+    int32_t seq[256];
+    int n = 0;
+    if (bos) seq[n++] = 0;
+    for (char *p = tok, *end; n < 200; p = end) {
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        seq[n++] = (int32_t)v;
+    }
+    free(tok);
+    int prompt_len = n, gen = 12;
+    Api a;
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "hf_run_%s", name);
+    CU_ASSERT_FATAL(model_load(&a, dir, prefix, NULL));
+    void *m = NULL, *s = NULL;
+    CU_ASSERT_FATAL(a.open(dir, &m) == 0);
+    CU_ASSERT_FATAL(a.state_new(m, 1, &s) == 0);
+    int V = a.vocab_padded(), vocab = a.vocab_size();
+    float *row = malloc(sizeof *row * (size_t)V * (size_t)prompt_len);
+    CU_ASSERT_FATAL(a.forward(m, s, seq, prompt_len, row) == 0);
+    const float *r = row + (size_t)(prompt_len - 1) * V;
+    for (int i = 0; i < gen; i++) {
+        int32_t b = 0;
+        for (int v = 1; v < vocab; v++)
+            if (r[v] > r[b]) b = v;
+        seq[n++] = b;
+        CU_ASSERT_FATAL(a.step(m, s, &b, row) == 0);
+        r = row;
+    }
+    free(row);
+    a.state_free(s);
+    a.close(m);
+    api_unload(&a);
+    snprintf(idfile, sizeof idfile, "%s/run_hf_gen.ids", test_out_dir());
+    f = fopen(idfile, "w");
+    for (int i = prompt_len; i < n; i++) fprintf(f, "%s%d", i > prompt_len ? " " : "", (int)seq[i]);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "'%s' tokenize --decode --skip-special %s '%s' '%s'", mxc_path(),
+             clean_up ? "--clean-up-spaces" : "", dir, idfile);
+    char *want = command_output(cmd, &len);
+    CU_ASSERT_FATAL(want != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' run '%s' --prompt 'The capital of France is' -n %d "
+             "--temperature 0 --ignore-eos --no-echo 2>/dev/null", mxc_path(), dir, gen);
+    size_t got_len;
+    char *got = command_output(cmd, &got_len);
+    CU_ASSERT_FATAL(got != NULL);
+    printf("greedy: \"%s\" ", want);
+    CU_ASSERT(got_len == len + 1 && memcmp(got, want, len) == 0 && got[len] == '\n');
+    if (!(got_len == len + 1 && memcmp(got, want, len) == 0))
+        fprintf(stderr, "mxc run printed \"%s\"\n", got);
+    free(want);
+    free(got);
+}
+
+static void test_run_hf_folder_mamba(void) { check_hf_run("mamba_tiny", 2, false, false); }
+static void test_run_hf_folder_mamba2(void) { check_hf_run("mamba2_tiny", 2, false, true); }
+static void test_run_hf_folder_xlstm_large(void) { check_hf_run("xlstm_large_tiny", 3, true, false); }
+
+/* `mxc run DIR` on broken folders: the error names the file (and the tensor) at fault. */
+static bool run_fails_with(const char *dir, const char *want1, const char *want2)
+{
+    char cmd[2000], err[700];
+    snprintf(err, sizeof err, "%s/hf_hostile.err", test_out_dir());
+    snprintf(cmd, sizeof cmd, "'%s' run '%s' --prompt-ids '1 2' -n 1 --ids >/dev/null 2>'%s'",
+             mxc_path(), dir, err);
+    int rc = run_command(cmd);
+    size_t len;
+    char *msg = read_file(err, &len);
+    bool ok = rc == 1 && msg && strstr(msg, want1) && (!want2 || strstr(msg, want2));
+    if (!ok) fprintf(stderr, "exit %d, stderr: %s\n", rc, msg ? msg : "(none)");
+    free(msg);
+    return ok;
+}
+
+static void test_run_hf_folder_hostile(void)
+{
+    char dir[600], cmd[2000];
+    /* the folder's name gives the model's: that of check_hf_run's, whose build is cached */
+    snprintf(dir, sizeof dir, "%s/hostile", test_out_dir());
+    mkdir(dir, 0777);
+    snprintf(dir, sizeof dir, "%s/hostile/run_hf_xlstm_large_tiny", test_out_dir());
+    CU_ASSERT_FATAL(write_hf_folder("xlstm_large_tiny", dir, 3, true));
+    /* a shard the index names is missing */
+    snprintf(cmd, sizeof cmd, "mv '%s/model-00002-of-00003.safetensors' '%s/moved'", dir, dir);
+    CU_ASSERT_FATAL(run_command(cmd) == 0);
+    CU_ASSERT(run_fails_with(dir, "model-00002-of-00003.safetensors", "cannot open"));
+    /* the same tensor in two shards: shard 3 also holds the embedding of shard 1 */
+    snprintf(cmd, sizeof cmd, "mv '%s/moved' '%s/model-00002-of-00003.safetensors'", dir, dir);
+    CU_ASSERT_FATAL(run_command(cmd) == 0);
+    char p1[700], p3[700], keep[700];
+    snprintf(p1, sizeof p1, "%s/model-00001-of-00003.safetensors", dir);
+    snprintf(p3, sizeof p3, "%s/model-00003-of-00003.safetensors", dir);
+    snprintf(keep, sizeof keep, "%s/keep", dir);
+    CU_ASSERT_FATAL(rename(p3, keep) == 0);
+    StFile *f1, *f3;
+    CU_ASSERT_FATAL(st_open(p1, &f1) == 0 && st_open(keep, &f3) == 0);
+    const StTensor *emb = st_find(f1, "backbone.embeddings.weight");
+    CU_ASSERT_FATAL(emb != NULL);
+    int n3 = st_count(f3);
+    StWriteTensor *t = calloc((size_t)n3 + 1, sizeof *t);
+    for (int i = 0; i < n3; i++) {
+        const StTensor *x = st_at(f3, i);
+        t[i] = (StWriteTensor){x->name, x->dtype, x->rank, x->shape, x->data};
+    }
+    t[n3] = (StWriteTensor){emb->name, emb->dtype, emb->rank, emb->shape, emb->data};
+    CU_ASSERT_FATAL(st_write(p3, t, n3 + 1, NULL) == 0);
+    free(t);
+    st_close(f1);
+    st_close(f3);
+    CU_ASSERT(run_fails_with(dir, "'backbone.embeddings.weight'", "model-00003-of-00003.safetensors"));
+    CU_ASSERT_FATAL(rename(keep, p3) == 0);
+    /* a config.json of an architecture mxc does not compile */
+    snprintf(cmd, sizeof cmd, "cp '%s/config.json' '%s/config.keep' && printf '{\"model_type\": "
+             "\"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, "
+             "\"num_hidden_layers\": 2, \"vocab_size\": 128}' > '%s/config.json'", dir, dir, dir);
+    CU_ASSERT_FATAL(run_command(cmd) == 0);
+    CU_ASSERT(run_fails_with(dir, "config.json", "model_type 'llama' is not supported"));
+    /* a malformed eos_token_id in generation_config.json */
+    snprintf(cmd, sizeof cmd, "mv '%s/config.keep' '%s/config.json' && "
+             "printf '{\"eos_token_id\": \"2\"}' > '%s/generation_config.json'", dir, dir, dir);
+    CU_ASSERT_FATAL(run_command(cmd) == 0);
+    CU_ASSERT(run_fails_with(dir, "generation_config.json: 'eos_token_id'", "found string"));
+}
+
 static void test_mamba_tiny_small_chunks(void) { check_golden_case("mamba_tiny", NULL, "--chunk 5 -O1"); }
 static void test_mamba_odd(void) { check_golden_case("mamba_odd", NULL, NULL); }
 static void test_mamba_ln_mlp(void) { check_golden_case("mamba_ln_mlp", NULL, NULL); }
@@ -576,6 +779,10 @@ int main(void)
     TEST_ADD(golden, test_mamba_tiny_hf_folder);
     TEST_ADD(golden, test_mamba_odd_hf_folder);
     TEST_ADD(golden, test_run_hf_folder);
+    TEST_ADD(golden, test_run_hf_folder_mamba);
+    TEST_ADD(golden, test_run_hf_folder_mamba2);
+    TEST_ADD(golden, test_run_hf_folder_xlstm_large);
+    TEST_ADD(golden, test_run_hf_folder_hostile);
     TEST_ADD(golden, test_mamba_odd);
     TEST_ADD(golden, test_mamba_ln_mlp);
     TEST_ADD(golden, test_mamba_long);

@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -544,6 +545,88 @@ static void test_convert_tool(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "tensor 'backbone.embedding.weight': element 77 is not finite"));
 }
 
+/* Every tensor of a equals the one of the same name in b: dtype, shape and bytes. */
+static bool same_tensors(const StFile *a, const StFile *b)
+{
+    if (st_count(a) != st_count(b)) return false;
+    for (int i = 0; i < st_count(a); i++) {
+        const StTensor *x = st_at(a, i), *y = st_find(b, x->name);
+        if (!y || x->dtype != y->dtype || x->rank != y->rank || x->nbytes != y->nbytes ||
+            memcmp(x->shape, y->shape, sizeof x->shape) != 0 || memcmp(x->data, y->data, x->nbytes) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* mxc convert reads a sharded checkpoint (its index, or the folder holding it) exactly as
+ * the single file, and takes a model folder as SPEC with its own weights as the input. */
+static void test_convert_shards_and_folders(void)
+{
+    char spec[600], in[600], dir[600], path[700], cmd[3000], whole[700], out[700];
+    snprintf(spec, sizeof spec, "%s/golden/mamba_tiny/model.mx", test_srcdir());
+    snprintf(in, sizeof in, "%s/golden/mamba_tiny/model.safetensors", test_srcdir());
+    snprintf(dir, sizeof dir, "%s/conv_shards", out_dir());
+    mkdir(dir, 0755);
+    StFile *f;
+    CU_ASSERT_EQUAL_FATAL(st_open(in, &f), 0);
+    int n = st_count(f), half = n / 2;
+    StWriteTensor *w = calloc((size_t)n, sizeof *w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    FILE *idx = NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    idx = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(idx);
+    fputs("{\"metadata\": {}, \"weight_map\": {", idx);
+    for (int i = 0; i < n; i++) {
+        const StTensor *t = st_at(f, i);
+        w[i] = (StWriteTensor){t->name, t->dtype, t->rank, t->shape, t->data};
+        fprintf(idx, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"", i ? ", " : "", t->name,
+                i < half ? 1 : 2);
+    }
+    fputs("}}\n", idx);
+    fclose(idx);
+    snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
+    CU_ASSERT_EQUAL_FATAL(st_write(path, w, half, NULL), 0);
+    snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
+    CU_ASSERT_EQUAL_FATAL(st_write(path, w + half, n - half, NULL), 0);
+    free(w);
+    st_close(f);
+
+    snprintf(whole, sizeof whole, "%s/conv_whole_q8.safetensors", out_dir());
+    snprintf(cmd, sizeof cmd, "'%s' convert '%s' '%s' --weight-type q8 -o '%s' 2>/dev/null",
+             mxc_path(), spec, in, whole);
+    CU_ASSERT_EQUAL_FATAL(run_command(cmd), 0);
+    StFile *ref;
+    CU_ASSERT_EQUAL_FATAL(st_open(whole, &ref), 0);
+    const char *inputs[2] = {"/model.safetensors.index.json", ""}; /* the index, the folder */
+    for (int k = 0; k < 2; k++) {
+        snprintf(out, sizeof out, "%s/conv_sharded_q8_%d.safetensors", out_dir(), k);
+        snprintf(cmd, sizeof cmd, "'%s' convert '%s' '%s%s' --weight-type q8 -o '%s' 2>/dev/null",
+                 mxc_path(), spec, dir, inputs[k], out);
+        CU_ASSERT_EQUAL(run_command(cmd), 0);
+        StFile *g;
+        CU_ASSERT_EQUAL_FATAL(st_open(out, &g), 0);
+        CU_ASSERT(same_tensors(ref, g));
+        st_close(g);
+    }
+    st_close(ref);
+
+    /* a Hugging Face folder as SPEC: its config imported, its weights converted */
+    snprintf(dir, sizeof dir, "%s/conv_hf_folder", out_dir());
+    CU_ASSERT_FATAL(write_hf_mamba_folder("mamba_tiny", dir));
+    snprintf(out, sizeof out, "%s/conv_hf_bf16.safetensors", out_dir());
+    snprintf(cmd, sizeof cmd, "'%s' convert '%s' --weight-type bf16 -o '%s'", mxc_path(), dir, out);
+    CU_ASSERT_EQUAL_FATAL(run_command(cmd), 0);
+    CU_ASSERT_EQUAL_FATAL(st_open(out, &f), 0);
+    const StTensor *e = st_find(f, "backbone.embeddings.weight");
+    const StTensor *ip = st_find(f, "backbone.layers.0.mixer.in_proj.weight");
+    const StTensor *d = st_find(f, "backbone.layers.0.mixer.D");
+    CU_ASSERT(e && e->dtype == ST_BF16);
+    CU_ASSERT(ip && ip->dtype == ST_BF16);
+    CU_ASSERT(d && d->dtype == ST_F32);
+    st_close(f);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
@@ -554,6 +637,7 @@ int main(void)
     TEST_ADD(fmt, test_q8_hostile_files);
     TEST_ADD(fmt, test_q8_truncated_file);
     TEST_ADD(fmt, test_convert_tool);
+    TEST_ADD(fmt, test_convert_shards_and_folders);
     CU_pSuite golden = CU_add_suite("golden", NULL, NULL);
     TEST_ADD(golden, test_bf16_golden);
     TEST_ADD(golden, test_stored_bf16_golden);

@@ -1,6 +1,7 @@
 /* test_tokenizer.c - the tokenizer (tokenizer/): every corpus text under every test tokenizer
  * gives the ids and the decoded text of the reference implementation (tests/tokenizer/expected,
- * made by tools/tokenizer-ref/expected.mjs), streaming decode equals decode, the pieces of the
+ * made by tools/tokenizer-ref/expected.mjs), with and without the clean-up of spaces, streaming
+ * decode equals decode (both ways), the pieces of the
  * Split behaviours, byte fallback / unk, the special ids, and hostile tokenizer.json files that
  * must be refused with a message naming the problem. */
 #include <dirent.h>
@@ -114,6 +115,36 @@ static void check_corpus(const char *tname)
         CU_ASSERT(mxc_tokenizer_stream_flush(s, &p, &pl) == 0);
         buf_add(&acc, p, pl);
         CU_ASSERT(acc.len == ol && (ol == 0 || memcmp(acc.p, out, ol) == 0));
+        /* the clean-up of spaces, whole and streamed, vs the reference's */
+        snprintf(path, sizeof path, "%s/tokenizer/expected/%s/%s.cleaned", test_srcdir(), tname, base);
+        size_t cl;
+        char *cleaned = slurp(path, &cl), *cout;
+        size_t col;
+        CU_ASSERT_FATAL(cleaned != NULL);
+        CU_ASSERT_FATAL(mxc_tokenizer_decode_flags(t, ids, n, MXC_TOK_CLEAN_UP_SPACES, &cout, &col, &err) == 0);
+        CU_ASSERT(col == cl && memcmp(cout, cleaned, cl) == 0);
+        if (col != cl || memcmp(cout, cleaned, cl) != 0)
+            fprintf(stderr, "%s/%s: the clean-up differs from the reference's\n", tname, base);
+        MxcTokStream *cs = mxc_tokenizer_stream_new_flags(t, MXC_TOK_CLEAN_UP_SPACES);
+        Buf cacc = {0};
+        for (size_t i = 0; i < n; i++) {
+            const char *p;
+            size_t pl;
+            CU_ASSERT_FATAL(mxc_tokenizer_stream_put(cs, ids[i], &p, &pl, &err) == 0);
+            CU_ASSERT(all_utf8(p, pl));
+            buf_add(&cacc, p, pl);
+        }
+        {
+            const char *p;
+            size_t pl;
+            CU_ASSERT(mxc_tokenizer_stream_flush(cs, &p, &pl) == 0);
+            buf_add(&cacc, p, pl);
+        }
+        CU_ASSERT(cacc.len == cl && (cl == 0 || memcmp(cacc.p, cleaned, cl) == 0));
+        free(cacc.p);
+        mxc_tokenizer_stream_free(cs);
+        free(cout);
+        free(cleaned);
         /* GPT-2 has no normalizer and no post-processor tokens: the text comes back exactly */
         if (strcmp(tname, "gpt2") == 0) CU_ASSERT(ol == tl && memcmp(out, text, tl) == 0);
         free(acc.p);
@@ -127,7 +158,7 @@ static void check_corpus(const char *tname)
         texts++;
     }
     closedir(d);
-    CU_ASSERT(texts >= 10);
+    CU_ASSERT(texts >= 11);
     mxc_tokenizer_close(t);
 }
 

@@ -48,11 +48,20 @@ int mxc_tokenizer_encode(MxcTokenizer *tok, const char *text, size_t len, int ad
 int mxc_tokenizer_decode(const MxcTokenizer *tok, const int32_t *ids, size_t n, int skip_special,
                          char **text, size_t *len, MxcTokError *err);
 
+/* Flags of the _flags variants of decode and of the stream. MXC_TOK_CLEAN_UP_SPACES applies
+ * transformers' clean_up_tokenization to the decoded text (" ." -> ".", " n't" -> "n't", ...;
+ * docs/tokenizer.md), what tokenizer_config.json's clean_up_tokenization_spaces asks for. */
+enum { MXC_TOK_SKIP_SPECIAL = 1, MXC_TOK_CLEAN_UP_SPACES = 2 };
+int mxc_tokenizer_decode_flags(const MxcTokenizer *tok, const int32_t *ids, size_t n,
+                               unsigned flags, char **text, size_t *len, MxcTokError *err);
+
 /* Streaming decoder, for printing generated tokens one by one: each put returns the text that
  * is complete so far (never a partial UTF-8 character); flush returns the rest. The pieces put
- * together equal mxc_tokenizer_decode of all the ids. The returned pointer stays valid until the
+ * together equal mxc_tokenizer_decode of all the ids (with the same flags: a clean-up holds back
+ * a tail such as " n" that could still change). The returned pointer stays valid until the
  * next call on the stream. */
 MxcTokStream *mxc_tokenizer_stream_new(const MxcTokenizer *tok, int skip_special);
+MxcTokStream *mxc_tokenizer_stream_new_flags(const MxcTokenizer *tok, unsigned flags);
 int mxc_tokenizer_stream_put(MxcTokStream *s, int32_t id, const char **text, size_t *len,
                              MxcTokError *err);
 int mxc_tokenizer_stream_flush(MxcTokStream *s, const char **text, size_t *len);

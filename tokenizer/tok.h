@@ -95,6 +95,13 @@ int bpe_add_merge(Bpe *b, int32_t left, int32_t right, int32_t result, int *dup)
 int bpe_word(Bpe *b, const StrMap *vocab, const char *p, size_t len, IdVec *out);
 void bpe_free(Bpe *b);
 
+/* --- cleanup.c: clean_up_tokenization_spaces, streamable ---------------------------------- */
+#define CLEANUP_STAGES 10
+typedef struct Cleanup { Buf held[CLEANUP_STAGES]; } Cleanup;
+/* Append the cleaned text of in[0..len) to out; `final` also releases every held tail. */
+int cleanup_put(Cleanup *c, const char *in, size_t len, Buf *out, int final);
+void cleanup_free(Cleanup *c);
+
 /* --- the tokenizer --------------------------------------------------------------------------- */
 typedef struct Added {
     char *content; size_t len;

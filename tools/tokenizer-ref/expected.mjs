@@ -6,7 +6,8 @@
 // NODE_MODULES holds @huggingface/tokenizers (installed outside the repository); TESTDIR is
 // tests/tokenizer: it reads corpus/*.txt and */tokenizer.json and writes
 // expected/TOKENIZER/TEXT.ids (decimal ids separated by spaces, a newline at the end) and
-// expected/TOKENIZER/TEXT.decoded (decode(encode(text)), no clean-up of spaces).
+// expected/TOKENIZER/TEXT.decoded (decode(encode(text)), no clean-up of spaces) and
+// expected/TOKENIZER/TEXT.cleaned (the same with clean_up_tokenization_spaces).
 import fs from "fs";
 import path from "path";
 import { pathToFileURL } from "url";
@@ -36,6 +37,8 @@ for (const name of toks) {
     fs.writeFileSync(path.join(outdir, base + ".ids"), ids.join(" ") + "\n");
     const dec = ids.length ? tok.decode(ids, { clean_up_tokenization_spaces: false }) : "";
     fs.writeFileSync(path.join(outdir, base + ".decoded"), dec);
+    const clean = ids.length ? tok.decode(ids, { clean_up_tokenization_spaces: true }) : "";
+    fs.writeFileSync(path.join(outdir, base + ".cleaned"), clean);
     total += ids.length;
   }
   console.log(`${name}: ${texts.length} texts, ${total} ids`);
