@@ -6,10 +6,7 @@
 #   3. the whole of `make check` again built with ASan + UBSan (generated shared objects
 #      included), in build-asan/; test_narrow's golden sweep (15 cases x 3 weight types,
 #      about 70 builds, already run in stage 1) is cut there to the xlstm_mixed case, its
-#      format and loader tests all run. The tests' models are built at -O1 there
-#      (TEST_MXC=tests/o1-mxc; a test's own -O still wins): the sanitizers instrument the
-#      compiler and the runtime linked into each model, never the LLVM-generated kernels, and
-#      LLVM's O3 pipeline was most of each build's time; stage 1 tests the default -O3;
+#      format and loader tests all run;
 #   4. `make -j valgrind`: the runtime and end-to-end tests under valgrind, side by side.
 # MXC_CHECK_STAGES picks stages (default "check fuzz asan valgrind").
 set -eu
@@ -58,8 +55,7 @@ for s in $stages; do
         cp -pr configure aclocal.m4 config.h.in Makefile.in build-aux m4 build-asan/src/
         (cd build-asan/build &&
             { [ -f Makefile ] || ../src/configure --enable-sanitizers ${MXC_CONFIGURE_FLAGS:-}; })
-        if ! MXC_NARROW_ONLY=${MXC_NARROW_ONLY:-xlstm_mixed} make -C build-asan/build -j"$jobs" check \
-            TEST_MXC="$(pwd)/build-asan/build/tests/o1-mxc"; then
+        if ! MXC_NARROW_ONLY=${MXC_NARROW_ONLY:-xlstm_mixed} make -C build-asan/build -j"$jobs" check; then
             show_logs build-asan/build
             exit 1
         fi
