@@ -133,6 +133,8 @@ LLVMValueRef cg_wload(Cg *cg, const Node *w, LLVMValueRef flat);
 /* Elements [flat, flat + width of vt) as a vector of f32; for q8, flat must be a multiple
  * of the width (a vector never crosses a block). */
 LLVMValueRef cg_wvload(Cg *cg, const Node *w, LLVMTypeRef vt, LLVMValueRef flat);
+/* Prefetch hint for weight element `flat` (software prefetch; see matmul.c). */
+void cg_wprefetch(Cg *cg, const Node *w, LLVMValueRef flat);
 
 /* --- matmul.c: register-tiled projections ---------------------------------------------- */
 typedef struct MatmulPart {

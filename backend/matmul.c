@@ -72,6 +72,40 @@ static LLVMValueRef reduce_all(Cg *cg, LLVMValueRef *v, int n, int *lane_of)
     return cur[0];
 }
 
+/* Software prefetch of the weights ahead of a tile's k loop. A tile's NT rows are one
+ * contiguous region of NT·K elements, and the tiles of a thread follow each other in memory,
+ * so the bytes a thread reads form one long stream; the tile loop, though, walks it as NT
+ * interleaved short streams (a 1.5 KB row of in_proj in bf16), which the hardware
+ * prefetchers follow poorly: without this, a core streamed 11 GB/s where a plain read loop
+ * gets 20. At vector step kk, the tile reads NT·vw elements, so it prefetches the same
+ * number of bytes of the stream PREFETCH_AHEAD bytes further on (one hint per 64-byte line,
+ * or one per step when a step reads less than a line), into L2 (prefetcht1): hints into L1
+ * (prefetcht0) hold its few miss buffers while DRAM answers and gained only 5-10 %; into L2
+ * the step took 40-55 % less time. 8 KB ahead or less was slower, 32 KB best for f32. */
+enum { PREFETCH_AHEAD = 32768, LINE = 64 };
+
+static int weight_bytes(const Node *w)
+{
+    switch (w->type.dtype) {
+    case DT_BF16: case DT_F16: return 2;
+    case DT_Q8: return 1;
+    default: return 4;
+    }
+}
+
+static void prefetch_ahead(Cg *cg, const Tile *t, LLVMValueRef tile_start, LLVMValueRef kk)
+{
+    LLVMBuilderRef B = cg->b;
+    const Node *w = t->part->w;
+    int esize = weight_bytes(w);
+    int step_bytes = t->nt * cg->vector_width * esize;
+    int lines = step_bytes > LINE ? step_bytes / LINE : 1;
+    LLVMValueRef at = LLVMBuildAdd(B, tile_start, LLVMBuildMul(B, kk, cg_i64(cg, t->nt), ""), "");
+    at = LLVMBuildAdd(B, at, cg_i64(cg, PREFETCH_AHEAD / esize), "pf");
+    for (int i = 0; i < lines; i++)
+        cg_wprefetch(cg, w, LLVMBuildAdd(B, at, cg_i64(cg, i * LINE / esize), ""));
+}
+
 /* The tile's dot products, RT·NT of them (row-major index i·NT + j): as one vector with
  * lane_of[index] (returned) when k is a multiple of the vector width, else NULL and the
  * scalars in `sums`. */
@@ -93,6 +127,7 @@ static LLVMValueRef emit_tile_dots(Cg *cg, const Tile *t, LLVMValueRef *xrow, LL
         for (int i = 0; i < t->rt; i++) xv[i] = cg_vload(cg, cg_vec_type(cg), xrow[i], kk);
         for (int j = 0; j < t->nt; j++)
             wv[j] = cg_wvload(cg, t->part->w, cg_vec_type(cg), LLVMBuildAdd(B, wofs[j], kk, ""));
+        prefetch_ahead(cg, t, wofs[0], kk);
         for (int i = 0; i < t->rt; i++)
             for (int j = 0; j < t->nt; j++) {
                 LLVMValueRef a = acc[i * t->nt + j];

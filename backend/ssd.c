@@ -17,7 +17,7 @@
  * results do not depend on the thread count. */
 #include <math.h>
 
-#include "backend/codegen.h"
+#include "backend/tile.h"
 
 typedef struct Ssd {
     const Node *n, *x, *dt, *bm, *cm;
@@ -31,6 +31,10 @@ typedef struct Ssd {
 
 static LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(cg->b, a, b, ""); }
 static LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(cg->b, a, b, ""); }
+static LLVMValueRef round_up(Cg *cg, LLVMValueRef v, int64_t m)
+{
+    return LLVMBuildAnd(cg->b, add(cg, v, cg_i64(cg, m - 1)), cg_i64(cg, ~(m - 1)), "");
+}
 static LLVMValueRef fmulv(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(cg->b, a, b, ""); }
 
 /* Δ of token t for this pair's head. */
@@ -63,15 +67,6 @@ static LLVMValueRef ssd_d(Cg *cg, const Ssd *s, LLVMValueRef p)
 }
 
 
-/* dst[k] += coef * src[k] over n floats. */
-static void ssd_axpy(Cg *cg, LLVMValueRef dst, LLVMValueRef coef, LLVMValueRef src, int64_t n)
-{
-    CgLoop l;
-    LLVMValueRef k = cg_loop_begin(cg, &l, cg_i64(cg, 0), cg_i64(cg, n), "k");
-    cg_store(cg, cg_fma(cg, coef, cg_load(cg, src, k), cg_load(cg, dst, k)), dst, k);
-    cg_loop_end(cg, &l);
-}
-
 /* Token by token: h ← exp(ΔA) h + Δ x ⊗ B; y = h C + D x. */
 static void ssd_recurrent(Cg *cg, const Ssd *s)
 {
@@ -100,28 +95,62 @@ static void ssd_recurrent(Cg *cg, const Ssd *s)
     cg_loop_end(cg, &lt);
 }
 
-/* Blocks of Q tokens; the block's Δ, running sums s and decayed products L[i][j] live in
- * entry-block arrays (Q is at most SSD_CHUNK_MAX, so at most 16 KiB of stack). */
+/* Floats between consecutive tokens' rows of a per-token value (the chunked form addresses a
+ * block's rows as a matrix). */
+static LLVMValueRef row_stride(Cg *cg, const Node *v)
+{
+    if (v->store.kind != STORE_SCRATCH)
+        mxc_die("%%%d (%s): the chunked SSD form needs its rows in scratch", v->id, ir_op_name(v->op));
+    return cg_i64(cg, v->store.row_stride);
+}
+
+/* h[p][n] <-> hT[n][p]: the blocks work on the state transposed, so that both of its products
+ * (C hT and the update Bᵀ (w ⊙ X)) read and write contiguous rows of P. */
+static void ssd_transpose_state(Cg *cg, const Ssd *s, LLVMValueRef ht, bool in)
+{
+    LLVMValueRef one = cg_i64(cg, 1);
+    TileMat h = {s->state, cg_i64(cg, s->ns), one}, t = {ht, cg_i64(cg, s->hd), one};
+    if (in) cg_emit_tile_transpose(cg, t, h, cg_i64(cg, s->hd), cg_i64(cg, s->ns));
+    else cg_emit_tile_transpose(cg, h, t, cg_i64(cg, s->ns), cg_i64(cg, s->hd));
+}
+
+/* Blocks of Q tokens. Per block the four products run as register-tiled matrix products
+ * (tile.c) on the block's rows in place and on stack arrays of block size (Q is at most
+ * SSD_CHUNK_MAX; the transposed state hT [N][P] stays on the stack for the whole call):
+ *   G  = C Bᵀ                      [q x q] over N, lower triangle only
+ *   L  = G ⊙ exp(s_i - s_j) Δ_j    masked (j <= i), elementwise
+ *   Y  = D X + exp(s) ⊙ (C hT) + L X
+ *   hT = exp(s_last) hT + Bᵀ (w ⊙ X),  w_j = exp(s_last - s_j) Δ_j */
 static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
 {
     LLVMBuilderRef B = cg->b;
-    LLVMValueRef dl = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "delta");
-    LLVMValueRef cs = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "cumsum");
-    LLVMValueRef ws = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "w");
-    LLVMValueRef es = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_max), "exp_s");
-    LLVMValueRef lm = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)(q_max * q_max)), "L");
+    int vw = cg->vector_width;
+    int64_t q_pad = (q_max + vw - 1) / vw * vw;
+    LLVMValueRef dl = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_pad), "delta");
+    LLVMValueRef cs = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_pad), "cumsum");
+    LLVMValueRef ws = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_pad), "w");
+    LLVMValueRef es = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)q_pad), "exp_s");
+    LLVMValueRef lm = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)(q_max * q_pad)), "L");
+    LLVMValueRef ht = cg_entry_alloca(cg, LLVMArrayType2(cg->f32, (uint64_t)(s->ns * s->hd)), "hT");
+    LLVMSetAlignment(lm, 64);
+    LLVMSetAlignment(ht, 64);
     LLVMValueRef run = cg_var(cg, "run");
-    LLVMValueRef qm = cg_i64(cg, q_max);
+    LLVMValueRef qm = cg_i64(cg, q_max), one = cg_i64(cg, 1), zero = cg_i64(cg, 0);
+    LLVMValueRef xs = row_stride(cg, s->x), ys = row_stride(cg, s->n);
+    LLVMValueRef bs = row_stride(cg, s->bm), css = row_stride(cg, s->cm);
 
+    ssd_transpose_state(cg, s, ht, true);
     CgLoop lc;
-    LLVMValueRef t0 = cg_loop_begin_step(cg, &lc, cg_i64(cg, 0), cg->f->len, q_max, "t0");
+    LLVMValueRef t0 = cg_loop_begin_step(cg, &lc, zero, cg->f->len, q_max, "t0");
     LLVMValueRef left = LLVMBuildSub(B, cg->f->len, t0, "");
     LLVMValueRef q = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, left, qm, ""), left, qm, "q");
+    LLVMValueRef x0 = head_row(cg, s, s->x, t0), y0 = head_row(cg, s, s->n, t0);
+    LLVMValueRef b0 = group_row(cg, s, s->bm, t0), c0 = group_row(cg, s, s->cm, t0);
 
     /* 1. Δ_i and s_i = Σ_{r≤i} Δ_r A */
     CgLoop li;
     LLVMBuildStore(B, cg_f32(cg, 0.0), run);
-    LLVMValueRef i = cg_loop_begin(cg, &li, cg_i64(cg, 0), q, "i");
+    LLVMValueRef i = cg_loop_begin(cg, &li, zero, q, "i");
     LLVMValueRef delta = ssd_delta(cg, s, add(cg, t0, i));
     cg_store(cg, delta, dl, i);
     LLVMValueRef sum = LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->f32, run, ""), fmulv(cg, delta, s->a), "");
@@ -129,65 +158,68 @@ static void ssd_chunked(Cg *cg, const Ssd *s, int64_t q_max)
     cg_store(cg, sum, cs, i);
     cg_store(cg, cg_exp(cg, sum), es, i);
     cg_loop_end(cg, &li);
+    i = cg_loop_begin(cg, &li, q, cg_i64(cg, q_pad), "i"); /* read (masked) by step 2's vectors */
+    cg_store(cg, cg_f32(cg, 0.0), dl, i);
+    cg_store(cg, cg_f32(cg, 0.0), cs, i);
+    cg_loop_end(cg, &li);
 
-    /* 2. L[i][j] = (C_i · B_j) exp(s_i - s_j) Δ_j for j ≤ i */
+    /* 2. G = C Bᵀ into L, then L[i][j] = G[i][j] exp(s_i - s_j) Δ_j for j <= i, 0 above
+     *    (the product Y += L X reads up to the end of each row tile) */
+    TileProduct g = {.a = {c0, css, one}, .b = {b0, bs, one}, .c = {lm, cg_i64(cg, q_pad), one},
+                     .m = q, .n = q, .k = cg_i64(cg, s->ns), .n_max = q_max, .k_max = s->ns,
+                     .b_transposed = true, .lower_c = true, .pad_n = true};
+    cg_emit_tile_product(cg, &g);
+    LLVMTypeRef vt = cg_vec_type(cg);
+    LLVMValueRef lanes[64];
+    for (int l = 0; l < vw; l++) lanes[l] = LLVMConstInt(cg->i64, (unsigned)l, 0);
+    LLVMValueRef lane = LLVMConstVector(lanes, (unsigned)vw);
     CgLoop li2, lj2;
-    i = cg_loop_begin(cg, &li2, cg_i64(cg, 0), q, "i");
-    LLVMValueRef si = cg_load(cg, cs, i), ci = group_row(cg, s, s->cm, add(cg, t0, i));
-    LLVMValueRef lrow = cg_gep(cg, cg->f32, lm, mul(cg, i, qm));
-    LLVMValueRef j = cg_loop_begin(cg, &lj2, cg_i64(cg, 0), add(cg, i, cg_i64(cg, 1)), "j");
-    LLVMValueRef cb = cg_dot(cg, ci, group_row(cg, s, s->bm, add(cg, t0, j)), s->ns);
-    LLVMValueRef w = cg_exp(cg, LLVMBuildFSub(B, si, cg_load(cg, cs, j), ""));
-    cg_store(cg, fmulv(cg, fmulv(cg, cb, w), cg_load(cg, dl, j)), lrow, j);
+    i = cg_loop_begin(cg, &li2, zero, q, "i");
+    LLVMValueRef si = cg_vsplat(cg, vt, cg_load(cg, cs, i)), lrow = cg_gep(cg, cg->f32, lm, mul(cg, i, cg_i64(cg, q_pad)));
+    LLVMValueRef diag = round_up(cg, add(cg, i, one), vw);
+    LLVMValueRef j = cg_loop_begin_step(cg, &lj2, zero, diag, vw, "j");
+    LLVMValueRef w = fmulv(cg, cg_exp(cg, LLVMBuildFSub(B, si, cg_vload(cg, vt, cs, j), "")), cg_vload(cg, vt, dl, j));
+    LLVMValueRef jv = LLVMBuildAdd(B, cg_vsplat(cg, LLVMVectorType(cg->i64, (unsigned)vw), j), lane, "");
+    LLVMValueRef below = LLVMBuildICmp(B, LLVMIntSLE, jv, cg_vsplat(cg, LLVMVectorType(cg->i64, (unsigned)vw), i), "");
+    LLVMValueRef lv = fmulv(cg, cg_vload(cg, vt, lrow, j), w);
+    cg_vstore(cg, LLVMBuildSelect(B, below, lv, LLVMConstNull(vt), ""), lrow, j);
+    cg_loop_end(cg, &lj2);
+    j = cg_loop_begin_step(cg, &lj2, diag, round_up(cg, q, vw), vw, "j");
+    cg_vstore(cg, LLVMConstNull(vt), lrow, j);
     cg_loop_end(cg, &lj2);
     cg_loop_end(cg, &li2);
 
-    /* 3. y_i = exp(s_i) (h_prev C_i) + D x_i, one state row p at a time (it stays in
-     *    cache across the block's tokens), then y_i += Σ_{j≤i} L[i][j] x_j */
-    CgLoop lp3, li3, li4, lj4;
-    LLVMValueRef p = cg_loop_begin(cg, &lp3, cg_i64(cg, 0), cg_i64(cg, s->hd), "p");
-    LLVMValueRef hrow = cg_gep(cg, cg->f32, s->state, mul(cg, p, cg_i64(cg, s->ns)));
-    LLVMValueRef dp = ssd_d(cg, s, p);
-    i = cg_loop_begin(cg, &li3, cg_i64(cg, 0), q, "i");
-    LLVMValueRef ti = add(cg, t0, i);
-    LLVMValueRef off = fmulv(cg, cg_load(cg, es, i),
-                             cg_dot(cg, hrow, group_row(cg, s, s->cm, ti), s->ns));
-    cg_store(cg, cg_fma(cg, dp, cg_load(cg, head_row(cg, s, s->x, ti), p), off),
-             head_row(cg, s, s->n, ti), p);
-    cg_loop_end(cg, &li3);
+    /* 3. Y = D X, then += exp(s_i) (C hT), then += L X */
+    CgLoop li3, lp3;
+    i = cg_loop_begin(cg, &li3, zero, q, "i");
+    LLVMValueRef xr = cg_gep(cg, cg->f32, x0, mul(cg, i, xs)), yr = cg_gep(cg, cg->f32, y0, mul(cg, i, ys));
+    LLVMValueRef p = cg_loop_begin(cg, &lp3, zero, cg_i64(cg, s->hd), "p");
+    cg_store(cg, fmulv(cg, ssd_d(cg, s, p), cg_load(cg, xr, p)), yr, p);
     cg_loop_end(cg, &lp3);
-    i = cg_loop_begin(cg, &li4, cg_i64(cg, 0), q, "i");
-    LLVMValueRef yr = head_row(cg, s, s->n, add(cg, t0, i));
-    lrow = cg_gep(cg, cg->f32, lm, mul(cg, i, qm));
-    j = cg_loop_begin(cg, &lj4, cg_i64(cg, 0), add(cg, i, cg_i64(cg, 1)), "j");
-    ssd_axpy(cg, yr, cg_load(cg, lrow, j), head_row(cg, s, s->x, add(cg, t0, j)), s->hd);
-    cg_loop_end(cg, &lj4);
-    cg_loop_end(cg, &li4);
+    cg_loop_end(cg, &li3);
+    TileProduct ch = {.a = {c0, css, one}, .b = {ht, cg_i64(cg, s->hd), one}, .c = {y0, ys, one},
+                      .m = q, .n = cg_i64(cg, s->hd), .k = cg_i64(cg, s->ns), .n_max = s->hd,
+                      .k_max = s->ns, .accumulate = true, .row_scale = es};
+    cg_emit_tile_product(cg, &ch);
+    TileProduct lx = {.a = {lm, cg_i64(cg, q_pad), one}, .b = {x0, xs, one}, .c = {y0, ys, one},
+                      .m = q, .n = cg_i64(cg, s->hd), .k = q, .n_max = s->hd, .k_max = q_max,
+                      .accumulate = true, .lower_a = true};
+    cg_emit_tile_product(cg, &lx);
 
-    /* 4. h = exp(s_last) h_prev + Σ_j exp(s_last - s_j) Δ_j x_j ⊗ B_j, again by state rows:
-     *    w_j first, then row p gets its q rank-one updates while it is in cache */
-    LLVMValueRef slast = cg_load(cg, cs, LLVMBuildSub(B, q, cg_i64(cg, 1), ""));
-    LLVMValueRef elast = cg_exp(cg, slast);
-    CgLoop lw, lp5, lj5;
-    j = cg_loop_begin(cg, &lw, cg_i64(cg, 0), q, "j");
-    LLVMValueRef wj = fmulv(cg, cg_exp(cg, LLVMBuildFSub(B, slast, cg_load(cg, cs, j), "")),
-                            cg_load(cg, dl, j));
+    /* 4. hT = exp(s_last) hT + Bᵀ (w ⊙ X) */
+    LLVMValueRef slast = cg_load(cg, cs, LLVMBuildSub(B, q, one, ""));
+    CgLoop lw;
+    j = cg_loop_begin(cg, &lw, zero, q, "j");
+    LLVMValueRef wj = fmulv(cg, cg_exp(cg, LLVMBuildFSub(B, slast, cg_load(cg, cs, j), "")), cg_load(cg, dl, j));
     cg_store(cg, wj, ws, j);
     cg_loop_end(cg, &lw);
-    CgLoop ln5;
-    p = cg_loop_begin(cg, &lp5, cg_i64(cg, 0), cg_i64(cg, s->hd), "p");
-    hrow = cg_gep(cg, cg->f32, s->state, mul(cg, p, cg_i64(cg, s->ns)));
-    LLVMValueRef n = cg_loop_begin(cg, &ln5, cg_i64(cg, 0), cg_i64(cg, s->ns), "n");
-    cg_store(cg, fmulv(cg, cg_load(cg, hrow, n), elast), hrow, n);
-    cg_loop_end(cg, &ln5);
-    j = cg_loop_begin(cg, &lj5, cg_i64(cg, 0), q, "j");
-    LLVMValueRef tj = add(cg, t0, j);
-    LLVMValueRef coef = fmulv(cg, cg_load(cg, ws, j), cg_load(cg, head_row(cg, s, s->x, tj), p));
-    ssd_axpy(cg, hrow, coef, group_row(cg, s, s->bm, tj), s->ns);
-    cg_loop_end(cg, &lj5);
-    cg_loop_end(cg, &lp5);
+    TileProduct up = {.a = {b0, one, bs}, .b = {x0, xs, one}, .c = {ht, cg_i64(cg, s->hd), one},
+                      .m = cg_i64(cg, s->ns), .n = cg_i64(cg, s->hd), .k = q, .n_max = s->hd,
+                      .k_max = q_max, .accumulate = true, .c_scale = cg_exp(cg, slast), .k_scale = ws};
+    cg_emit_tile_product(cg, &up);
 
     cg_loop_end(cg, &lc);
+    ssd_transpose_state(cg, s, ht, false);
 }
 
 void cg_emit_ssd_scan(Cg *cg, const Node *n)

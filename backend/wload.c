@@ -106,3 +106,19 @@ LLVMValueRef cg_wvload(Cg *cg, const Node *w, LLVMTypeRef vt, LLVMValueRef flat)
     LLVMSetAlignment(raw, w->type.dtype == DT_F32 ? 4 : w->type.dtype == DT_Q8 ? 1 : 2);
     return widen(cg, w, raw, flat);
 }
+
+/* A hint that weight element `flat` will be read soon: llvm.prefetch, read, locality 2
+ * (x86 prefetcht1: into L2, not L1; see matmul.c for why). An address past the weight's end
+ * is harmless: a prefetch never faults. */
+void cg_wprefetch(Cg *cg, const Node *w, LLVMValueRef flat)
+{
+    LLVMTypeRef et = cg_weight_elem(cg, w);
+    /* not inbounds: the address may lie past the weight */
+    LLVMValueRef p = LLVMBuildGEP2(cg->b, et, cg_weight(cg, w), &flat, 1, "");
+    LLVMTypeRef pt = LLVMTypeOf(p);
+    unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, &pt, 1);
+    LLVMValueRef args[4] = {p, LLVMConstInt(cg->i32, 0, 0), LLVMConstInt(cg->i32, 2, 0),
+                            LLVMConstInt(cg->i32, 1, 0)};
+    LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, &pt, 1), fn, args, 4, "");
+}

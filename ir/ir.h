@@ -26,10 +26,13 @@
  * backend's matmul takes up to this many parts). */
 #define IR_PROJ_MAX_PARTS 4
 
-/* The chunked form of OP_SSD_SCAN: blocks of at most SSD_CHUNK_MAX tokens (its Q x Q
- * products live on the kernel's stack), taken by forward calls of at least SSD_CHUNK_MIN
- * tokens; shorter calls and the step run the recurrence. */
-enum { SSD_CHUNK_MAX = 64, SSD_CHUNK_MIN = 4 };
+/* The chunked form of OP_SSD_SCAN: blocks of at most SSD_CHUNK_MAX tokens, taken by forward
+ * calls of at least SSD_CHUNK_MIN tokens; shorter calls and the step run the recurrence.
+ * Both by measured cost (docs/performance.md, M2-130 shape): the block's products cost
+ * 2NP + Q(N + P)/2 multiply-adds a token against the recurrence's 2NP, so on a CPU (no
+ * matrix units) short blocks win, 16 the fastest of 8 to 64; below 16 tokens a call's
+ * recurrence is as fast or faster. */
+enum { SSD_CHUNK_MAX = 16, SSD_CHUNK_MIN = 16 };
 
 /* Element types. Values are f32 (tokens i32); weights may be narrow (pass narrow-weights):
  * bf16 / f16 are 2-byte floats; q8 is signed 8-bit values in blocks of IR_Q8_BLOCK along the

@@ -179,13 +179,18 @@ static int32_t *random_tokens(int batch, int len, int vocab, unsigned seed)
 }
 
 /* Chunked vs recurrent form on the same long sequences (40 and 515 tokens, batch 3; not
- * multiples of the block length 8 or of the call length 128): forward of each build, and
- * the step of the recurrent one. */
-static void test_mamba2_long_forms_agree(void)
+ * multiples of the block length or of the call length 128), for the shapes of three cases
+ * (tiny: block 8; odd: ngroups 2, headdim 24, d_state 24, block 16; long: ngroups 2, headdim 8,
+ * chunk_size 48, so blocks of 16): forward of each build, the step of the recurrent one, the chunked build in
+ * pieces, and the chunked forward bit for bit the same with 1, 2 and 3 threads. */
+static void forms_agree(const char *name)
 {
     Model ch, rec;
-    CU_ASSERT_FATAL(model_open(&ch, "mamba2_tiny", "mamba2_long_ch", NULL, NULL));
-    CU_ASSERT_FATAL(model_open(&rec, "mamba2_tiny", "mamba2_long_rec", "--disable-pass ssd-chunked", NULL));
+    char p_ch[64], p_rec[64];
+    snprintf(p_ch, sizeof p_ch, "%s_lch", name);
+    snprintf(p_rec, sizeof p_rec, "%s_lrec", name);
+    CU_ASSERT_FATAL(model_open(&ch, name, p_ch, NULL, NULL));
+    CU_ASSERT_FATAL(model_open(&rec, name, p_rec, "--disable-pass ssd-chunked", NULL));
     int lens[2] = {40, 515};
     for (int k = 0; k < 2; k++) {
         int len = lens[k], v = ch.a.vocab_padded();
@@ -198,8 +203,13 @@ static void test_mamba2_long_forms_agree(void)
         float *p = run_forward(&ch, ids, 3, len, cuts, 2, 1);
         double d_form = max_abs_diff(a, b, n), d_step = max_abs_diff(a, s, n);
         double d_pieces = max_abs_diff(a, p, n);
-        printf("\n    %d tokens: |chunked - recurrent| %.2e, |chunked - step| %.2e, "
-               "|pieces - whole| %.2e ", len, d_form, d_step, d_pieces);
+        for (int threads = 1; threads <= 3; threads += 2) {
+            float *t = run_forward(&ch, ids, 3, len, NULL, 0, threads);
+            CU_ASSERT_EQUAL(memcmp(t, a, n * sizeof *t), 0);
+            free(t);
+        }
+        printf("\n    %s, %d tokens: |chunked - recurrent| %.2e, |chunked - step| %.2e, "
+               "|pieces - whole| %.2e ", name, len, d_form, d_step, d_pieces);
         CU_ASSERT(d_form <= SELF_TOL);
         CU_ASSERT(d_step <= SELF_TOL);
         CU_ASSERT(d_pieces <= SELF_TOL);
@@ -207,6 +217,44 @@ static void test_mamba2_long_forms_agree(void)
     }
     model_close(&ch);
     model_close(&rec);
+}
+
+static void test_mamba2_long_forms_agree(void) { forms_agree("mamba2_tiny"); }
+static void test_mamba2_odd_forms_agree(void) { forms_agree("mamba2_odd"); }
+static void test_mamba2_long_case_forms_agree(void) { forms_agree("mamba2_long"); }
+
+/* The chunked form's tiles at each vector width (--target-cpu x86-64: 4 floats, x86-64-v3:
+ * 8, this machine's: 16 with AVX-512): column panels, narrow edge vectors (headdim 24 and 8)
+ * and the register transposes differ. The golden forward (40 tokens of mamba2_odd, 512 of
+ * mamba2_long), whole and in pieces, to 1e-5; 3 threads bit for bit as 1. */
+static void test_mamba2_chunked_vector_widths(void)
+{
+    static const char *const cases[2] = {"mamba2_odd", "mamba2_long"};
+    static const char *const cpus[3] = {"x86-64", "x86-64-v3", NULL};
+    for (int c = 0; c < 2; c++)
+        for (int w = 0; w < 3; w++) {
+            Golden g;
+            Model md;
+            char prefix[64], flags[64] = "";
+            snprintf(prefix, sizeof prefix, "%s_w%d", cases[c], w);
+            if (cpus[w]) snprintf(flags, sizeof flags, "--target-cpu %s", cpus[w]);
+            CU_ASSERT_FATAL(golden_load_case(&g, cases[c]));
+            CU_ASSERT_FATAL(model_open(&md, cases[c], prefix, flags, NULL));
+            size_t n = (size_t)g.batch * g.len * g.vocab;
+            int cuts[3] = {5, 21, 37}; /* calls of 5, 16, 16 and the rest */
+            float *f = run_forward(&md, g.ids, g.batch, g.len, NULL, 0, 1);
+            float *p = run_forward(&md, g.ids, g.batch, g.len, cuts, 3, 1);
+            float *t = run_forward(&md, g.ids, g.batch, g.len, NULL, 0, 3);
+            double d_fwd = max_abs_diff(f, g.logits, n), d_pieces = max_abs_diff(p, g.logits, n);
+            printf("\n    %s at %s: |forward - golden| %.2e, |pieces - golden| %.2e ", cases[c],
+                   cpus[w] ? cpus[w] : "native", d_fwd, d_pieces);
+            CU_ASSERT(d_fwd <= GOLDEN_TOL);
+            CU_ASSERT(d_pieces <= GOLDEN_TOL);
+            CU_ASSERT_EQUAL(memcmp(t, f, n * sizeof *t), 0);
+            free(f); free(p); free(t);
+            model_close(&md);
+            st_close(g.io);
+        }
 }
 
 /* The golden weights rewritten: `rename` maps old -> new names (NULL new = drop); `reshape`
@@ -318,6 +366,9 @@ int main(void)
     TEST_ADD(golden, test_mamba2_nonorm);
     TEST_ADD(golden, test_mamba2_small_chunks);
     TEST_ADD(golden, test_mamba2_long_forms_agree);
+    TEST_ADD(golden, test_mamba2_odd_forms_agree);
+    TEST_ADD(golden, test_mamba2_long_case_forms_agree);
+    TEST_ADD(golden, test_mamba2_chunked_vector_widths);
     TEST_ADD(golden, test_mamba2_hf_names);
     TEST_ADD(golden, test_mamba2_tensor_errors_are_named);
     return test_run_all();
