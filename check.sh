@@ -7,7 +7,7 @@
 #      included), in build-asan/; test_narrow's golden sweep (15 cases x 3 weight types,
 #      about 70 builds, already run in stage 1) is cut there to the xlstm_mixed case, its
 #      format and loader tests all run;
-#   4. `make valgrind`: the runtime and end-to-end tests under valgrind.
+#   4. `make -j valgrind`: the runtime and end-to-end tests under valgrind, side by side.
 # MXC_CHECK_STAGES picks stages (default "check fuzz asan valgrind").
 set -eu
 cd "$(dirname "$0")"
@@ -62,7 +62,7 @@ for s in $stages; do
         cat build-asan/build/tests/*.log | grep -E "^ +(suites|tests|asserts) " || true ;;
     valgrind)
         stage "valgrind"
-        make valgrind ;;
+        make -j"$jobs" valgrind ;;
     *)
         echo "check.sh: unknown stage '$s'" >&2
         exit 2 ;;
