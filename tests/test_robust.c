@@ -988,11 +988,12 @@ static const char spec_long_slstm[] =
  * weights amplify that, and the forget gates near 1 keep it alive: over 100,000 steps the
  * runs drift apart by up to 1e-4 (Mamba) and 2e-2 (mLSTM) of the logits. The two kernels
  * are compared on the golden models in test_e2e.) */
-static void check_long_run(const char *name, const char *text, const Adversary *adv)
+static void check_long_run(const char *name, const char *text, const Adversary *adv,
+                           const char *flags, double bound)
 {
     TinyModel t;
     Adversary a = *adv;
-    CU_ASSERT_FATAL(tiny_open_with(&t, name, text, "--chunk 16", 7, adversarial_hook, &a));
+    CU_ASSERT_FATAL(tiny_open_with(&t, name, text, flags, 7, adversarial_hook, &a));
     const Api *A = &t.api;
     const int n = long_steps(), V = A->vocab_padded();
     const int pieces[] = {1000, 1, 63, 64, 65, 7, 500};
@@ -1032,7 +1033,7 @@ static void check_long_run(const char *name, const char *text, const Adversary *
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_EQUAL(done, n);
     CU_ASSERT(finite);
-    CU_ASSERT(worst <= 1e-4);
+    CU_ASSERT(worst <= bound);
     free(tok);
     free(lg_step);
     free(lg_fwd);
@@ -1044,19 +1045,25 @@ static void check_long_run(const char *name, const char *text, const Adversary *
 static void test_long_run_mamba(void)
 {
     Adversary adv = {.igate_shift = 0, .fgate_bias = 0, .scale = 4};
-    check_long_run("rlong_mamba", spec_long_mamba, &adv);
+    check_long_run("rlong_mamba", spec_long_mamba, &adv, "--chunk 16", 1e-4);
 }
 
 static void test_long_run_mlstm(void)
 {
     Adversary adv = {.igate_shift = 200, .fgate_bias = 40, .scale = 4};
-    check_long_run("rlong_mlstm", spec_long_mlstm, &adv);
+    /* the recurrent form in forwards: the same arithmetic as the steps */
+    check_long_run("rlong_mlstm", spec_long_mlstm, &adv, "--chunk 16 --disable-pass mlstm-chunkwise", 1e-4);
+    /* The chunkwise form (what the cost rule picks at these heads) sums each piece's terms
+     * in another order. With forget gates of exactly 1 in f32 (bias 40) nothing is ever
+     * forgotten, so C and n are sums over all 100,000 steps and the two orders may part by
+     * up to ~N ulp of them: 1.4e-3 was measured; a wrong gate or stabiliser shows as O(1). */
+    check_long_run("rlong_mlstm_cw", spec_long_mlstm, &adv, "--chunk 16", 1e-2);
 }
 
 static void test_long_run_slstm(void)
 {
     Adversary adv = {.igate_shift = 200, .fgate_bias = 40, .scale = 4};
-    check_long_run("rlong_slstm", spec_long_slstm, &adv);
+    check_long_run("rlong_slstm", spec_long_slstm, &adv, "--chunk 16", 1e-4);
 }
 
 /* The exponential input gate of both cells is stabilised: (C, n) or (c, n) are kept scaled
