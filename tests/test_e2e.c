@@ -306,24 +306,6 @@ static void test_run_hf_folder(void)
     st_close(g.io);
 }
 
-/* Read a whole file; NULL if it cannot be read. */
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p) p[n] = 0, *len = (size_t)n;
-    return p;
-}
-
 /* The text a command prints on stdout (malloc'd), NULL if it fails. */
 static char *command_output(const char *cmd, size_t *len)
 {
@@ -331,7 +313,7 @@ static char *command_output(const char *cmd, size_t *len)
     snprintf(path, sizeof path, "%s/hf_run_output", test_out_dir());
     snprintf(full, sizeof full, "%s > '%s'", cmd, path);
     if (run_command(full) != 0) return NULL;
-    return read_file(path, len);
+    return test_read_file(path, len);
 }
 
 /* A model folder as the hub lays it out (transformers config.json, sharded weights under
@@ -358,7 +340,7 @@ static void check_hf_run(const char *name, int shards, bool bos, bool clean_up)
     char *out = command_output(cmd, &len);
     CU_ASSERT_FATAL(out != NULL);
     size_t bytes;
-    float *lg = (float *)read_file(dump, &bytes);
+    float *lg = (float *)test_read_file(dump, &bytes);
     CU_ASSERT_FATAL(lg != NULL);
     CU_ASSERT_EQUAL_FATAL(bytes, sizeof *lg * (size_t)g.len * (size_t)g.vocab);
     double d = max_abs_diff(lg, g.logits, (size_t)g.len * (size_t)g.vocab); /* batch 0 */
@@ -451,7 +433,7 @@ static bool run_fails_with(const char *dir, const char *want1, const char *want2
              mxc_path(), dir, err);
     int rc = run_command(cmd);
     size_t len;
-    char *msg = read_file(err, &len);
+    char *msg = test_read_file(err, &len);
     bool ok = rc == 1 && msg && strstr(msg, want1) && (!want2 || strstr(msg, want2));
     if (!ok) fprintf(stderr, "exit %d, stderr: %s\n", rc, msg ? msg : "(none)");
     free(msg);

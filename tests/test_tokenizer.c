@@ -12,20 +12,6 @@
 #include "tokenizer/mxc_tokenizer.h"
 #include "tokenizer/tok.h"
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
-    fclose(f);
-    if (p) p[n] = 0, *len = (size_t)n;
-    return p;
-}
-
 static MxcTokenizer *open_test(const char *name)
 {
     char path[1024];
@@ -77,11 +63,11 @@ static void check_corpus(const char *tname)
         snprintf(base, sizeof base, "%.*s", (int)(nl - 4), e->d_name);
         size_t tl, il, dl;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        char *text = slurp(path, &tl);
+        char *text = test_read_file(path, &tl);
         snprintf(path, sizeof path, "%s/tokenizer/expected/%s/%s.ids", test_srcdir(), tname, base);
-        char *idtext = slurp(path, &il);
+        char *idtext = test_read_file(path, &il);
         snprintf(path, sizeof path, "%s/tokenizer/expected/%s/%s.decoded", test_srcdir(), tname, base);
-        char *dec = slurp(path, &dl);
+        char *dec = test_read_file(path, &dl);
         CU_ASSERT_FATAL(text && idtext && dec);
         size_t ne;
         int32_t *exp = parse_ids(idtext, &ne);
@@ -118,7 +104,7 @@ static void check_corpus(const char *tname)
         /* the clean-up of spaces, whole and streamed, vs the reference's */
         snprintf(path, sizeof path, "%s/tokenizer/expected/%s/%s.cleaned", test_srcdir(), tname, base);
         size_t cl;
-        char *cleaned = slurp(path, &cl), *cout;
+        char *cleaned = test_read_file(path, &cl), *cout;
         size_t col;
         CU_ASSERT_FATAL(cleaned != NULL);
         CU_ASSERT_FATAL(mxc_tokenizer_decode_flags(t, ids, n, MXC_TOK_CLEAN_UP_SPACES, &cout, &col, &err) == 0);
@@ -525,7 +511,7 @@ static void test_hostile(void)
     char path[1024];
     size_t len;
     snprintf(path, sizeof path, "%s/tokenizer/gpt2/tokenizer.json", test_srcdir());
-    char *full = slurp(path, &len);
+    char *full = test_read_file(path, &len);
     CU_ASSERT_FATAL(full != NULL);
     MxcTokenizer *t;
     MxcTokError err;

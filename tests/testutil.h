@@ -31,6 +31,28 @@ static inline int test_run_all(void)
     return failed || ran == 0 ? 1 : 0;
 }
 
+/* A whole file, NUL-terminated (malloc'd; *len, when given, its size, 0 on failure); NULL if
+ * it cannot be read. */
+static inline char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (len) *len = 0;
+        return NULL;
+    }
+    char *p = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (p = malloc((size_t)n + 1)) &&
+        fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    if (p) p[n] = 0;
+    if (len) *len = p ? (size_t)n : 0;
+    return p;
+}
+
 #define TEST_ADD(suite, fn) CU_add_test(suite, #fn, fn)
 
 #endif
